@@ -1,0 +1,62 @@
+# rlops.fleet — the two commands of the README, and what they are made of.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLAYBOOK := $(BIN)/ansible-playbook
+COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: train test venv dev lint unit runtime-test e2e bench build clean
+
+## make train: set up the controller and start train_new on this machine.
+train: venv
+	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
+
+## make test: everything CI runs.
+test: dev lint unit runtime-test e2e
+	@echo "make test: all suites passed"
+
+venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
+
+dev: venv $(VENV)/.dev-installed
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "rlops.fleet needs Python 3.11 or newer for $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.controller-installed: requirements.txt | $(VENV)/bin/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt runtime/pyproject.toml $(VENV)/.controller-installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+$(COLLECTION_LINK): | $(VENV)/bin/python
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+
+unit: dev
+	$(BIN)/pytest -q tests/unit
+
+runtime-test: dev
+	cd runtime && ../$(BIN)/pytest -q
+
+e2e: dev
+	$(BIN)/pytest -q tests/e2e
+
+bench: dev
+	$(BIN)/python bench/run_all.py
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path build/
+
+clean:
+	rm -rf build/ .pytest_cache
