@@ -1,0 +1,156 @@
+"""Checkpoints in storage: publish complete-or-nothing, fetch the newest complete one.
+
+Order of a publish: every file, then manifest.json, then `<session>/checkpoints/LATEST`.
+A reader that finds anything missing or different falls back to an earlier step, so a
+publish cut short at any point never hands out a broken checkpoint. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .contract import move_aside
+from .jsonio import fsync_dir
+from .manifest import (
+    MANIFEST,
+    check_folder,
+    load_manifest,
+    manifest_problems,
+    parse_step,
+    step_dirname,
+    verify_folder,
+)
+from .session import SESSION_ID_RE
+from .storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def ckpt_prefix(session_id: str) -> str:
+    return f"{session_id}/checkpoints"
+
+
+def _step_prefix(session_id: str, step: int) -> str:
+    return f"{ckpt_prefix(session_id)}/{step_dirname(step)}"
+
+
+def _remote_manifest(storage: Storage, session_id: str, step: int) -> dict | None:
+    data = storage.get_bytes(f"{_step_prefix(session_id, step)}/{MANIFEST}")
+    try:
+        manifest = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def read_latest(storage: Storage, session_id: str) -> int | None:
+    data = storage.get_bytes(f"{ckpt_prefix(session_id)}/LATEST")
+    if data is None:
+        return None
+    try:
+        return int(data.decode().strip())
+    except ValueError:
+        log.warning("ignoring unreadable %s/LATEST: %r", ckpt_prefix(session_id), data[:40])
+        return None
+
+
+def publish_checkpoint(storage: Storage, session_id: str, folder: Path) -> int:
+    """Upload one complete local checkpoint folder; returns its step.
+
+    Raises ValueError for a damaged folder (nothing is uploaded) and StorageError when
+    storage fails (readers keep seeing the previous LATEST).
+    """
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    problems = verify_folder(folder, manifest) if manifest else [f"{MANIFEST}: missing"]
+    if problems:
+        raise ValueError(f"refusing to publish damaged checkpoint {folder}: {'; '.join(problems)}")
+    step = manifest["step"]
+    prefix = _step_prefix(session_id, step)
+    remote = _remote_manifest(storage, session_id, step)
+    same_content = remote is not None and remote.get("files") == manifest["files"]
+    for entry in manifest["files"]:
+        key = f"{prefix}/{entry['path']}"
+        if same_content and storage.size(key) == entry["size"]:
+            continue  # already uploaded by an earlier, interrupted or repeated publish
+        storage.put_file(folder / entry["path"], key)
+    storage.put_file(folder / MANIFEST, f"{prefix}/{MANIFEST}")
+    latest = read_latest(storage, session_id)
+    if latest is None or step >= latest:
+        storage.put_bytes(f"{ckpt_prefix(session_id)}/LATEST", str(step).encode())
+    log.info("published checkpoint %s of %s to %s", step, session_id, storage.uri)
+    return step
+
+
+def remote_steps(storage: Storage, session_id: str) -> list[int]:
+    """Steps that have a manifest in storage, ascending (not verified)."""
+    steps = []
+    for key in storage.list_keys(ckpt_prefix(session_id) + "/"):
+        name, _, rest = key[len(ckpt_prefix(session_id)) + 1 :].partition("/")
+        step = parse_step(name)
+        if rest == MANIFEST and step is not None:
+            steps.append(step)
+    return sorted(steps)
+
+
+def _fetch_step(storage: Storage, session_id: str, step: int, dest: Path) -> Path | None:
+    final = dest / step_dirname(step)
+    if final.is_dir() and not check_folder(final):
+        return final  # a complete local copy: nothing to download
+    manifest = _remote_manifest(storage, session_id, step)
+    problems = manifest_problems(manifest) if manifest else [f"{MANIFEST}: missing or unreadable"]
+    if problems:
+        log.warning("skipping checkpoint %s in storage: %s", step, "; ".join(problems))
+        return None
+    prefix = _step_prefix(session_id, step)
+    tmp = dest / f".tmp-fetch-{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # our own leftover, never a checkpoint
+    try:
+        for entry in manifest["files"]:
+            storage.get_file(f"{prefix}/{entry['path']}", tmp / entry["path"])
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        problems = verify_folder(tmp, manifest, step=step)
+    except StorageError as exc:
+        problems = [str(exc)]
+    if problems:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("skipping damaged checkpoint %s in storage: %s", step, "; ".join(problems))
+        return None
+    if final.exists():
+        move_aside(final, step)
+    os.rename(tmp, final)
+    fsync_dir(dest)
+    return final
+
+
+def fetch_newest_complete(
+    storage: Storage, session_id: str, dest_checkpoint_dir: Path, below: int | None = None
+) -> tuple[int, Path] | None:
+    """Download the newest complete checkpoint in storage into `dest_checkpoint_dir`.
+
+    Tries LATEST first, then earlier steps that have a manifest, newest first; only steps
+    below `below` when given. Returns (step, local folder) or None.
+    """
+    dest = Path(dest_checkpoint_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    latest = read_latest(storage, session_id)
+    steps = remote_steps(storage, session_id)
+    # Steps above LATEST may be publishes cut short before LATEST moved: not offered.
+    candidates = sorted({s for s in steps if latest is None or s < latest}, reverse=True)
+    if latest is not None:
+        candidates.insert(0, latest)
+    for step in candidates:
+        if below is not None and step >= below:
+            continue
+        folder = _fetch_step(storage, session_id, step, dest)
+        if folder is not None:
+            return step, folder
+    return None
+
+
+def list_sessions(storage: Storage) -> list[str]:
+    return [name for name in storage.list_dirs("") if SESSION_ID_RE.fullmatch(name)]

@@ -1,0 +1,242 @@
+"""Shared fixtures: S3 stand-ins on loopback (moto, localbucket), buckets, checkpoints.
+
+Servers are started once per test session and only listen on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from rlops_runtime.contract import save_checkpoint
+from rlops_runtime.storage import Storage
+
+AWS_ENV_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _serve(args: list[str], port: int) -> Iterator[str]:
+    """Run `python ARGS` (a server on `port`) for the duration of the block; yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server {args} did not start on port {port}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _boto_client(service: str, endpoint: str):
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def set_aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, key="testing", secret="testing"):
+    for name in AWS_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # No ~/.aws files and no instance metadata lookups (which would leave loopback).
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("RLOPS_S3_ENDPOINT_URL", endpoint)
+
+
+def _new_bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    bucket = f"b{uuid.uuid4().hex[:16]}"
+    _boto_client("s3", endpoint).create_bucket(Bucket=bucket)
+    set_aws_env(monkeypatch, endpoint)
+    return f"s3://{bucket}/prefix"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto server (accepts any credentials)."""
+    port = free_port()
+    with _serve(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def localbucket_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """localbucket: an S3 server that keeps buckets as folders on disk."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("localbucket")
+    args = ["-m", "localbucket", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    with _serve(args, port) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto server; yields `s3://<bucket>/prefix` with the env set."""
+    return _new_bucket(s3_endpoint, monkeypatch)
+
+
+@pytest.fixture
+def localbucket_bucket(localbucket_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _new_bucket(localbucket_endpoint, monkeypatch)
+
+
+@dataclass
+class AuthS3:
+    endpoint: str
+    bucket: str
+    writer: tuple[str, str]
+    reader: tuple[str, str]
+
+
+@pytest.fixture(scope="session")
+def s3_auth() -> Iterator[AuthS3]:
+    """A moto server that checks credentials and IAM policies.
+
+    Users are created while moto still accepts anything, then authentication is switched
+    on through moto's /moto-api/reset-auth.
+    """
+    port = free_port()
+    with _serve(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as endpoint:
+        iam, s3 = _boto_client("iam", endpoint), _boto_client("s3", endpoint)
+        s3.create_bucket(Bucket="auth-bucket")
+        keys = {}
+        for user, actions in (("writer", ["s3:*"]), ("reader", ["s3:GetObject", "s3:ListBucket"])):
+            iam.create_user(UserName=user)
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+            }
+            iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+        yield AuthS3(endpoint, "auth-bucket", keys["writer"], keys["reader"])
+
+
+@pytest.fixture(params=["file", "s3-moto", "s3-localbucket"])
+def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage backend in turn; S3 servers start only when a test needs them."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'storage'}"
+    if request.param == "s3-moto":
+        return request.getfixturevalue("s3_bucket")
+    return request.getfixturevalue("localbucket_bucket")
+
+
+class FaultyStorage(Storage):
+    """Delegates to a real storage, counts writes, and fails on demand (fault injection)."""
+
+    def __init__(self, inner: Storage, fail_after_puts: int | None = None) -> None:
+        self.inner = inner
+        self.uri = inner.uri
+        self.puts: list[str] = []
+        self.fail_after_puts = fail_after_puts
+        self.down = False
+
+    def _write(self, key: str) -> None:
+        from rlops_runtime.storage import StorageError
+
+        if self.down or (
+            self.fail_after_puts is not None and len(self.puts) >= self.fail_after_puts
+        ):
+            raise StorageError(f"storage {self.uri}: injected failure writing {key}")
+        self.puts.append(key)
+
+    def put_file(self, local, key):
+        self._write(key)
+        self.inner.put_file(local, key)
+
+    def put_bytes(self, key, data):
+        self._write(key)
+        self.inner.put_bytes(key, data)
+
+    def get_file(self, key, local):
+        self.inner.get_file(key, local)
+
+    def get_bytes(self, key):
+        return self.inner.get_bytes(key)
+
+    def size(self, key):
+        return self.inner.size(key)
+
+    def list_keys(self, prefix=""):
+        return self.inner.list_keys(prefix)
+
+    def list_dirs(self, prefix=""):
+        return self.inner.list_dirs(prefix)
+
+
+@pytest.fixture
+def faulty_storage() -> type[FaultyStorage]:
+    return FaultyStorage
+
+
+def _write_files(files: dict[str, bytes]) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        for rel, data in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+
+    return write
+
+
+@pytest.fixture
+def make_checkpoint() -> Callable[..., Path]:
+    """make_checkpoint(checkpoint_dir, step, files=None, session='s') -> complete folder."""
+
+    def make(checkpoint_dir: Path, step: int, files: dict[str, bytes] | None = None,
+             session: str = "sess-1") -> Path:
+        files = files or {"model.zip": f"model {step}".encode(), "sub/extra.bin": b"x" * step}
+        return save_checkpoint(checkpoint_dir, step, _write_files(files), session=session)
+
+    return make

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from rlops_runtime.jsonio import read_json, utc_iso, write_json_atomic
+
+
+def test_write_then_read_leaves_no_temporary_files(tmp_path: Path):
+    path = tmp_path / "status.json"
+    write_json_atomic(path, {"a": 1})
+    write_json_atomic(path, {"a": 2})
+    assert read_json(path) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_read_json_returns_default_for_missing_or_torn_files(tmp_path: Path):
+    assert read_json(tmp_path / "missing.json", default={}) == {}
+    torn = tmp_path / "torn.json"
+    torn.write_text('{"step": 40')
+    assert read_json(torn) is None
+    torn.write_bytes(b"\xff\xfe")
+    assert read_json(torn, default=0) == 0
+
+
+def test_utc_iso():
+    moment = datetime(2026, 11, 22, 7, 15, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert utc_iso(moment) == "2026-11-22T05:15:30Z"
+    assert utc_iso().endswith("Z")
