@@ -1,0 +1,315 @@
+"""rlops-run: the training host's command line (docs/contract.md, "rlops-run commands").
+
+Bad input ends with one line on stderr, `rlops-run: error: ...`, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .daemon import detach, pid_alive, read_pid
+from .session import SESSION_ID_RE, SessionLayout, validate_session_id
+from .status import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    Status,
+    checkpoint_age,
+    observed_state,
+    read_status,
+)
+from .storage import Storage, StorageError, open_storage
+from .supervisor import RunConfig, Supervisor, last_line
+
+PROG = "rlops-run"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class CliError(Exception):
+    """Bad input or an impossible request: reported as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _session_layout(session_dir: str) -> SessionLayout:
+    layout = SessionLayout(Path(session_dir).resolve())
+    if not layout.root.is_dir():
+        raise CliError(f"session dir {session_dir} does not exist")
+    return layout
+
+
+def _load_config(layout: SessionLayout) -> RunConfig:
+    config = RunConfig.load(layout.run_json)
+    if config.session_id != layout.session_id:
+        raise CliError(
+            f"{layout.run_json}: session_id {config.session_id!r} does not match the "
+            f"session dir {layout.root.name!r}"
+        )
+    return config
+
+
+def _refuse_if_running(layout: SessionLayout) -> None:
+    pid = read_pid(layout.pidfile)
+    if pid_alive(pid):
+        raise CliError(f"session {layout.session_id} is already supervised by pid {pid}")
+
+
+def _supervise(layout: SessionLayout, config: RunConfig) -> int:
+    supervisor = Supervisor(layout, config)
+    supervisor.install_signal_handlers()
+    return supervisor.run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    layout = _session_layout(args.session_dir)
+    config = _load_config(layout)
+    _refuse_if_running(layout)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(layout.supervisor_log)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return _supervise(layout, config)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    layout = _session_layout(args.session_dir)
+    config = _load_config(layout)
+    _refuse_if_running(layout)
+    layout.pidfile.unlink(missing_ok=True)
+    pid = detach(layout.supervisor_log, layout.pidfile)
+    if pid is None:  # the detached supervisor
+        try:
+            return _supervise(layout, config)
+        finally:
+            layout.pidfile.unlink(missing_ok=True)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        status = read_status(layout.status)
+        if status and status.supervisor_pid == pid:
+            print(json.dumps(status.to_dict()))
+            return 0
+        time.sleep(0.1)
+    reason = last_line(layout.supervisor_log) or "no log"
+    print(f"{PROG}: error: supervisor of {layout.session_id} did not start: {reason}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    layout = _session_layout(args.session_dir)
+    pid = read_pid(layout.pidfile)
+    if not pid_alive(pid):
+        status = read_status(layout.status)
+        if status and status.state in ACTIVE_STATES and pid_alive(status.supervisor_pid):
+            raise CliError(
+                f"session {layout.session_id} is supervised by pid {status.supervisor_pid} "
+                "without a pidfile (a systemd unit?): stop that instead"
+            )
+        print(observed_state(status, supervisor_alive=False) if status else "unknown")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = read_status(layout.status)
+        if status and status.state in TERMINAL_STATES and not pid_alive(pid):
+            print(status.state)
+            return 0
+        time.sleep(0.2)
+    print(f"{PROG}: error: supervisor {pid} of {layout.session_id} did not stop within "
+          f"{args.timeout} s", file=sys.stderr)
+    return 1
+
+
+def status_entry(status: Status, this_host: str, now: datetime) -> dict[str, Any]:
+    """A status as reported: `lost` detection (on this host only) and checkpoint age."""
+    alive = pid_alive(status.supervisor_pid) if status.host == this_host else True
+    entry = status.to_dict()
+    entry["state"] = observed_state(status, alive)
+    entry["checkpoint_age_s"] = checkpoint_age(status, now)
+    return entry
+
+
+def _local_sessions(data_root: Path) -> list[str]:
+    sessions = data_root / "sessions"
+    if not sessions.is_dir():
+        return []
+    return sorted(
+        path.name for path in sessions.iterdir()
+        if path.is_dir() and SESSION_ID_RE.fullmatch(path.name)
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data_root = Path(args.data_root)
+    ids = [args.session] if args.session else _local_sessions(data_root)
+    now, host, entries = datetime.now(timezone.utc), socket.gethostname(), []
+    for session_id in ids:
+        status = read_status(SessionLayout.for_session(data_root, session_id).status)
+        if status is None:
+            if args.session:
+                raise CliError(f"session {session_id} has no status.json under {data_root}")
+            continue
+        entries.append(status_entry(status, host, now))
+    print(json.dumps(entries, indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .agents.hyperparams import read_hyperparameters, validate_env_id, validate_hyperparameters
+
+    problems = [p for p in [validate_env_id(args.env_id)] if p]
+    hp = {}
+    if args.hyperparameters:
+        try:
+            hp = read_hyperparameters(Path(args.hyperparameters))
+        except FileNotFoundError:
+            raise CliError(f"hyperparameters file {args.hyperparameters} does not exist") from None
+    problems += validate_hyperparameters(args.algo, hp)
+    if problems:
+        raise CliError("; ".join(problems))
+    print("ok")
+    return 0
+
+
+def cmd_check_storage(args: argparse.Namespace) -> int:
+    open_storage(args.uri).check()
+    print(f"ok: {args.uri}")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    local = set(_local_sessions(Path(args.data_root)))
+    remote: set[str] = set()
+    if args.storage_uri:
+        from .publish import list_sessions
+
+        remote = set(list_sessions(open_storage(args.storage_uri)))
+    listing = [
+        {"session_id": sid, "local": sid in local, "storage": sid in remote}
+        for sid in sorted(local | remote)
+    ]
+    print(json.dumps(listing, indent=2))
+    return 0
+
+
+def restore_config(storage: Storage, layout: SessionLayout) -> list[str]:
+    """Download the session's config files that are missing here; never overwrite one."""
+    restored = []
+    for local in (layout.run_json, layout.hyperparameters):
+        key = f"{layout.session_id}/config/{local.name}"
+        if not local.exists() and storage.exists(key):
+            storage.get_file(key, local)
+            restored.append(local.name)
+    if not layout.run_json.exists():
+        raise CliError(
+            f"session {layout.session_id} is unknown to storage {storage.uri}: "
+            "it has no config/run.json"
+        )
+    return restored
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    layout = SessionLayout(Path(args.session_dir).resolve())
+    validate_session_id(layout.session_id)
+    print(json.dumps(restore_config(open_storage(args.storage_uri), layout)))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import NoCheckpointError, evaluate_session
+
+    layout = _session_layout(args.session_dir)
+    try:
+        result = evaluate_session(layout, args.episodes, args.video, args.from_storage)
+    except NoCheckpointError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(json.dumps(build_report(_session_layout(args.session_dir)), indent=2))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Run and inspect rlops training sessions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def session_command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--session-dir", required=True, help="<data_root>/sessions/<session>")
+        cmd.set_defaults(func=func)
+        return cmd
+
+    session_command("run", cmd_run, "supervise the session in the foreground")
+    start = session_command("start", cmd_start, "supervise the session detached")
+    start.add_argument("--timeout", type=float, default=60, help="seconds to wait for status")
+    stop = session_command("stop", cmd_stop, "stop a detached supervisor")
+    stop.add_argument("--timeout", type=float, default=300, help="seconds to wait for it")
+    evaluate = session_command("evaluate", cmd_evaluate, "evaluate the newest checkpoint")
+    evaluate.add_argument("--episodes", type=_positive_int, default=10)
+    evaluate.add_argument("--video", action="store_true", help="record one episode")
+    evaluate.add_argument("--from-storage", action="store_true",
+                          help="download the newest complete checkpoint from storage")
+    session_command("report", cmd_report, "summary.json and learning_curve.png")
+    restore = session_command("restore", cmd_restore,
+                              "download config/ of the session from storage if missing")
+    restore.add_argument("--storage-uri", required=True)
+
+    status = sub.add_parser("status", help="JSON list of sessions' status")
+    status.add_argument("--data-root", required=True)
+    status.add_argument("--session")
+    status.set_defaults(func=cmd_status)
+
+    validate = sub.add_parser("validate", help="check env id and hyperparameters")
+    validate.add_argument("--env-id", required=True)
+    validate.add_argument("--algo", default="ppo")
+    validate.add_argument("--hyperparameters", help="JSON file of hyperparameters")
+    validate.set_defaults(func=cmd_validate)
+
+    check = sub.add_parser("check-storage", help="check storage access and write permission")
+    check.add_argument("uri")
+    check.set_defaults(func=cmd_check_storage)
+
+    sessions = sub.add_parser("sessions", help="session ids known locally and in storage")
+    sessions.add_argument("--data-root", required=True)
+    sessions.add_argument("--storage-uri")
+    sessions.set_defaults(func=cmd_sessions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("rlops_runtime").setLevel(logging.INFO)  # not every library's chatter
+    try:
+        return args.func(args)
+    except (CliError, StorageError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

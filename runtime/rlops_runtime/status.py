@@ -1,0 +1,90 @@
+"""status.json: the supervisor's record of a session (see docs/contract.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .jsonio import read_json, write_json_atomic
+
+ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
+TERMINAL_STATES = frozenset({"stopped", "completed", "failed", "interrupted", "timeout"})
+# "lost" is never written: readers report it when the supervisor of an active session is gone.
+RESUMABLE_STATES = frozenset({"stopped", "interrupted", "timeout", "lost"})
+
+# A supervisor run moves forward only; a new run (resume) starts again from "starting".
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "starting": frozenset({"running", "stopping", "failed"}),
+    "running": frozenset({"stopping", "completed", "failed"}),
+    "stopping": frozenset({"stopped", "interrupted", "timeout"}),
+}
+
+
+def parse_utc(value: str) -> datetime:
+    """The datetime of a `jsonio.utc_iso` string."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Status:
+    session_id: str
+    state: str = "starting"
+    pid: int | None = None
+    supervisor_pid: int | None = None
+    host: str = ""
+    step: int = 0
+    total_timesteps: int | None = None
+    episodes: int = 0
+    mean_return: float | None = None
+    last_checkpoint_step: int | None = None
+    last_checkpoint_time: str | None = None
+    last_synced_step: int | None = None
+    started: str | None = None
+    updated: str | None = None
+    resumed_from_step: int | None = None
+    exit_code: int | None = None
+    exit_reason: str | None = None
+    notice: str | None = None
+
+    def transition(self, new_state: str) -> None:
+        """Move to `new_state`; ValueError for a move the supervisor never makes."""
+        if new_state not in TRANSITIONS.get(self.state, frozenset()):
+            raise ValueError(
+                f"status of {self.session_id}: {self.state} -> {new_state} is not allowed"
+            )
+        self.state = new_state
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Status:
+        """Build from status.json content, ignoring fields a newer writer may add."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_status(path: Path, status: Status) -> None:
+    write_json_atomic(path, status.to_dict())
+
+
+def read_status(path: Path) -> Status | None:
+    data = read_json(path)
+    return Status.from_dict(data) if isinstance(data, dict) and "session_id" in data else None
+
+
+def checkpoint_age(status: Status, now: datetime) -> float | None:
+    """Seconds since the last checkpoint, None when there is none."""
+    if not status.last_checkpoint_time:
+        return None
+    return max(0.0, (now - parse_utc(status.last_checkpoint_time)).total_seconds())
+
+
+def observed_state(status: Status, supervisor_alive: bool) -> str:
+    """The state to report: `lost` when an active session's supervisor is gone."""
+    if status.state in ACTIVE_STATES and not supervisor_alive:
+        return "lost"
+    return status.state

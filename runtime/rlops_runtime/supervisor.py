@@ -1,0 +1,391 @@
+"""The supervisor: runs one session's job, keeps status.json, syncs, stops it cleanly.
+
+Behaviour is specified in docs/contract.md (section Supervisor). One Supervisor object
+supervises one run of the job: resume choice, spawn, a polling loop, one way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+from .checkpoints import choose_resume, local_steps, newest_complete_local
+from .jsonio import read_json, utc_iso
+from .manifest import load_manifest, step_dirname
+from .publish import fetch_newest_complete, read_latest
+from .session import SessionLayout, validate_session_id
+from .status import Status, write_status
+from .storage import Storage, StorageError, open_storage
+from .sync import Syncer
+
+log = logging.getLogger(__name__)
+
+KILL_TIMEOUT = 10.0
+
+
+class NoticeWatcher(Protocol):
+    """Something that learns the host is about to go away (spot, eviction)."""
+
+    def poll(self) -> str | None:
+        """The notice's reason, or None while there is none."""
+
+
+@dataclass
+class RunConfig:
+    """config/run.json, as written by the trainer role."""
+
+    session_id: str
+    storage_uri: str
+    command: list[str] = field(
+        default_factory=lambda: [sys.executable, "-m", "rlops_runtime.agents.sb3", "train"]
+    )
+    workdir: str = ""
+    env_id: str = "CartPole-v1"
+    algo: str = "ppo"
+    total_timesteps: int = 100_000
+    checkpoint_interval: int = 4096
+    device: str = "auto"
+    seed: int | None = 0
+    sync_interval: float = 10
+    max_duration: float = 0
+    stop_grace: float = 60
+    checkpoint_keep_local: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        if not isinstance(data, dict):
+            raise ValueError("run.json must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"run.json: unknown keys {', '.join(unknown)}")
+        missing = [key for key in ("session_id", "storage_uri") if not data.get(key)]
+        if missing:
+            raise ValueError(f"run.json: missing {', '.join(missing)}")
+        validate_session_id(data["session_id"])
+        command = data.get("command")
+        if command is not None and (
+            not isinstance(command, list) or not command
+            or not all(isinstance(part, str) for part in command)
+        ):
+            raise ValueError("run.json: command must be a non-empty list of strings")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        data = read_json(path)
+        if data is None:
+            raise ValueError(f"{path}: missing or not valid JSON")
+        return cls.from_dict(data)
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments skipped, surrounding quotes removed."""
+    values = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_storage_env(layout: SessionLayout) -> dict[str, str]:
+    path = layout.storage_env
+    return parse_env_file(path.read_text()) if path.is_file() else {}
+
+
+def job_environment(
+    base: Mapping[str, str], layout: SessionLayout, config: RunConfig, resume_from: Path | None
+) -> dict[str, str]:
+    """The job's environment: ours, then run.json's extras, then the contract's RLOPS_*."""
+    env = {**base, **{key: str(value) for key, value in config.env.items()}}
+    env.update({
+        "RLOPS_SESSION_ID": config.session_id,
+        "RLOPS_SESSION_DIR": str(layout.root),
+        "RLOPS_CHECKPOINT_DIR": str(layout.checkpoints),
+        "RLOPS_RESUME_FROM": str(resume_from) if resume_from else "",
+        "RLOPS_TENSORBOARD_DIR": str(layout.tensorboard),
+        "RLOPS_LOG_DIR": str(layout.logs),
+        "RLOPS_PROGRESS_FILE": str(layout.progress),
+        "RLOPS_HYPERPARAMETERS": str(layout.hyperparameters),
+        "RLOPS_ENV_ID": config.env_id,
+        "RLOPS_ALGO": config.algo,
+        "RLOPS_TOTAL_TIMESTEPS": str(config.total_timesteps),
+        "RLOPS_CHECKPOINT_INTERVAL": str(config.checkpoint_interval),
+        "RLOPS_DEVICE": config.device,
+        "RLOPS_SEED": "" if config.seed is None else str(config.seed),
+    })
+    return env
+
+
+def last_line(path: Path, tail_bytes: int = 4096) -> str | None:
+    """The last non-blank line of a log file, None if there is none."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - tail_bytes))
+            tail = handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def newest_local_step(checkpoint_dir: Path) -> int | None:
+    steps = local_steps(checkpoint_dir)
+    return steps[-1] if steps else None
+
+
+def choose_start(
+    storage: Storage, layout: SessionLayout
+) -> tuple[int, Path] | None:
+    """The checkpoint to resume from: the newer of the local and the published one.
+
+    The published one is downloaded when it is newer or the local copy is missing or
+    damaged; storage trouble leaves the local choice.
+    """
+    local = newest_complete_local(layout.checkpoints)
+    try:
+        remote_step = read_latest(storage, layout.session_id)
+    except StorageError as exc:
+        log.warning("cannot read storage, resuming from local checkpoints only: %s", exc)
+        return local
+    choice = choose_resume(local[0] if local else None, remote_step)
+    if choice is None or choice[0] == "local":
+        return local
+    try:
+        fetched = fetch_newest_complete(storage, layout.session_id, layout.checkpoints)
+    except StorageError as exc:
+        log.warning("cannot download checkpoint %d, resuming locally: %s", choice[1], exc)
+        return local
+    if fetched is None or (local and local[0] >= fetched[0]):
+        return local
+    return fetched
+
+
+class Supervisor:
+    """Supervise one run of a session's job (see docs/contract.md)."""
+
+    def __init__(
+        self,
+        layout: SessionLayout,
+        run_config: RunConfig,
+        watchers: Sequence[NoticeWatcher] = (),
+        poll_interval: float = 1.0,
+        status_interval: float = 5.0,
+        notice_interval: float = 5.0,
+    ) -> None:
+        self.layout = layout
+        self.config = run_config
+        self.watchers = list(watchers)
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.notice_interval = notice_interval
+        self.status = Status(
+            session_id=run_config.session_id, supervisor_pid=os.getpid(),
+            host=socket.gethostname(), total_timesteps=run_config.total_timesteps,
+        )
+        self._stop_signal: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._syncer: Syncer | None = None
+        self._last_write = 0.0
+        self._run_started = time.time()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only a flag: the loop does the stopping, never the handler.
+        self._stop_signal = signum
+
+    # status -----------------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        self.status.updated = utc_iso()
+        write_status(self.layout.status, self.status)
+        self._last_write = time.monotonic()
+
+    def _set_state(self, state: str) -> None:
+        self.status.transition(state)
+        log.info("session %s: %s", self.config.session_id, state)
+        self._write_status()
+
+    def _on_published(self, step: int) -> None:
+        self.status.last_synced_step = step
+
+    def _progress_is_current(self) -> bool:
+        """progress.json from this run: an earlier run's may be ahead of the resume point."""
+        try:
+            return self.layout.progress.stat().st_mtime >= self._run_started
+        except FileNotFoundError:
+            return False
+
+    def _refresh(self) -> None:
+        """Fold progress.json and new local checkpoints into the status; write it when due."""
+        progress = read_json(self.layout.progress) if self._progress_is_current() else None
+        if isinstance(progress, dict):
+            for key in ("step", "episodes", "mean_return"):
+                if key in progress:
+                    setattr(self.status, key, progress[key])
+        changed = False
+        step = newest_local_step(self.layout.checkpoints)
+        if step is not None and step != self.status.last_checkpoint_step:
+            manifest = load_manifest(self.layout.checkpoints / step_dirname(step)) or {}
+            self.status.last_checkpoint_step = step
+            self.status.last_checkpoint_time = manifest.get("created", utc_iso())
+            changed = True
+        if changed or time.monotonic() - self._last_write >= self.status_interval:
+            self._write_status()
+
+    # the run ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until the job ends or is stopped; 0 unless the job failed."""
+        layout, config = self.layout, self.config
+        layout.create()
+        # Credentials reach storage (and the job) through our own environment.
+        os.environ.update(load_storage_env(layout))
+        storage = open_storage(config.storage_uri)
+        self.status.started = utc_iso()
+        self._write_status()
+        resume = choose_start(storage, layout)
+        if resume:
+            step, folder = resume
+            self.status.resumed_from_step = self.status.step = step
+            self.status.last_checkpoint_step = step
+            log.info("resuming from checkpoint %s", folder)
+        self._syncer = Syncer(
+            storage, layout, interval=config.sync_interval,
+            keep_local=config.checkpoint_keep_local, on_published=self._on_published,
+        )
+        self._syncer.start()
+        if self._stop_signal is not None:
+            return self._shutdown("stopped")
+        try:
+            self._proc = self._spawn(resume[1] if resume else None)
+        except OSError as exc:
+            return self._finish("failed", exit_reason=f"cannot start {config.command[0]}: {exc}")
+        self.status.pid = self._proc.pid
+        self._set_state("running")
+        try:
+            return self._loop()
+        except BaseException:
+            if self._proc.poll() is None:  # never leave the job running unsupervised
+                self._terminate_job()
+            raise
+
+    def _spawn(self, resume_from: Path | None) -> subprocess.Popen[bytes]:
+        env = job_environment(os.environ, self.layout, self.config, resume_from)
+        with open(self.layout.job_log, "ab") as job_log:
+            # Own session and process group: a Ctrl-C or SIGTERM meant for us does not
+            # reach the job, which hears about stopping from us, in order.
+            return subprocess.Popen(
+                self.config.command, cwd=self.config.workdir or self.layout.root, env=env,
+                stdin=subprocess.DEVNULL, stdout=job_log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _loop(self) -> int:
+        assert self._proc is not None
+        started = time.monotonic()
+        next_notice = started
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                self._refresh()
+                if code == 0:
+                    return self._finish("completed", exit_code=0)
+                reason = last_line(self.layout.job_log) or f"exit code {code}"
+                return self._finish("failed", exit_code=code, exit_reason=reason)
+            if self._stop_signal is not None:
+                log.info("received %s", signal.Signals(self._stop_signal).name)
+                return self._shutdown("stopped")
+            now = time.monotonic()
+            if self.config.max_duration and now - started >= self.config.max_duration:
+                log.info("max_duration of %s s reached", self.config.max_duration)
+                return self._shutdown("timeout")
+            if self.watchers and now >= next_notice:
+                next_notice = now + self.notice_interval
+                notice = self._poll_watchers()
+                if notice:
+                    log.warning("notice: %s", notice)
+                    self.status.notice = notice
+                    return self._shutdown("interrupted")
+            self._refresh()
+            time.sleep(self.poll_interval)
+
+    def _poll_watchers(self) -> str | None:
+        for watcher in self.watchers:
+            try:
+                notice = watcher.poll()
+            except Exception:  # a flaky metadata endpoint must not end the session
+                log.exception("notice watcher %r failed", watcher)
+                continue
+            if notice:
+                return notice
+        return None
+
+    def _signal_job(self, signum: int) -> None:
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            os.kill(self._proc.pid, signum)
+
+    def _shutdown(self, final_state: str) -> int:
+        """Checkpoint request, wait, publish, stop the job, sync; then `final_state`."""
+        self._set_state("stopping")
+        exit_code = None
+        if self._proc is not None:
+            self._await_checkpoint()
+            # Publish before stopping the job: after a notice the host may vanish any time.
+            self._syncer.sync_once()
+            exit_code = self._terminate_job()
+        return self._finish(final_state, exit_code=exit_code)
+
+    def _await_checkpoint(self) -> None:
+        before = newest_local_step(self.layout.checkpoints)
+        self._signal_job(signal.SIGUSR1)
+        deadline = time.monotonic() + self.config.stop_grace
+        while time.monotonic() < deadline and self._proc.poll() is None:
+            step = newest_local_step(self.layout.checkpoints)
+            if step is not None and (before is None or step > before):
+                log.info("checkpoint %d written after the request", step)
+                return
+            time.sleep(0.1)
+        log.warning("no new checkpoint after the request (job %s)",
+                    "exited" if self._proc.poll() is not None else "did not answer in time")
+
+    def _terminate_job(self) -> int:
+        """SIGTERM, then SIGKILL to the job's whole process group; returns its exit code."""
+        self._signal_job(signal.SIGTERM)
+        try:
+            return self._proc.wait(KILL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("job %d ignored SIGTERM for %s s: killing it", self._proc.pid,
+                        KILL_TIMEOUT)
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            return self._proc.wait()
+
+    def _finish(self, state: str, exit_code: int | None = None,
+                exit_reason: str | None = None) -> int:
+        assert self._syncer is not None
+        self._syncer.stop(final_sync=True)
+        self._refresh()
+        self.status.exit_code = exit_code
+        self.status.exit_reason = exit_reason
+        self._set_state(state)
+        self._syncer.sync_once()  # status.json with the final state
+        return 1 if state == "failed" else 0

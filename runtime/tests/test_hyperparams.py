@@ -1,0 +1,147 @@
+"""Zoo defaults, merging, validation of hyperparameters and env ids."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch.nn
+from rlops_runtime.agents.hyperparams import (
+    ALGOS,
+    LinearSchedule,
+    load_defaults,
+    merge,
+    parse_kwargs,
+    read_hyperparameters,
+    resolve,
+    validate_env_id,
+    validate_hyperparameters,
+)
+
+ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3")
+
+
+def test_cartpole_ppo_is_the_zoo_one() -> None:
+    assert load_defaults("ppo", "CartPole-v1") == {
+        "n_envs": 8, "n_timesteps": 100000, "policy": "MlpPolicy", "n_steps": 32,
+        "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+        "learning_rate": "lin_0.001", "clip_range": "lin_0.2",
+    }
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("env_id", ENVS)
+def test_every_default_validates(algo: str, env_id: str) -> None:
+    defaults = load_defaults(algo, env_id)
+    assert defaults["policy"] == "MlpPolicy"
+    assert validate_hyperparameters(algo, defaults) == []
+    assert validate_env_id(env_id) is None
+
+
+def test_unknown_env_gets_plain_defaults() -> None:
+    assert load_defaults("dqn", "Pendulum-v1") == {"policy": "MlpPolicy"}
+
+
+def test_merge_user_keys_win_whole() -> None:
+    merged = merge({"n_envs": 8, "policy_kwargs": {"net_arch": [64]}},
+                   {"policy_kwargs": {"ortho_init": False}})
+    assert merged == {"n_envs": 8, "policy_kwargs": {"ortho_init": False}}
+
+
+def test_resolve_turns_zoo_values_into_objects() -> None:
+    ppo = resolve(load_defaults("ppo", "CartPole-v1"))
+    assert (ppo.policy, ppo.n_envs, ppo.normalize) == ("MlpPolicy", 8, None)
+    assert ppo.n_timesteps == 100000
+    assert ppo.kwargs["learning_rate"] == LinearSchedule(0.001)
+    assert ppo.kwargs["clip_range"](0.5) == pytest.approx(0.1)
+    assert "n_envs" not in ppo.kwargs and "policy" not in ppo.kwargs
+    dqn = resolve({**load_defaults("dqn", "CartPole-v1"), "train_freq": [4, "step"]})
+    assert dqn.kwargs["policy_kwargs"] == {"net_arch": [256, 256]}
+    assert dqn.kwargs["train_freq"] == (4, "step")
+    assert resolve(load_defaults("ppo", "Acrobot-v1")).normalize == {}
+    assert resolve({"normalize": "dict(norm_reward=False)"}).normalize == {"norm_reward": False}
+
+
+def test_linear_schedule_pickles_by_reference() -> None:
+    assert pickle.loads(pickle.dumps(LinearSchedule(0.2)))(1.0) == 0.2
+
+
+def test_parse_kwargs() -> None:
+    parsed = parse_kwargs(
+        "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU,\n"
+        "     net_arch=[dict(pi=[256, 256], vf=[256, 256])])"
+    )
+    assert parsed == {"log_std_init": -2, "ortho_init": False, "activation_fn": torch.nn.ReLU,
+                      "net_arch": [{"pi": [256, 256], "vf": [256, 256]}]}
+    assert parse_kwargs("{'norm_obs': False}") == {"norm_obs": False}
+    for text, message in (("__import__('os')", "only dict"), ("dict(a=nn.Nope)", "Nope"),
+                          ("dict(a=b)", "not a literal"), ("[1]", "not a dict"),
+                          ("dict(", "cannot parse")):
+        with pytest.raises(ValueError, match=message):
+            parse_kwargs(text)
+
+
+def test_unknown_keys_are_named_with_suggestions() -> None:
+    problems = validate_hyperparameters("ppo", {"lerning_rate": 0.1, "frame_stack": 4})
+    assert problems == [
+        "unknown hyperparameter 'lerning_rate' for ppo (did you mean learning_rate?)",
+        "unknown hyperparameter 'frame_stack' for ppo",
+    ]
+    # Right key, wrong algorithm.
+    assert validate_hyperparameters("ppo", {"buffer_size": 10}) == [
+        "unknown hyperparameter 'buffer_size' for ppo"
+    ]
+
+
+@pytest.mark.parametrize("algo, hp, message", [
+    ("ppo", {"n_steps": 32.0}, "n_steps must be an integer, got 32.0"),
+    ("ppo", {"n_steps": True}, "n_steps must be an integer"),
+    ("ppo", {"gamma": "0.99"}, "gamma must be a number, got '0.99'"),
+    ("ppo", {"learning_rate": "fast"}, "learning_rate must be a number or lin_<number>"),
+    ("ppo", {"clip_range_vf": "x"}, "clip_range_vf must be a number or lin_<number> or null"),
+    ("ppo", {"normalize_advantage": 1}, "normalize_advantage must be true/false"),
+    ("dqn", {"train_freq": "4"}, "train_freq must be an integer or a list"),
+    ("ppo", {"n_envs": 0}, "n_envs must be an integer >= 1"),
+    ("ppo", {"n_timesteps": "1e5"}, "n_timesteps must be a number > 0"),
+    ("ppo", {"policy": 1}, "policy must be a string"),
+    ("ppo", {"policy_kwargs": 3}, "policy_kwargs must be an object or a 'dict(...)' string"),
+    ("ppo", {"policy_kwargs": "dict(a=b)"}, "policy_kwargs: cannot parse"),
+    ("ppo", {"normalize": 1}, "normalize must be true/false, an object"),
+    ("ppo", {"seed": 1}, "'seed' is set by rlops from run.json"),
+    ("ppo", {"tensorboard_log": "/x"}, "'tensorboard_log' is set by rlops"),
+    ("a2c", {}, "unknown algo 'a2c'"),
+])
+def test_wrong_values(algo: str, hp: dict, message: str) -> None:
+    problems = validate_hyperparameters(algo, hp)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+def test_accepted_values() -> None:
+    assert validate_hyperparameters("ppo", {
+        "learning_rate": 3e-4, "gamma": 1, "clip_range": "lin_0.1", "target_kl": None,
+        "policy_kwargs": {"net_arch": [64, 64]}, "normalize": {"norm_reward": False},
+        "n_timesteps": 1e5, "verbose": 1,
+    }) == []
+    assert validate_hyperparameters("dqn", {"train_freq": [1, "episode"],
+                                            "max_grad_norm": 0.5}) == []
+
+
+def test_read_hyperparameters(tmp_path: Path) -> None:
+    path = tmp_path / "hp.json"
+    path.write_text(json.dumps({"n_steps": 64}))
+    assert read_hyperparameters(path) == {"n_steps": 64}
+    path.write_text('{"n_steps": 64,}')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_hyperparameters(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        read_hyperparameters(path)
+
+
+def test_validate_env_id() -> None:
+    assert validate_env_id("Acrobot-v1") is None
+    message = validate_env_id("CartPol-v1")
+    assert message.startswith("unknown env id 'CartPol-v1'; close matches: CartPole-v1")
+    assert validate_env_id("zzzzzz") == "unknown env id 'zzzzzz'"

@@ -1,0 +1,253 @@
+"""The supervisor against a tiny contract-following job (tests/fake_job.py), file:// storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rlops_runtime.checkpoints import local_steps
+from rlops_runtime.jsonio import write_json_atomic
+from rlops_runtime.manifest import check_folder, step_dirname
+from rlops_runtime.publish import publish_checkpoint, read_latest
+from rlops_runtime.session import SessionLayout
+from rlops_runtime.status import Status, read_status
+from rlops_runtime.storage import open_storage
+from rlops_runtime.supervisor import (
+    RunConfig,
+    Supervisor,
+    job_environment,
+    last_line,
+    parse_env_file,
+)
+
+FAKE_JOB = Path(__file__).with_name("fake_job.py")
+SESSION = "fake-20261122t000000z"
+
+
+def make_session(tmp_path: Path, **run: object) -> SessionLayout:
+    layout = SessionLayout.for_session(tmp_path / "data", SESSION).create()
+    config = {
+        "session_id": SESSION,
+        "storage_uri": f"file://{tmp_path / 'storage'}",
+        "command": [sys.executable, str(FAKE_JOB)],
+        "total_timesteps": 10**9,
+        "sync_interval": 0.5,
+        "stop_grace": 10,
+        **run,
+    }
+    write_json_atomic(layout.run_json, config)
+    return layout
+
+
+def supervise(layout: SessionLayout, **kwargs: object) -> tuple[int, Status]:
+    supervisor = Supervisor(
+        layout, RunConfig.load(layout.run_json), poll_interval=0.1, **kwargs
+    )
+    code = supervisor.run()
+    status = read_status(layout.status)
+    assert status is not None
+    return code, status
+
+
+def storage_of(tmp_path: Path):
+    return open_storage(f"file://{tmp_path / 'storage'}")
+
+
+def stored_status(tmp_path: Path) -> dict:
+    return json.loads(storage_of(tmp_path).get_bytes(f"{SESSION}/status.json"))
+
+
+def state_of(layout: SessionLayout) -> str | None:
+    status = read_status(layout.status)
+    return status.state if status else None
+
+
+def newest(layout: SessionLayout) -> int | None:
+    steps = local_steps(layout.checkpoints)
+    return steps[-1] if steps else None
+
+
+# pure helpers -----------------------------------------------------------------------------
+
+
+def test_parse_env_file() -> None:
+    text = "# creds\nAWS_ACCESS_KEY_ID=abc\n\nAWS_SECRET_ACCESS_KEY = 'x=y'\nnot a pair\nE=\"q\"\n"
+    assert parse_env_file(text) == {
+        "AWS_ACCESS_KEY_ID": "abc", "AWS_SECRET_ACCESS_KEY": "x=y", "E": "q",
+    }
+
+
+def test_job_environment_contract_variables_win(tmp_path: Path) -> None:
+    layout = SessionLayout.for_session(tmp_path, SESSION)
+    config = RunConfig.from_dict({
+        "session_id": SESSION, "storage_uri": "file:///s", "algo": "dqn",
+        "env": {"EXTRA": "1", "RLOPS_ALGO": "not-this"},
+    })
+    env = job_environment({"PATH": "/bin"}, layout, config, layout.checkpoints / "x")
+    assert env["PATH"] == "/bin" and env["EXTRA"] == "1"
+    assert env["RLOPS_ALGO"] == "dqn"
+    assert env["RLOPS_RESUME_FROM"] == str(layout.checkpoints / "x")
+    assert env["RLOPS_CHECKPOINT_DIR"] == str(layout.root / "checkpoints")
+    assert job_environment({}, layout, config, None)["RLOPS_RESUME_FROM"] == ""
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"storage_uri": "file:///s"}, "missing session_id"),
+    ({"session_id": SESSION, "storage_uri": "file:///s", "colour": 1}, "unknown keys colour"),
+    ({"session_id": "Bad_Id", "storage_uri": "file:///s"}, "invalid"),
+    ({"session_id": SESSION, "storage_uri": "file:///s", "command": "python"}, "command"),
+])
+def test_run_config_rejects(data: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(data)
+
+
+def test_last_line(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    assert last_line(log) is None
+    log.write_text("one\n" + "x" * 10000 + "\nTraceback...\nValueError: boom\n\n")
+    assert last_line(log) == "ValueError: boom"
+
+
+# supervising the fake job -----------------------------------------------------------------
+
+
+def test_job_completes_and_is_published(tmp_path: Path) -> None:
+    layout = make_session(tmp_path, total_timesteps=15, env={"EXTRA": "hello"})
+    code, status = supervise(layout)
+    assert code == 0
+    assert status.state == "completed" and status.exit_code == 0
+    assert status.step == 15 and status.last_checkpoint_step == 15
+    assert status.last_synced_step == 15 and status.pid and status.started
+    assert "extra=hello" in layout.job_log.read_text()
+    assert read_latest(storage_of(tmp_path), SESSION) == 15
+    assert stored_status(tmp_path)["state"] == "completed"
+
+
+def test_job_exit_1_is_failed_with_last_log_line(tmp_path: Path) -> None:
+    layout = make_session(tmp_path, env={"FAKE_EXIT_CODE": "1"})
+    code, status = supervise(layout)
+    assert code == 1
+    assert status.state == "failed" and status.exit_code == 1
+    assert status.exit_reason == "fatal: the fake job was told to fail"
+
+
+def test_command_that_cannot_start_is_failed(tmp_path: Path) -> None:
+    layout = make_session(tmp_path, command=[str(tmp_path / "no-such-program")])
+    code, status = supervise(layout)
+    assert code == 1 and status.state == "failed"
+    assert "cannot start" in status.exit_reason
+
+
+@pytest.mark.parametrize("local, remote, damaged, expected", [
+    ([10, 20], [10], False, 20),     # local newer: no download
+    ([10], [10, 30], False, 30),     # storage newer: downloaded
+    ([], [30], False, 30),           # local copy deleted
+    ([30], [30], True, 30),          # local copy damaged: replaced from storage
+    ([], [], False, None),           # fresh start
+])
+def test_resume_picks_newest_complete(tmp_path: Path, make_checkpoint, local, remote,
+                                      damaged, expected) -> None:
+    layout = make_session(tmp_path, total_timesteps=0)
+    staging = tmp_path / "staging"
+    for step in remote:
+        folder = make_checkpoint(staging, step, {"step.txt": str(step).encode()}, SESSION)
+        publish_checkpoint(storage_of(tmp_path), SESSION, folder)
+    for step in local:
+        make_checkpoint(layout.checkpoints, step, {"step.txt": str(step).encode()}, SESSION)
+    if damaged:
+        (layout.checkpoints / step_dirname(local[-1]) / "step.txt").write_text("999")
+
+    code, status = supervise(layout)
+
+    assert code == 0 and status.state == "completed"
+    assert status.resumed_from_step == expected
+    log = layout.job_log.read_text()
+    if expected is None:
+        assert "resume_from=-" in log
+    else:
+        folder = layout.checkpoints / step_dirname(expected)
+        assert f"start step={expected} resume_from={folder} " in log
+        assert check_folder(folder) == []
+
+
+def test_max_duration_ends_in_timeout(tmp_path: Path) -> None:
+    layout = make_session(tmp_path, max_duration=1)
+    started = time.monotonic()
+    code, status = supervise(layout)
+    assert code == 0 and status.state == "timeout"
+    assert time.monotonic() - started < 15
+    assert "(requested)" in layout.job_log.read_text()
+    assert read_latest(storage_of(tmp_path), SESSION) == newest(layout)
+    assert stored_status(tmp_path)["state"] == "timeout"
+
+
+class FakeWatcher:
+    """Reports a spot notice on its `after`-th poll."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.polls = 0
+
+    def poll(self) -> str | None:
+        self.polls += 1
+        return "spot instance-action: terminate" if self.polls >= self.after else None
+
+
+class BrokenWatcher:
+    def poll(self) -> str | None:
+        raise ConnectionError("metadata service unreachable")
+
+
+def test_notice_interrupts_with_checkpoint_synced(tmp_path: Path) -> None:
+    # Checkpoints only on request: the one in storage must be the requested one.
+    layout = make_session(tmp_path, env={"FAKE_CHECKPOINT_SECONDS": "3600"})
+    watcher = FakeWatcher(after=3)
+    code, status = supervise(layout, watchers=[BrokenWatcher(), watcher], notice_interval=0.2)
+    assert code == 0 and status.state == "interrupted"
+    assert status.notice == "spot instance-action: terminate" and watcher.polls == 3
+    log = layout.job_log.read_text()
+    requested = int(log.split(" (requested)")[0].rsplit("checkpoint ", 1)[1])
+    latest = read_latest(storage_of(tmp_path), SESSION)
+    assert latest is not None and latest >= requested > 0
+    assert status.last_synced_step == latest
+    assert stored_status(tmp_path)["state"] == "interrupted"
+
+
+def test_sigterm_stops_after_a_newer_checkpoint(tmp_path: Path) -> None:
+    """The foreground `rlops-run run` as systemd runs it, stopped with SIGTERM."""
+    layout = make_session(tmp_path, env={"FAKE_CHECKPOINT_SECONDS": "0.3"})
+    layout.storage_env.write_text("FAKE_CREDENTIAL=s3cret\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlops_runtime.cli", "run", "--session-dir", str(layout.root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while newest(layout) is None or state_of(layout) != "running":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        before = newest(layout)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = read_status(layout.status)
+    assert status.state == "stopped" and status.supervisor_pid == proc.pid
+    after = newest(layout)
+    assert after > before
+    assert read_latest(storage_of(tmp_path), SESSION) == after == status.last_synced_step
+    log = layout.job_log.read_text()
+    assert "(requested)" in log and "credential=yes" in log
+    keys = storage_of(tmp_path).list_keys(f"{SESSION}/")
+    assert f"{SESSION}/config/run.json" in keys
+    assert f"{SESSION}/config/storage.env" not in keys
+    assert f"{SESSION}/logs/job.log" in keys
+    assert "FAKE_CREDENTIAL" not in os.environ
