@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Check the lab end to end, in a lab of its own that is always taken down:
+# N hosts answer Ansible over SSH with become, run systemd, resolve each other by name,
+# have their own host keys; loop devices attached inside a privileged host (to a file in
+# its disks/ dir and to one in its own /tmp) are gone after `down`.
+#
+#   tests/lab/smoke.sh [N]        (default 3; needs root and `lab.sh setup` done)
+#
+# Traffic goes to 127.0.0.1 and the lab's containers only.
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LAB_DIR/../.." && pwd)
+export PATH="${RLOPS_VENV:-$REPO/.venv}/bin:$PATH"
+COUNT=${1:-3}
+PREFIX=rlops-smoke-$$
+RLOPS_LAB_STATE_DIR=$(mktemp -d /tmp/rlops-lab-smoke.XXXXXX)
+export RLOPS_LAB_STATE_DIR
+LAB="$LAB_DIR/lab.sh"
+INVENTORY=$RLOPS_LAB_STATE_DIR/inventory.yml
+
+trap '"$LAB" down >/dev/null 2>&1 || true; rm -rf "$RLOPS_LAB_STATE_DIR"' EXIT
+fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
+step() { echo "smoke: $*"; }
+
+start=$SECONDS
+"$LAB" up "$COUNT" --name "$PREFIX"
+step "up $COUNT: $((SECONDS - start)) s"
+
+ansible -i "$INVENTORY" trainers -m ansible.builtin.setup -a gather_subset=min >/dev/null \
+  || fail "fact gathering over SSH"
+states=$(ansible -i "$INVENTORY" trainers -b -m ansible.builtin.command \
+  -a 'systemctl is-system-running' | grep -cx running) || true
+[ "$states" -eq "$COUNT" ] || fail "systemd is running on $states of $COUNT hosts"
+step "Ansible over SSH with become, systemd running: $COUNT/$COUNT"
+
+out=$(ansible -i "$INVENTORY" "$PREFIX-1" -m ansible.builtin.command -a "getent hosts $PREFIX-$COUNT") \
+  || fail "$PREFIX-1 cannot resolve $PREFIX-$COUNT"
+grep -Eq "^[0-9.]+ +$PREFIX-$COUNT" <<< "$out" || fail "$PREFIX-1 resolved $PREFIX-$COUNT wrongly: $out"
+keys=$(ansible -i "$INVENTORY" trainers -b -m ansible.builtin.command \
+  -a 'ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub' | grep -o 'SHA256:[^ ]*' | sort -u | wc -l) \
+  || fail "reading host keys"
+[ "$keys" -eq "$COUNT" ] || fail "$keys distinct host keys for $COUNT hosts"
+step "names resolve, host keys distinct"
+
+"$LAB" up 1 --name "$PREFIX-priv" --privileged >/dev/null
+loops=$(ansible -i "$INVENTORY" "$PREFIX-priv-1" -b -m ansible.builtin.shell -a '
+  truncate -s 16M /var/lib/rlops-lab/disks/a.img /tmp/b.img &&
+  losetup -f --show /var/lib/rlops-lab/disks/a.img && losetup -f --show /tmp/b.img' \
+  | grep -o '/dev/loop[0-9]*' | sort -u)
+[ "$(wc -l <<< "$loops")" -eq 2 ] || fail "could not attach 2 loop devices: $loops"
+# Remember each device with its backing inode: after down, neither pair may remain.
+attached=$(losetup -l -n -O NAME,BACK-INO \
+  | awk 'NR == FNR { want[$1] = 1; next } $1 in want { print $1, $2 }' <(echo "$loops") -)
+
+start=$SECONDS
+"$LAB" down
+step "down: $((SECONDS - start)) s"
+left=$(losetup -l -n -O NAME,BACK-INO | awk '{ print $1, $2 }' | grep -xF -f <(echo "$attached") || true)
+[ -z "$left" ] || fail "loop devices left attached after down: $left"
+[ -z "$(podman ps -a -q --filter "label=rlops.lab.state=$RLOPS_LAB_STATE_DIR")" ] \
+  || fail "containers left after down"
+"$LAB" down >/dev/null 2>&1 || fail "a second down failed"
+step "loop devices detached, containers gone, second down is a no-op: OK"
