@@ -106,7 +106,6 @@ storage:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
     env_id_error,
     hyperparameter_errors,

@@ -2,7 +2,6 @@ import inspect
 from datetime import datetime, timezone
 
 import pytest
-
 from ansible_collections.rlops.fleet.plugins.module_utils import session_checks as sc
 from ansible_collections.rlops.fleet.plugins.modules.session_preflight import run_checks
 
@@ -61,7 +60,8 @@ def test_env_ids():
     assert sc.env_id_error("ALE/Pong-v5") is None
     assert "not a gymnasium id" in sc.env_id_error("CartPole")
     message = sc.env_id_error("CartPol-v1", registry={"CartPole-v1", "Acrobot-v1"})
-    assert message == "env id 'CartPol-v1' is not registered in gymnasium: did you mean CartPole-v1?"
+    assert message == (
+        "env id 'CartPol-v1' is not registered in gymnasium: did you mean CartPole-v1?")
 
 
 @pytest.mark.parametrize("uri,expected", [

@@ -14,7 +14,8 @@ def test_table_aligns_and_computes_checkpoint_age():
         {"session_id": "b", "host": "lab-2", "state": "stopped"},
     ], now="2026-11-22T05:17:30Z")
     assert lines[0].split() == ["SESSION", "HOST", "STATE", "STEP", "RETURN", "CHECKPOINT", "AGE"]
-    assert lines[1].split() == ["cartpole-1", "localhost", "running", "8192/100000", "187.2", "1m30s"]
+    assert lines[1].split() == [
+        "cartpole-1", "localhost", "running", "8192/100000", "187.2", "1m30s"]
     assert lines[2].split() == ["b", "lab-2", "stopped", "-", "-", "-"]
     column = lines[0].index("HOST")
     assert lines[1][column:].startswith("localhost") and lines[2][column:].startswith("lab-2")
