@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Integration test of rlops.fleet.trainer.
+#   tests/integration/targets/trainer/runme.sh [preflight|live|systemd|all]  (default: all =
+#   preflight + live; systemd needs root and podman, see tests/lab/README.md)
+# preflight: the inputs the role must refuse, each with its own message, and check mode on
+#       a fresh host (~40 s).
+# live: a real session on this machine (connection local; process supervisor, no systemd
+#       as PID 1): start -> running, re-run changed=0, check mode changed=0, stop ->
+#       stopped, resume from the stopped step, stop, lose the session folder and resume
+#       from storage, a short session that completes and is left alone (~5 min, plus a
+#       few minutes the first time for the venv with torch + SB3); then a job of its own
+#       (trainer_source=local, files/job, with a requirements file, no torch): `local` alone.
+# systemd: the same life on a lab host (tests/lab: systemd as PID 1, SSH, become) plus a
+#       reboot that resumes the session by itself (~8 min: the venv comes from PyPI).
+# KEEP=1 keeps the temporary folder; VENV_ROOT=/some/dir keeps the local venvs across runs.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../../../.." && pwd)"
+export ANSIBLE_CONFIG="$REPO/ansible.cfg"
+export ANSIBLE_NOCOLOR=1
+export ANSIBLE_FORCE_COLOR=0
+PLAYBOOK="$REPO/.venv/bin/ansible-playbook"
+PYTHON="$REPO/.venv/bin/python"
+WHAT="${1:-all}"
+WORK="$(mktemp -d /tmp/rlops-trainer-it.XXXXXX)"
+SESSION="it-cartpole-$(date -u +%Y%m%dt%H%M%Sz)"
+LOG="$WORK/last.log"
+FAILS=0
+
+# The target: this machine by default; use_lab switches to a lab host.
+HOST=localhost
+DATA_ROOT="$WORK/data"
+TARGET=(-i localhost, -c local -e ansible_python_interpreter="$PYTHON" -e trainer_data_root="$DATA_ROOT"
+        ${VENV_ROOT:+-e trainer_venv_root="$VENV_ROOT"})
+ON_HOST=()          # prefix that runs a command on the target
+LAB_STATE=""
+
+cleanup() {
+    # Stop a local supervisor this test started (by its own pid file), take a lab down.
+    local pidfile
+    for pidfile in "$WORK"/data/sessions/*/supervisor.pid; do
+        [[ -f "$pidfile" ]] || continue
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        sleep 3
+    done
+    if [[ -n "$LAB_STATE" ]]; then
+        RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" down >/dev/null 2>&1 || true
+    fi
+    if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+use_lab() {
+    # One lab host of our own (own state dir, own name prefix), with this machine's
+    # offline wheels (pip's find-links: the torch CPU wheel) copied in.
+    LAB_STATE="$WORK/lab"
+    RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" up 1 --name trainer-it >/dev/null
+    HOST=trainer-it-1
+    DATA_ROOT=/var/lib/rlops
+    ON_HOST=(podman exec "$HOST")
+    TARGET=(-i "$LAB_STATE/inventory.yml")
+    local links
+    links="$("$PYTHON" -m pip config get global.find-links 2>/dev/null || true)"
+    if [[ -n "$links" && -d "$links" ]] && ls "$links"/torch-*.whl >/dev/null 2>&1; then
+        podman exec "$HOST" mkdir -p /opt/wheels
+        for wheel in "$links"/torch-*.whl; do podman cp "$wheel" "$HOST:/opt/wheels/"; done
+        TARGET+=(-e '{"trainer_pip_find_links": ["/opt/wheels"]}')
+    fi
+    echo "lab host $HOST up"
+}
+
+play() {
+    # play ARGS... : run the test playbook against the target; output in $LOG.
+    "$PLAYBOOK" "${TARGET[@]}" "$@" "$HERE/trainer.yml" >"$LOG" 2>&1
+}
+
+recap() { grep -E "^$HOST +:" "$LOG" | tail -1; }
+
+ok() { echo "PASS $1"; }
+bad() { echo "FAIL $1"; sed 's/^/    /' "$LOG" | tail -60; FAILS=$((FAILS + 1)); }
+
+expect_refused() {
+    # expect_refused NAME FRAGMENT ARGS... : the play fails and says FRAGMENT.
+    local name="$1" fragment="$2"
+    shift 2
+    if play "$@"; then bad "$name (the play passed)"; return; fi
+    if grep -qF -- "$fragment" "$LOG"; then ok "$name"; else bad "$name (no '$fragment')"; fi
+}
+
+expect_run() {
+    # expect_run NAME CHANGED ARGS... : the play passes; CHANGED is '0' or 'any'.
+    local name="$1" changed="$2"
+    shift 2
+    if ! play "$@"; then bad "$name"; return; fi
+    if [[ "$changed" == 0 ]] && ! recap | grep -q 'changed=0 '; then
+        bad "$name (not idempotent: $(recap))"
+        grep -B1 -E '^changed:' "$LOG" | sed 's/^/    /' | head -40
+        return
+    fi
+    ok "$name: $(recap | sed 's/  */ /g')"
+}
+
+status_field() {
+    # status_field FIELD [SESSION]: one field of `rlops-run status` on the target.
+    "${ON_HOST[@]}" "$DATA_ROOT/bin/rlops-run" status --data-root "$DATA_ROOT" --session "${2:-$SESSION}" \
+        | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)[0]['$1'])"
+}
+
+on_host_test() { "${ON_HOST[@]}" test "$@"; }
+
+wait_for_checkpoint() {
+    # wait_for_checkpoint [AFTER_STEP]: until the session has a local checkpoint newer.
+    local after="${1:-0}" latest
+    for _ in $(seq 180); do
+        latest="$("${ON_HOST[@]}" cat "$DATA_ROOT/sessions/$SESSION/checkpoints/LATEST" 2>/dev/null || echo 0)"
+        ((10#${latest:-0} > after)) && return 0
+        sleep 1
+    done
+    echo "    no checkpoint after step $after within 180 s"
+}
+
+expect_resumed_from() {
+    local resumed
+    resumed="$(status_field resumed_from_step)"
+    if [[ "$resumed" != None && "$resumed" -ge "${1:-1}" ]]; then
+        ok "resumed from step $resumed (stopped at $1)"
+    else
+        bad "resumed_from_step $resumed, stopped at $1"
+    fi
+}
+
+expect_state() {
+    local state
+    state="$(status_field state "${2:-$SESSION}")"
+    [[ "$state" == "$1" ]] && ok "status $state" || bad "status $state, expected $1"
+}
+
+preflight() {
+    local s=(-e trainer_session_id="$SESSION")
+    expect_refused "bad session id" "trainer_session_id 'Bad_Id' is invalid" -e trainer_session_id=Bad_Id
+    expect_refused "missing session id" "trainer_session_id" -e trainer_mode=new
+    expect_refused "unknown mode (argument spec)" "trainer_mode" "${s[@]}" -e trainer_mode=restart
+    expect_refused "git without version" "trainer_source_version is required" "${s[@]}" \
+        -e trainer_source=git -e trainer_source_repo=https://example.invalid/x.git \
+        -e '{"trainer_entrypoint": ["python", "train.py"]}'
+    expect_refused "local without entrypoint" "trainer_entrypoint is required" "${s[@]}" \
+        -e trainer_source=local -e trainer_source_path="$HERE"
+    expect_refused "local source missing" "is not a folder on the controller" "${s[@]}" \
+        -e trainer_source=local -e trainer_source_path=/nonexistent/job \
+        -e '{"trainer_entrypoint": ["python", "train.py"]}'
+    expect_refused "storage scheme" "has an unsupported scheme" "${s[@]}" -e trainer_storage_uri=ftp://x/y
+    expect_refused "relative file storage" "must name an absolute folder" "${s[@]}" \
+        -e trainer_storage_uri=file://relative/path
+    expect_refused "zero timesteps" "trainer_total_timesteps must be greater than 0" "${s[@]}" \
+        -e trainer_total_timesteps=0
+    expect_refused "systemd without systemd" "trainer_service_manager=systemd needs" "${s[@]}" \
+        -e trainer_service_manager=systemd
+    expect_refused "unknown user" "trainer_user nobody-here does not exist" "${s[@]}" \
+        -e trainer_user=nobody-here
+    mkdir -p "$DATA_ROOT/sessions/$SESSION/checkpoints/000000002048"
+    expect_refused "new over an existing session" "session $SESSION already exists on localhost: run resume.yml" \
+        "${s[@]}"
+    rm -rf "$DATA_ROOT"
+    expect_run "check mode on a fresh host" any "${s[@]}" --check -e '{"expect_states": ["unknown"]}'
+    if [[ -e "$DATA_ROOT" ]]; then
+        bad "preflight or check mode changed the host"
+    else
+        ok "preflight failures and check mode changed nothing"
+    fi
+}
+
+session_life() {
+    # The life of one session on the target (local or lab). 3M steps run for many minutes
+    # here: long enough to stop the job in the middle and resume it.
+    local s=(-e trainer_session_id="$SESSION" -e trainer_total_timesteps=3000000
+             -e trainer_checkpoint_interval=16384 -e trainer_start_timeout=180
+             -e trainer_sync_interval=2)
+    local r=("${s[@]}" -e trainer_mode=resume)
+    local stopped=("${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}')
+    local dir="$DATA_ROOT/sessions/$SESSION"
+
+    expect_refused "invalid hyperparameters" "ppo on CartPole-v1" "${s[@]}" \
+        -e '{"trainer_hyperparameters": {"n_stepz": 64}}'
+    on_host_test ! -e "$dir" && ok "no session folder after invalid hyperparameters" \
+        || bad "session folder created before validation"
+    expect_refused "resume of an unknown session" "cannot be resumed" "${r[@]}"
+    on_host_test ! -e "$dir" && ok "no session folder after an unknown resume" \
+        || bad "session folder created for an unknown session"
+
+    expect_run "new session started" any "${s[@]}" -e trainer_mode=new
+    expect_state running
+    expect_run "re-run (resume) is idempotent" 0 "${r[@]}"
+    expect_run "check mode on the running session" 0 "${r[@]}" --check
+
+    wait_for_checkpoint
+    expect_refused "new over a session with checkpoints" "session $SESSION already exists on $HOST: run resume.yml" \
+        "${s[@]}" -e trainer_mode=new
+
+    expect_run "stop" any "${stopped[@]}"
+    expect_state stopped
+    local step1
+    step1="$(status_field last_checkpoint_step)"
+    echo "    stopped at checkpoint $step1"
+    expect_run "stop again is idempotent" 0 "${stopped[@]}"
+
+    expect_run "resume" any "${r[@]}"
+    expect_resumed_from "$step1"
+    expect_run "resume re-run is idempotent" 0 "${r[@]}"
+}
+
+finish_life() {
+    # Short session: it completes, and a re-run leaves it alone.
+    local short=(-e trainer_session_id="$SESSION-short" -e trainer_total_timesteps=2048
+                 -e trainer_checkpoint_interval=1024)
+    expect_run "short session started" any "${short[@]}"
+    for _ in $(seq 120); do
+        [[ "$(status_field state "$SESSION-short" 2>/dev/null)" == completed ]] && break
+        sleep 1
+    done
+    # The first run after completion may change something (systemd: disable the unit).
+    expect_run "re-run of the completed session" any "${short[@]}" -e trainer_mode=resume \
+        -e '{"expect_states": ["completed"]}'
+    expect_run "re-run of the completed session is idempotent" 0 "${short[@]}" -e trainer_mode=resume \
+        -e '{"expect_states": ["completed"]}'
+}
+
+live() {
+    local r=(-e trainer_session_id="$SESSION" -e trainer_mode=resume -e trainer_start_timeout=180)
+    local stopped=("${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}')
+    session_life
+    wait_for_checkpoint "$(status_field last_checkpoint_step)"
+    expect_run "stop after resume" any "${stopped[@]}"
+    local step2
+    step2="$(status_field last_checkpoint_step)"
+    echo "    stopped at checkpoint $step2"
+    # The host lost the session (a new disk): resume restores config/ from storage and
+    # the supervisor downloads the newest published checkpoint.
+    rm -rf "${DATA_ROOT:?}/sessions/$SESSION"
+    expect_run "resume on a new disk" any "${r[@]}"
+    [[ -f "$DATA_ROOT/sessions/$SESSION/config/run.json" ]] && ok "run.json restored from storage" \
+        || bad "no run.json"
+    expect_resumed_from "$step2"
+    expect_run "final stop" any "${stopped[@]}"
+    finish_life
+    local_source
+}
+
+local_source() {
+    # trainer_source=local: the job in files/job (no torch, no SB3), its requirements file.
+    local l=(-e trainer_session_id="$SESSION-local" -e trainer_source=local
+             -e trainer_source_path="$HERE/files/job" -e trainer_requirements_file=requirements.txt
+             -e '{"trainer_entrypoint": ["python", "train.py"], "trainer_runtime_extras": []}'
+             -e trainer_torch_requirement= -e trainer_total_timesteps=100000
+             -e trainer_checkpoint_interval=300 -e trainer_sync_interval=2)
+    local dir="$DATA_ROOT/sessions/$SESSION-local"
+    expect_run "local job started" any "${l[@]}"
+    "${ON_HOST[@]}" grep -q "packaging" "$dir/logs/job.log" && ok "the job imported its requirement" \
+        || bad "no requirement in the job's log"
+    expect_run "local job re-run is idempotent" 0 "${l[@]}" -e trainer_mode=resume
+    sleep 5
+    expect_run "local job stopped" any "${l[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+        -e '{"expect_states": ["stopped"]}'
+    local step
+    step="$(status_field last_checkpoint_step "$SESSION-local")"
+    expect_run "local job resumed" any "${l[@]}" -e trainer_mode=resume
+    local resumed
+    resumed="$(status_field resumed_from_step "$SESSION-local")"
+    [[ "$resumed" != None && "$resumed" -ge "$step" && "$step" -gt 0 ]] \
+        && ok "local job resumed from step $resumed (stopped at $step)" \
+        || bad "local job resumed_from_step $resumed, stopped at $step"
+    expect_run "local job final stop" any "${l[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+        -e '{"expect_states": ["stopped"]}'
+}
+
+systemd() {
+    use_lab
+    local unit="rlops-trainer@$SESSION.service"
+    local r=(-e trainer_session_id="$SESSION" -e trainer_mode=resume -e trainer_start_timeout=300)
+    session_life
+    [[ "$("${ON_HOST[@]}" systemctl is-enabled "$unit")" == enabled ]] && ok "$unit enabled" \
+        || bad "$unit not enabled"
+    # A reboot: systemd stops the unit (the supervisor checkpoints), boots, starts it.
+    wait_for_checkpoint "$(status_field last_checkpoint_step)"
+    local before_pid
+    before_pid="$(status_field supervisor_pid)"
+    podman restart "$HOST" >/dev/null
+    local active
+    for _ in $(seq 120); do
+        active=$("${ON_HOST[@]}" systemctl is-active "$unit" 2>/dev/null || true)
+        [[ "$active" == active && "$(status_field state 2>/dev/null)" == running
+           && "$(status_field supervisor_pid)" != "$before_pid" ]] && break
+        sleep 2
+    done
+    expect_state running
+    local resumed
+    resumed="$(status_field resumed_from_step)"
+    [[ "$resumed" != None && "$resumed" -gt 0 ]] && ok "resumed by itself after the reboot from step $resumed" \
+        || bad "no resume after the reboot (resumed_from_step $resumed)"
+    sleep 10  # sshd comes up after the unit
+    expect_run "re-run after the reboot is idempotent" 0 "${r[@]}"
+    expect_run "final stop" any "${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
+    [[ "$("${ON_HOST[@]}" systemctl is-enabled "$unit" || true)" == disabled ]] && ok "$unit disabled" \
+        || bad "$unit still enabled"
+    finish_life
+}
+
+case "$WHAT" in
+    preflight) preflight ;;
+    live) live ;;
+    local) local_source ;;
+    systemd) systemd ;;
+    all) preflight; live ;;
+    *) echo "usage: $0 [preflight|live|local|systemd|all]"; exit 2 ;;
+esac
+echo "$FAILS failure(s)"
+[[ "$FAILS" == 0 ]]
