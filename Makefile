@@ -7,14 +7,14 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lint unit runtime-test e2e bench build clean
+.PHONY: train test venv dev lint unit runtime-test integration e2e lab molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint unit runtime-test e2e
+test: dev lint unit runtime-test integration e2e lab
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -49,8 +49,17 @@ unit: dev
 runtime-test: dev
 	cd runtime && ../$(BIN)/pytest -q
 
+integration: dev
+	$(BIN)/pytest -q tests/integration
+
 e2e: dev
 	$(BIN)/pytest -q tests/e2e
+
+## Lab hosts (podman + systemd, built offline) and every role's Molecule scenario.
+lab: dev
+	tests/lab/lab.sh setup
+	tests/lab/smoke.sh 3
+	molecule/test.sh
 
 bench: dev
 	$(BIN)/python bench/run_all.py

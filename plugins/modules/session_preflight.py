@@ -105,6 +105,8 @@ storage:
   sample: {"scheme": "s3", "location": "training", "prefix": "rl"}
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
     env_id_error,
@@ -114,6 +116,9 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import 
     parse_storage_uri,
     session_id_error,
 )
+
+SECRET_KEY_RE = re.compile(r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS)",
+                           re.IGNORECASE)
 
 
 def _gymnasium_registry():
@@ -213,11 +218,16 @@ def main():
             source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
             hyperparameters=dict(type="raw"),
             storage_uri=dict(type="str"),
-            storage_credentials=dict(type="dict", default={}, no_log=True),
+            # Only the secret values are masked (below): endpoints and regions stay readable
+            # in messages.
+            storage_credentials=dict(type="dict", default={}, no_log=False),
             check_storage=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
+    for key, value in (module.params["storage_credentials"] or {}).items():
+        if SECRET_KEY_RE.search(key) and value:
+            module.no_log_values.add(str(value))
     registry = _gymnasium_registry() if module.params["env_id"] else None
     result, error = run_checks(module.params, registry=registry)
     if error:

@@ -35,7 +35,9 @@ class Playbooks:
         }
         cmd = [str(PLAYBOOK), f"playbooks/{name}.yml", "-e", json.dumps(variables), *args]
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+               # One line per message, so that tests can search the output.
+               "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=900)
         if ok and proc.returncode != 0:
