@@ -67,11 +67,13 @@ class Playbooks:
         tail = log.read_text()[-3000:] if log.exists() else "(no job log)"
         pytest.fail(f"session {session}: not {what} within {timeout}s; status {status}\n{tail}")
 
+    @staticmethod
+    def session_from(output: str) -> str:
+        match = re.search(r"session ([a-z0-9][a-z0-9-]*) on ", output)
+        assert match, output[-3000:]
+        return match.group(1)
 
-def session_from(output: str) -> str:
-    match = re.search(r"session ([a-z0-9][a-z0-9-]*) on ", output)
-    assert match, output[-3000:]
-    return match.group(1)
+
 
 
 @pytest.fixture

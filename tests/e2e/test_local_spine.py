@@ -10,8 +10,6 @@ import shutil
 import boto3
 import pytest
 
-from .conftest import session_from
-
 # Large enough that the job is still training when stop.yml arrives, small enough to
 # finish in about a minute on 2 cores after the resume.
 BUDGET = {"trainer_total_timesteps": 250000, "trainer_checkpoint_interval": 8192}
@@ -23,7 +21,7 @@ def has_checkpoint(status):
 
 def test_spine_with_file_storage(playbooks):
     out = playbooks.run("train_new", **BUDGET, rlops_name="e2e-file").stdout
-    session = session_from(out)
+    session = playbooks.session_from(out)
     assert session.startswith("e2e-file-")
     assert f"rlops_session={session}" in out
 
@@ -80,7 +78,8 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
     playbooks.extra.update(rlops_storage_uri="s3://rl-e2e/runs",
                            rlops_storage_credentials=credentials,
                            rlops_check_storage_from_controller=True)
-    session = session_from(playbooks.run("train_new", **BUDGET, rlops_name="e2e-s3").stdout)
+    out = playbooks.run("train_new", **BUDGET, rlops_name="e2e-s3").stdout
+    session = playbooks.session_from(out)
     playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
     playbooks.run("stop", rlops_session=session)
     stopped_at = playbooks.status(session)["last_checkpoint_step"]
