@@ -18,7 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "tasks").is_dir())
-TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw", "bytes", "bits", "jsonarg", "json"}
+TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw", "bytes", "bits",
+         "jsonarg", "json"}
 
 
 def _load(path: Path) -> dict:
@@ -52,8 +53,10 @@ def test_files_exist(role: Path) -> None:
 def test_same_keys(role: Path) -> None:
     spec, defaults = _spec(role), _defaults(role)
     optional = {name for name, option in spec.items() if not option.get("required")}
-    assert sorted(set(defaults) - optional) == [], "in defaults/main.yml but not an optional spec option"
-    assert sorted(optional - set(defaults)) == [], "optional spec options missing from defaults/main.yml"
+    assert sorted(set(defaults) - optional) == [], \
+        "in defaults/main.yml but not an optional spec option"
+    assert sorted(optional - set(defaults)) == [], \
+        "optional spec options missing from defaults/main.yml"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
