@@ -1,0 +1,149 @@
+"""Supervisor overhead: the reference agent under `rlops-run run` vs bare SB3.
+
+A (supervised): `rlops-run run` on a fresh session — file:// storage, checkpoint every
+  --checkpoint-interval steps (10000), sync every 10 s — running the reference agent
+  `python -m rlops_runtime.agents.sb3 train` (PPO, CartPole-v1, zoo hyperparameters).
+B (bare): bench/_bare_sb3.py — the same SB3 PPO with the same hyperparameters, env,
+  n_envs, seed, device, one torch thread and TensorBoard logging, no callbacks.
+
+Measure: env-steps/s inside learn(), from what SB3 itself logs to TensorBoard in both
+runs: after every rollout (256 steps) a `time/fps` point with its step and wall time.
+Inside learn() is where the supervised run pays its overhead — the contract callback on
+every step, checkpoints (save, fsync, sha256, rename), progress.json writes, and the
+supervisor and its sync thread competing for the two cores and the disk — while process
+start, torch import and env/model set-up are the same for both and paid once.
+
+Pairing (default): A and B run at the same time, each on its own core, and the rate of
+each is taken over the wall-clock window in which both were inside learn(), so whatever
+else the machine does falls on both equally. This machine is shared: run one after the
+other, the same configuration varied by up to 2x from one run to the next; side by side,
+identical runs stayed within about 10% of each other and A/B mostly within 5%. The
+cost of pairing: the supervisor process's own CPU is shared by both runs instead of
+charged to A alone, so it is printed separately (as % of one core inside the window);
+everything inside the job process counts fully.
+--sequential instead runs A and B one after the other, alternating which goes first, each
+measured over its own learn() (first to last point): the right mode on an otherwise idle
+machine, where it charges the supervisor fully.
+Both runs get their own session (setsid), as the job has under the supervisor: with the
+kernel's autogroup scheduling a run left in the benchmark's session gets less CPU.
+
+A second view: steps per CPU-second over the same window, the job's and the supervisor's
+CPU (sampled from /proc) against the bare run's. It charges the supervisor fully but
+misses time spent waiting (fsync stalls); on a loaded machine it moves too (caches).
+
+Each repeat alternates which run starts first; the goal value is the median of the
+per-repeat A/B ratios of steps/s. The process wall times are printed as context (they add the
+supervisor's start, the final checkpoint and the final sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+from _common import (
+    NEW_SESSION,
+    CpuTrace,
+    Goal,
+    clean_env,
+    compare,
+    median,
+    read_status,
+    run_pair,
+    run_supervised,
+    stop_process,
+    table,
+    write_session,
+)
+
+GOAL = 0.97
+BARE = Path(__file__).resolve().with_name("_bare_sb3.py")
+
+
+def run_agent(work: Path, index: int, args: argparse.Namespace) -> dict:
+    session_id = f"overhead-{index}"
+    session = write_session(
+        work / "data", session_id, storage_uri=f"file://{work / 'storage'}",
+        total_timesteps=args.steps, checkpoint_interval=args.checkpoint_interval,
+        sync_interval=10, algo="ppo", env_id="CartPole-v1",
+    )
+    started = time.perf_counter()
+    run = run_supervised(session)
+    wall = time.perf_counter() - started
+    state = read_status(session).get("state")
+    if run["code"] != 0 or state != "completed":
+        raise RuntimeError(f"supervised run {session_id} ended {state!r} (exit {run['code']}); "
+                           f"see {session}/logs/job.log")
+    return {"tb": session / "tensorboard", "wall": wall, "cpu": [run["job"], run["supervisor"]]}
+
+
+def run_bare(work: Path, index: int, args: argparse.Namespace) -> dict:
+    tb = work / f"bare-{index}"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(BARE), "--steps", str(args.steps), "--tensorboard-dir", str(tb)],
+        env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=NEW_SESSION,
+    )
+    try:
+        with CpuTrace(lambda: proc.pid) as cpu:
+            _, stderr = proc.communicate(timeout=600)
+    finally:
+        stop_process(proc)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"bare SB3 failed: {stderr[-2000:]}")
+    return {"tb": tb, "wall": wall, "cpu": [cpu]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20_000, help="PPO steps per run")
+    parser.add_argument("--checkpoint-interval", type=int, default=10_000)
+    parser.add_argument("--sequential", action="store_true",
+                        help="run A and B one after the other (for an idle machine)")
+    args = parser.parse_args()
+    together = not args.sequential
+
+    rows, ratios, cpu_ratios = [], [], []
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="rlops-bench-overhead-") as tmp:
+        work = Path(tmp)
+        for index in range(args.repeats):
+            a, b = run_pair(partial(run_agent, work, index, args),
+                            partial(run_bare, work, index, args),
+                            a_first=index % 2 == 0, together=together)
+            result = compare(a, b, together)
+            ratios.append(result["ratio"])
+            cpu_ratios.append(result["cpu_ratio"])
+            rows.append([index, "A" if index % 2 == 0 else "B", result["a"], result["b"],
+                         result["ratio"], result["window"], result["cpu_ratio"],
+                         result["a_cpu_pct"][1], a["wall"], b["wall"]])
+            load.append(os.getloadavg()[0])
+            print(f"repeat {index}: ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
+
+    how = "side by side, rates over the common learn() window" if together else \
+        "one after the other, rates over each learn()"
+    print(f"PPO CartPole-v1, {args.steps} steps per run, checkpoint every "
+          f"{args.checkpoint_interval} steps, file:// storage, sync every 10 s; {how}; "
+          f"load average {min(load):.1f}..{max(load):.1f} on {os.cpu_count()} cores")
+    print(table(
+        ["repeat", "first", "A supervised steps/s", "B bare steps/s", "A/B", "window s",
+         "A/B per CPU s", "supervisor CPU %", "A wall s", "B wall s"],
+        rows,
+    ))
+    print(f"A/B steps/s over {len(ratios)} repeats: {min(ratios):.3f}..{max(ratios):.3f}; "
+          f"steps per CPU-second, A (job + supervisor) / B: median {median(cpu_ratios):.3f}")
+    print(Goal("supervisor overhead", median(ratios), GOAL).line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
