@@ -55,10 +55,13 @@ integration: dev
 e2e: dev
 	$(BIN)/pytest -q tests/e2e
 
-## Lab hosts (podman + systemd, built offline) and every role's Molecule scenario.
+## Lab hosts (podman + systemd, built offline): set up, boot three, check, tear down.
 lab: dev
 	tests/lab/lab.sh setup
 	tests/lab/smoke.sh 3
+
+## Every role's Molecule scenario in lab hosts (about 2-5 min a role on 2 cores).
+molecule: lab
 	molecule/test.sh
 
 bench: dev
