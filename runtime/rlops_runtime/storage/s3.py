@@ -102,8 +102,14 @@ class S3Storage(Storage):
         return StorageError(f"storage {self.uri}: {doing} failed: {why}")
 
     def put_file(self, local: Path, key: str) -> None:
+        # Upload from one open handle: status.json and friends are replaced (rename) while
+        # sync runs, and upload_file would take the size of one version and read another,
+        # leaving the server waiting for bytes that never come.
         try:
-            self._client.upload_file(str(local), self.bucket, self._key(key), Config=self._transfer)
+            with open(local, "rb") as handle:
+                self._client.upload_fileobj(
+                    handle, self.bucket, self._key(key), Config=self._transfer
+                )
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise self._error(exc, f"writing {key}") from exc
 
