@@ -9,7 +9,8 @@
 #       stopped, resume from the stopped step, stop, lose the session folder and resume
 #       from storage, a short session that completes and is left alone (~5 min, plus a
 #       few minutes the first time for the venv with torch + SB3); then a job of its own
-#       (trainer_source=local, files/job, with a requirements file, no torch): `local` alone.
+#       (files/job, with a requirements file, no torch) as trainer_source=local and from a
+#       git repository on this machine: `local` runs those two alone.
 # systemd: the same life on a lab host (tests/lab: systemd as PID 1, SSH, become) plus a
 #       reboot that resumes the session by itself (~8 min: the venv comes from PyPI).
 # KEEP=1 keeps the temporary folder; VENV_ROOT=/some/dir keeps the local venvs across runs.
@@ -244,6 +245,7 @@ live() {
     expect_run "final stop" any "${stopped[@]}"
     finish_life
     local_source
+    git_source
 }
 
 local_source() {
@@ -270,6 +272,29 @@ local_source() {
         && ok "local job resumed from step $resumed (stopped at $step)" \
         || bad "local job resumed_from_step $resumed, stopped at $step"
     expect_run "local job final stop" any "${l[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+        -e '{"expect_states": ["stopped"]}'
+}
+
+git_source() {
+    # trainer_source=git: the same job, from a repository on this machine, pinned to a commit.
+    local repo="$WORK/job.git" sha
+    git init -q --bare "$repo"
+    git -C "$WORK" clone -q "$repo" job-work 2>/dev/null
+    cp "$HERE/files/job/"* "$WORK/job-work/"
+    git -C "$WORK/job-work" add -A
+    git -C "$WORK/job-work" -c user.name=it -c user.email=it@localhost commit -q -m job
+    git -C "$WORK/job-work" push -q origin HEAD
+    sha="$(git -C "$WORK/job-work" rev-parse HEAD)"
+    local g=(-e trainer_session_id="$SESSION-git" -e trainer_source=git -e trainer_source_repo="file://$repo"
+             -e trainer_source_version="$sha" -e trainer_requirements_file=requirements.txt
+             -e '{"trainer_entrypoint": ["python", "train.py"], "trainer_runtime_extras": []}'
+             -e trainer_torch_requirement= -e trainer_total_timesteps=100000
+             -e trainer_checkpoint_interval=300 -e trainer_sync_interval=2)
+    expect_run "git job started" any "${g[@]}"
+    [[ "$(git -C "$DATA_ROOT/sessions/$SESSION-git/source" rev-parse HEAD)" == "$sha" ]] \
+        && ok "git job at commit ${sha:0:12}" || bad "git job not at $sha"
+    expect_run "git job re-run is idempotent" 0 "${g[@]}" -e trainer_mode=resume
+    expect_run "git job stopped" any "${g[@]}" -e trainer_mode=resume -e trainer_state=stopped \
         -e '{"expect_states": ["stopped"]}'
 }
 
@@ -308,7 +333,7 @@ systemd() {
 case "$WHAT" in
     preflight) preflight ;;
     live) live ;;
-    local) local_source ;;
+    local) local_source; git_source ;;
     systemd) systemd ;;
     all) preflight; live ;;
     *) echo "usage: $0 [preflight|live|local|systemd|all]"; exit 2 ;;
