@@ -24,6 +24,26 @@ def local_steps(checkpoint_dir: Path) -> list[int]:
     return sorted(step for step in steps if step is not None)
 
 
+def remove_partial(checkpoint_dir: Path) -> list[str]:
+    """Delete the `.tmp-*` folders that killed writers left behind; returns their names.
+
+    Only call this while no job of the session runs: a live writer's folder has that name
+    too. A `.tmp-` folder is never a checkpoint (it is renamed to its step once complete),
+    so nothing a reader could use is lost; `.damaged-` folders are kept for inspection.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        return []
+    removed = []
+    for entry in sorted(checkpoint_dir.iterdir()):
+        if entry.name.startswith(".tmp-") and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+            removed.append(entry.name)
+    if removed:
+        log.info("removed unfinished checkpoint writes: %s", ", ".join(removed))
+    return removed
+
+
 def newest_complete_local(checkpoint_dir: Path) -> tuple[int, Path] | None:
     """The newest local checkpoint that verifies; damaged ones are skipped with a warning."""
     for step in reversed(local_steps(checkpoint_dir)):

@@ -28,7 +28,7 @@ from .status import (
     read_status,
 )
 from .storage import Storage, StorageError, open_storage
-from .supervisor import RunConfig, Supervisor, last_line
+from .supervisor import RunConfig, SessionBusy, Supervisor, last_line
 
 PROG = "rlops-run"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -69,7 +69,10 @@ def _refuse_if_running(layout: SessionLayout) -> None:
 def _supervise(layout: SessionLayout, config: RunConfig) -> int:
     supervisor = Supervisor(layout, config)
     supervisor.install_signal_handlers()
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    except SessionBusy as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

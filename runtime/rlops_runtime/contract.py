@@ -74,8 +74,11 @@ def save_checkpoint(
 
 
 def report_progress(path: Path | str, **fields: Any) -> None:
-    """Replace the progress file with `fields` plus an `updated` UTC time."""
-    write_json_atomic(path, {**fields, "updated": utc_iso()})
+    """Replace the progress file with `fields` plus an `updated` UTC time.
+
+    Called every few seconds from inside the training loop: atomic but not fsynced, since
+    the next report replaces it and the checkpoints, not progress, are what must survive."""
+    write_json_atomic(path, {**fields, "updated": utc_iso()}, durable=False)
 
 
 class CheckpointRequest:

@@ -33,7 +33,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+def write_bytes_atomic(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically; `durable=False` skips the fsyncs (the file
+    is still whole or old after a crash of the process, but may be lost with the host)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,16 +43,18 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path | str, data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+def write_json_atomic(path: Path | str, data: Any, durable: bool = True) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), durable=durable)
 
 
 def read_json(path: Path | str, default: Any = None) -> Any:

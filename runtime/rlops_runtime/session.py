@@ -99,6 +99,10 @@ class SessionLayout:
         return self.root / "status.json"
 
     @property
+    def lockfile(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
     def pidfile(self) -> Path:
         return self.root / "supervisor.pid"
 

@@ -6,6 +6,8 @@ supervises one run of the job: resume choice, spawn, a polling loop, one way out
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import signal
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from .checkpoints import choose_resume, local_steps, newest_complete_local
+from .checkpoints import choose_resume, local_steps, newest_complete_local, remove_partial
 from .jsonio import read_json, utc_iso
 from .manifest import load_manifest, step_dirname
 from .publish import fetch_newest_complete, read_latest
@@ -176,6 +178,28 @@ def choose_start(
     return fetched
 
 
+class SessionBusy(RuntimeError):
+    """Another supervisor runs this session."""
+
+
+def lock_session(layout: SessionLayout) -> int:
+    """Take the session's supervisor lock (held until the process exits); returns its fd.
+
+    An flock dies with its holder, so a killed supervisor never leaves a stale lock.
+    """
+    fd = os.open(layout.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise SessionBusy(
+                f"session {layout.session_id} already has a running supervisor "
+                f"(lock {layout.lockfile} is held)") from None
+        raise
+    return fd
+
+
 class Supervisor:
     """Supervise one run of a session's job (see docs/contract.md)."""
 
@@ -254,14 +278,27 @@ class Supervisor:
     # the run ----------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until the job ends or is stopped; 0 unless the job failed."""
+        """Supervise until the job ends or is stopped; 0 unless the job failed.
+
+        Raises SessionBusy, before anything is written, while another supervisor runs the
+        session: that one owns status.json and the checkpoint folder.
+        """
+        self.layout.create()
+        lock_fd = lock_session(self.layout)
+        try:
+            return self._run()
+        finally:
+            os.close(lock_fd)
+
+    def _run(self) -> int:
         layout, config = self.layout, self.config
-        layout.create()
         # Credentials reach storage (and the job) through our own environment.
         os.environ.update(load_storage_env(layout))
         storage = open_storage(config.storage_uri)
         self.status.started = utc_iso()
         self._write_status()
+        # No job of this session runs: we hold its lock and have not started ours.
+        remove_partial(layout.checkpoints)
         resume = choose_start(storage, layout)
         if resume:
             step, folder = resume

@@ -8,6 +8,7 @@ from rlops_runtime.checkpoints import (
     choose_resume,
     local_steps,
     newest_complete_local,
+    remove_partial,
     rotate_local,
 )
 
@@ -63,3 +64,17 @@ def test_rotate_removes_only_published_beyond_the_newest(tmp_path: Path, make_ch
     # 2 is not published: kept; 4 and 5 are the newest two: kept although published.
     assert rotate_local(tmp_path, 2, {1, 3, 4, 5}) == [1, 3]
     assert local_steps(tmp_path) == [2, 4, 5]
+
+
+def test_remove_partial_deletes_only_unfinished_writes(tmp_path: Path, make_checkpoint):
+    make_checkpoint(tmp_path, 100)
+    for name in (".tmp-200-4242", ".tmp-fetch-300-17"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.zip").write_bytes(b"half")
+    (tmp_path / ".damaged-50-20261122t000000z").mkdir()
+    (tmp_path / ".tmp-note").write_text("a file, not a write folder")
+    assert remove_partial(tmp_path) == [".tmp-200-4242", ".tmp-fetch-300-17"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".damaged-50-20261122t000000z", ".tmp-note", "000000000100", "LATEST"
+    ]
+    assert remove_partial(tmp_path / "missing") == []

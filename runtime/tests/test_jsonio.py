@@ -27,3 +27,14 @@ def test_utc_iso():
     moment = datetime(2026, 11, 22, 7, 15, 30, tzinfo=timezone(timedelta(hours=2)))
     assert utc_iso(moment) == "2026-11-22T05:15:30Z"
     assert utc_iso().endswith("Z")
+
+
+def test_durable_writes_fsync_and_advisory_writes_do_not(tmp_path: Path, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr("rlops_runtime.jsonio.os.fsync", lambda fd: calls.append(fd))
+    write_json_atomic(tmp_path / "status.json", {"a": 1})
+    assert len(calls) == 2  # the file, then its folder
+    calls.clear()
+    write_json_atomic(tmp_path / "progress.json", {"a": 1}, durable=False)
+    assert calls == []
+    assert read_json(tmp_path / "progress.json") == {"a": 1}

@@ -20,9 +20,11 @@ from rlops_runtime.status import Status, read_status
 from rlops_runtime.storage import open_storage
 from rlops_runtime.supervisor import (
     RunConfig,
+    SessionBusy,
     Supervisor,
     job_environment,
     last_line,
+    lock_session,
     parse_env_file,
 )
 
@@ -251,3 +253,25 @@ def test_sigterm_stops_after_a_newer_checkpoint(tmp_path: Path) -> None:
     assert f"{SESSION}/config/storage.env" not in keys
     assert f"{SESSION}/logs/job.log" in keys
     assert "FAKE_CREDENTIAL" not in os.environ
+
+
+def test_a_second_supervisor_is_refused_before_it_writes(tmp_path: Path) -> None:
+    layout = make_session(tmp_path)
+    holder = lock_session(layout)
+    try:
+        layout.status.unlink(missing_ok=True)
+        with pytest.raises(SessionBusy, match="already has a running supervisor"):
+            Supervisor(layout, RunConfig.load(layout.run_json)).run()
+        assert not layout.status.exists()
+    finally:
+        os.close(holder)
+
+
+def test_unfinished_writes_of_a_killed_job_are_cleaned_at_start(tmp_path: Path) -> None:
+    layout = make_session(tmp_path, total_timesteps=5)
+    partial = layout.checkpoints / ".tmp-3-999999"
+    partial.mkdir(parents=True)
+    (partial / "model.bin").write_bytes(b"half written")
+    code, status = supervise(layout)
+    assert code == 0 and status.state == "completed"
+    assert not partial.exists() and newest(layout) == 5
