@@ -1,0 +1,249 @@
+"""Spot interruption and rebalance notices from the EC2 instance metadata service (IMDSv2).
+
+The supervisor polls its watchers every few seconds (docs/contract.md, "Notices"). What a
+metadata response means and what the supervisor does about it are pure functions here;
+`ImdsWatcher` is the thin HTTP shell around them. Stdlib only: it runs on every host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+NOTICE_MODES = ("auto", "imds", "none")
+# What the supervisor does about a notice.
+STOP = "stop"              # checkpoint, publish, stop the job: state `interrupted`
+CHECKPOINT = "checkpoint"  # checkpoint and publish, training goes on
+RECORD = "record"          # log it and keep it in status.json only
+REBALANCE_ACTIONS = (CHECKPOINT, STOP, RECORD)
+
+DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
+ENDPOINT_ENV = "RLOPS_IMDS_ENDPOINT"
+TOKEN_PATH = "/latest/api/token"
+INSTANCE_ACTION_PATH = "/latest/meta-data/spot/instance-action"
+REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
+TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TOKEN_TTL = 21600           # seconds, the most IMDSv2 grants
+TOKEN_REFRESH_MARGIN = 60   # renew this long before the token expires
+TIMEOUT = 1.0               # per request: a poll must never hold up the supervisor's loop
+MAX_BODY = 65536
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notice and what the supervisor should do about it."""
+
+    reason: str
+    action: str = STOP
+
+
+# decisions ------------------------------------------------------------------------------
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def instance_action_notice(body: bytes) -> Notice:
+    """The notice of a 200 answer from spot/instance-action.
+
+    `stop` and `terminate` end the session (`interrupted`). `hibernate` only asks for a
+    checkpoint: hibernation keeps the processes, which carry on when EC2 resumes the
+    instance, and no boot would start a supervisor that had exited. A body we cannot read
+    still means EC2 is taking the instance away: stop, to be safe.
+    """
+    data = _json_object(body)
+    action = data.get("action")
+    if not isinstance(action, str) or not action:
+        snippet = body[:80].decode("utf-8", "replace")
+        return Notice(f"spot instance-action: unreadable notice {snippet!r}", STOP)
+    when = data.get("time")
+    reason = f"spot instance-action: {action}" + (f" at {when}" if when else "")
+    return Notice(reason, CHECKPOINT if action == "hibernate" else STOP)
+
+
+def rebalance_notice(body: bytes, on_rebalance: str) -> Notice:
+    """The notice of a 200 answer from events/recommendations/rebalance."""
+    when = _json_object(body).get("noticeTime")
+    reason = "rebalance recommendation" + (f" at {when}" if when else "")
+    return Notice(reason, on_rebalance)
+
+
+def is_new(notice: Notice, reported: set[str]) -> bool:
+    """Whether to report `notice`: IMDS keeps answering with the same one for minutes.
+
+    A stop is reported every time (the supervisor acts on the first); anything else once.
+    """
+    return notice.action == STOP or notice.reason not in reported
+
+
+def response_to(notice: Notice, job_has_progress: bool) -> str:
+    """What the supervisor does about `notice`.
+
+    A checkpoint request before the job has made any progress in this run would save
+    nothing new (it just resumed from the newest checkpoint) and could reach it before it
+    handles SIGUSR1, which kills it: then the notice is only recorded. This is what a
+    rebalance recommendation looks like to a supervisor restarted after it was issued.
+    """
+    if notice.action == CHECKPOINT and not job_has_progress:
+        return RECORD
+    return notice.action
+
+
+def token_is_fresh(now: float, expires_at: float, margin: float = TOKEN_REFRESH_MARGIN) -> bool:
+    return now < expires_at - margin
+
+
+def resolve_endpoint(configured: str, environ: Mapping[str, str]) -> str:
+    """RLOPS_IMDS_ENDPOINT wins over run.json's imds_endpoint (tests, lab hosts)."""
+    return (environ.get(ENDPOINT_ENV) or configured or DEFAULT_IMDS_ENDPOINT).rstrip("/")
+
+
+def should_watch(mode: str, reachable: bool) -> bool:
+    """`imds` watches even when the service does not answer yet; `auto` only on EC2."""
+    return mode == "imds" or (mode == "auto" and reachable)
+
+
+# the HTTP shell -------------------------------------------------------------------------
+
+
+class ImdsError(Exception):
+    """IMDS did not answer, or not as documented."""
+
+
+class ImdsWatcher:
+    """Polls IMDSv2 for a spot instance-action and a rebalance recommendation."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_IMDS_ENDPOINT,
+        on_rebalance: str = CHECKPOINT,
+        timeout: float = TIMEOUT,
+        token_ttl: int = TOKEN_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.on_rebalance = on_rebalance
+        self.timeout = timeout
+        self.token_ttl = token_ttl
+        self._clock = clock
+        # No proxies: an http_proxy meant for the internet must not see metadata requests.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._reported: set[str] = set()
+        self._trouble: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ImdsWatcher({self.endpoint})"
+
+    def _request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.endpoint + path, method=method, headers=headers)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return response.status, response.read(MAX_BODY)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code, b""
+        except (OSError, http.client.HTTPException) as exc:
+            # URLError, refused, timeouts, a connection cut mid-answer.
+            raise ImdsError(f"IMDS at {self.endpoint}: {method} {path}: {exc}") from None
+
+    def fetch_token(self) -> str:
+        """A new session token (IMDSv2); raises ImdsError."""
+        status, body = self._request("PUT", TOKEN_PATH, {TOKEN_TTL_HEADER: str(self.token_ttl)})
+        token = body.decode("ascii", "replace").strip()
+        if status != 200 or not token:
+            raise ImdsError(f"IMDS at {self.endpoint}: PUT {TOKEN_PATH} answered {status}")
+        self._token = token
+        self._token_expires = self._clock() + self.token_ttl
+        return token
+
+    def probe(self) -> str | None:
+        """Fetch a token: None when IMDS answers, else what went wrong (also kept, so
+        that `poll` does not log the same trouble again)."""
+        try:
+            self.fetch_token()
+        except ImdsError as exc:
+            self._trouble = str(exc)
+            return self._trouble
+        return None
+
+    def _get_once(self, path: str) -> tuple[int, bytes]:
+        if self._token is None or not token_is_fresh(self._clock(), self._token_expires):
+            self.fetch_token()
+        return self._request("GET", path, {TOKEN_HEADER: self._token or ""})
+
+    def _get(self, path: str) -> bytes | None:
+        """The body of `path`, None for 404."""
+        status, body = self._get_once(path)
+        if status == 401:  # the token expired early or IMDS restarted: renew, retry once
+            self._token = None
+            status, body = self._get_once(path)
+        if status == 200:
+            return body
+        if status == 404:
+            return None
+        raise ImdsError(f"IMDS at {self.endpoint}: GET {path} answered {status}")
+
+    def check(self) -> Notice | None:
+        """The current notice, deduplicated or not; raises ImdsError."""
+        body = self._get(INSTANCE_ACTION_PATH)
+        if body is not None:
+            return instance_action_notice(body)
+        body = self._get(REBALANCE_PATH)
+        if body is not None:
+            return rebalance_notice(body, self.on_rebalance)
+        return None
+
+    def poll(self) -> Notice | None:
+        """A new notice, or None; trouble reaching IMDS is logged once and means none."""
+        try:
+            notice = self.check()
+        except ImdsError as exc:
+            if self._trouble is None:
+                log.warning("%s; no notices until it answers (logged once)", exc)
+            self._trouble = str(exc)
+            return None
+        if self._trouble is not None:
+            log.info("IMDS at %s answers again", self.endpoint)
+            self._trouble = None
+        if notice is None or not is_new(notice, self._reported):
+            return None
+        self._reported.add(notice.reason)
+        return notice
+
+
+def build_watchers(
+    mode: str, endpoint: str, on_rebalance: str, environ: Mapping[str, str],
+    timeout: float = TIMEOUT,
+) -> list[ImdsWatcher]:
+    """The watchers run.json asks for; `auto` probes IMDS once (one token request)."""
+    if mode == "none":
+        log.info("not watching for spot notices (notices: none)")
+        return []
+    watcher = ImdsWatcher(resolve_endpoint(endpoint, environ), on_rebalance, timeout=timeout)
+    problem = watcher.probe()
+    if not should_watch(mode, problem is None):
+        log.info("no EC2 instance metadata (%s): not watching for spot notices "
+                 "(notices: auto)", problem)
+        return []
+    if problem:
+        log.warning("notices: imds, but %s; watching anyway", problem)
+    else:
+        log.info("watching EC2 instance metadata (IMDSv2) at %s for spot notices "
+                 "(notices: %s, on_rebalance: %s)", watcher.endpoint, mode, on_rebalance)
+    return [watcher]
