@@ -151,15 +151,16 @@ class ImdsWatcher:
         return f"ImdsWatcher({self.endpoint})"
 
     def _request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.endpoint + path, method=method, headers=headers)
         try:
+            request = urllib.request.Request(self.endpoint + path, method=method,
+                                             headers=headers)
             with self._opener.open(request, timeout=self.timeout) as response:
                 return response.status, response.read(MAX_BODY)
         except urllib.error.HTTPError as exc:
             exc.close()
             return exc.code, b""
-        except (OSError, http.client.HTTPException) as exc:
-            # URLError, refused, timeouts, a connection cut mid-answer.
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # URLError, refused, timeouts, a connection cut mid-answer, a URL that is none.
             raise ImdsError(f"IMDS at {self.endpoint}: {method} {path}: {exc}") from None
 
     def fetch_token(self) -> str:

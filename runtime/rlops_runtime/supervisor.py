@@ -22,6 +22,16 @@ from typing import Any, Mapping, Protocol, Sequence
 from .checkpoints import choose_resume, local_steps, newest_complete_local, remove_partial
 from .jsonio import read_json, utc_iso
 from .manifest import load_manifest, step_dirname
+from .notices import (
+    CHECKPOINT,
+    DEFAULT_IMDS_ENDPOINT,
+    NOTICE_MODES,
+    REBALANCE_ACTIONS,
+    STOP,
+    Notice,
+    build_watchers,
+    response_to,
+)
 from .publish import fetch_newest_complete, read_latest
 from .session import SessionLayout, validate_session_id
 from .status import Status, write_status
@@ -36,8 +46,8 @@ KILL_TIMEOUT = 10.0
 class NoticeWatcher(Protocol):
     """Something that learns the host is about to go away (spot, eviction)."""
 
-    def poll(self) -> str | None:
-        """The notice's reason, or None while there is none."""
+    def poll(self) -> Notice | str | None:
+        """A new notice, or None while there is none; a plain reason string means stop."""
 
 
 @dataclass
@@ -61,6 +71,9 @@ class RunConfig:
     stop_grace: float = 60
     checkpoint_keep_local: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    notices: str = "auto"
+    imds_endpoint: str = DEFAULT_IMDS_ENDPOINT
+    on_rebalance: str = CHECKPOINT
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -80,6 +93,13 @@ class RunConfig:
             or not all(isinstance(part, str) for part in command)
         ):
             raise ValueError("run.json: command must be a non-empty list of strings")
+        for key, choices in (("notices", NOTICE_MODES), ("on_rebalance", REBALANCE_ACTIONS)):
+            if key in data and data[key] not in choices:
+                raise ValueError(
+                    f"run.json: {key} must be one of {', '.join(choices)}, got {data[key]!r}")
+        endpoint = data.get("imds_endpoint", DEFAULT_IMDS_ENDPOINT)
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"run.json: imds_endpoint must be an http:// URL, got {endpoint!r}")
         return cls(**data)
 
     @classmethod
@@ -207,14 +227,15 @@ class Supervisor:
         self,
         layout: SessionLayout,
         run_config: RunConfig,
-        watchers: Sequence[NoticeWatcher] = (),
+        watchers: Sequence[NoticeWatcher] | None = None,
         poll_interval: float = 1.0,
         status_interval: float = 5.0,
         notice_interval: float = 5.0,
     ) -> None:
         self.layout = layout
         self.config = run_config
-        self.watchers = list(watchers)
+        # None: the watchers run.json asks for (notices, imds_endpoint), built in run().
+        self.watchers = None if watchers is None else list(watchers)
         self.poll_interval = poll_interval
         self.status_interval = status_interval
         self.notice_interval = notice_interval
@@ -227,6 +248,8 @@ class Supervisor:
         self._syncer: Syncer | None = None
         self._last_write = 0.0
         self._run_started = time.time()
+        # A checkpoint asked for by a notice: (newest step before the request, deadline).
+        self._notice_checkpoint: tuple[int | None, float] | None = None
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -305,6 +328,9 @@ class Supervisor:
             self.status.resumed_from_step = self.status.step = step
             self.status.last_checkpoint_step = step
             log.info("resuming from checkpoint %s", folder)
+        if self.watchers is None:
+            self.watchers = build_watchers(
+                config.notices, config.imds_endpoint, config.on_rebalance, os.environ)
         self._syncer = Syncer(
             storage, layout, interval=config.sync_interval,
             keep_local=config.checkpoint_keep_local, on_published=self._on_published,
@@ -358,30 +384,65 @@ class Supervisor:
             if self.watchers and now >= next_notice:
                 next_notice = now + self.notice_interval
                 notice = self._poll_watchers()
-                if notice:
-                    log.warning("notice: %s", notice)
-                    self.status.notice = notice
-                    return self._shutdown("interrupted")
+                if notice and self._on_notice(notice) == STOP:
+                    return self._shutdown("interrupted", exit_reason=notice.reason)
+            self._follow_notice_checkpoint()
             self._refresh()
             time.sleep(self.poll_interval)
 
-    def _poll_watchers(self) -> str | None:
-        for watcher in self.watchers:
+    def _poll_watchers(self) -> Notice | None:
+        for watcher in self.watchers or ():
             try:
                 notice = watcher.poll()
             except Exception:  # a flaky metadata endpoint must not end the session
                 log.exception("notice watcher %r failed", watcher)
                 continue
             if notice:
-                return notice
+                return Notice(notice) if isinstance(notice, str) else notice
         return None
+
+    def _job_has_progress(self) -> bool:
+        """The job has done something in this run: a progress report or a new checkpoint."""
+        step = self.status.last_checkpoint_step
+        return self._progress_is_current() or (
+            step is not None and step != self.status.resumed_from_step)
+
+    def _on_notice(self, notice: Notice) -> str:
+        """Record `notice`, ask for a checkpoint if that is the answer; returns the answer."""
+        response = response_to(notice, self._job_has_progress())
+        log.warning("notice: %s (%s)", notice.reason, {
+            STOP: "checkpoint, publish and stop",
+            CHECKPOINT: "checkpoint and publish, training goes on",
+        }.get(response, "recorded only"))
+        self.status.notice = notice.reason
+        if response == CHECKPOINT:
+            before = newest_local_step(self.layout.checkpoints)
+            self._notice_checkpoint = (before, time.monotonic() + self.config.stop_grace)
+            self._signal_job(signal.SIGUSR1)
+        if response != STOP:
+            self._write_status()
+        return response
+
+    def _follow_notice_checkpoint(self) -> None:
+        """Publish the checkpoint a notice asked for as soon as it is there."""
+        if self._notice_checkpoint is None:
+            return
+        before, deadline = self._notice_checkpoint
+        step = newest_local_step(self.layout.checkpoints)
+        if step is not None and (before is None or step > before):
+            log.info("checkpoint %d written after the notice: publishing it now", step)
+            self._notice_checkpoint = None
+            self._syncer.sync_soon()
+        elif time.monotonic() >= deadline:
+            log.warning("no new checkpoint within %s s of the notice", self.config.stop_grace)
+            self._notice_checkpoint = None
 
     def _signal_job(self, signum: int) -> None:
         assert self._proc is not None
         if self._proc.poll() is None:
             os.kill(self._proc.pid, signum)
 
-    def _shutdown(self, final_state: str) -> int:
+    def _shutdown(self, final_state: str, exit_reason: str | None = None) -> int:
         """Checkpoint request, wait, publish, stop the job, sync; then `final_state`."""
         self._set_state("stopping")
         exit_code = None
@@ -390,7 +451,7 @@ class Supervisor:
             # Publish before stopping the job: after a notice the host may vanish any time.
             self._syncer.sync_once()
             exit_code = self._terminate_job()
-        return self._finish(final_state, exit_code=exit_code)
+        return self._finish(final_state, exit_code=exit_code, exit_reason=exit_reason)
 
     def _await_checkpoint(self) -> None:
         before = newest_local_step(self.layout.checkpoints)

@@ -46,6 +46,7 @@ class Syncer:
         self._sent: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -55,12 +56,19 @@ class Syncer:
     def _run(self) -> None:
         while True:
             self.sync_once()
-            if self._stopping.wait(self.interval):
+            self._wake.wait(self.interval)
+            self._wake.clear()  # a wake-up set after this is served by the next round
+            if self._stopping.is_set():
                 return
+
+    def sync_soon(self) -> None:
+        """Start the next round now rather than at the interval (the caller never waits)."""
+        self._wake.set()
 
     def stop(self, final_sync: bool = True) -> None:
         """Stop the thread (waiting for a round in progress), then sync once more."""
         self._stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None

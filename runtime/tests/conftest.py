@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from fake_imds import FakeImds
 from rlops_runtime.contract import save_checkpoint
 from rlops_runtime.storage import Storage
 
@@ -61,6 +62,27 @@ def _serve(args: list[str], port: int) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def closed_endpoint() -> Iterator[str]:
+    """A loopback URL that refuses connections: a bound socket that never listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_imds(closed_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Supervisors in tests (notices "auto" by default) never reach 169.254.169.254."""
+    monkeypatch.setenv("RLOPS_IMDS_ENDPOINT", closed_endpoint)
+
+
+@pytest.fixture
+def fake_imds() -> Iterator[FakeImds]:
+    """A fake IMDSv2 server on loopback (tests/fake_imds.py); `.url` is its endpoint."""
+    with FakeImds() as imds:
+        yield imds
 
 
 def _boto_client(service: str, endpoint: str):

@@ -1,7 +1,8 @@
 """A job that follows the session contract, for supervisor tests (no SB3: starts fast).
 
 Counts about 50 steps a second; checkpoints (a step.txt file) every
-FAKE_CHECKPOINT_SECONDS, on SIGUSR1, and once more at the end or on SIGTERM. With
+FAKE_CHECKPOINT_SECONDS, on SIGUSR1, and once more at the end or on SIGTERM; reports
+progress with each checkpoint and, with FAKE_PROGRESS_SECONDS set, that often too. With
 FAKE_EXIT_CODE set it prints a last line and exits with that code at once.
 """
 
@@ -40,7 +41,8 @@ def main() -> int:
 
     total = int(env["RLOPS_TOTAL_TIMESTEPS"])
     every = float(env.get("FAKE_CHECKPOINT_SECONDS", "0.2"))
-    last = time.monotonic()
+    report_every = float(env.get("FAKE_PROGRESS_SECONDS") or "inf")
+    last = last_report = time.monotonic()
     while step < total and not terminated:
         time.sleep(0.02)
         step += 1
@@ -50,6 +52,9 @@ def main() -> int:
         elif time.monotonic() - last >= every:
             checkpoint("interval")
             last = time.monotonic()
+        elif time.monotonic() - last_report >= report_every:
+            report_progress(env["RLOPS_PROGRESS_FILE"], step=step)
+            last_report = time.monotonic()
     checkpoint("sigterm" if terminated else "final")
     return 0
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from rlops_runtime.session import SessionLayout
 from rlops_runtime.status import Status, read_status, write_status
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
+FAKE_IMDS = Path(__file__).with_name("fake_imds.py")
 SESSION = "cli-20261122t000000z"
 
 
@@ -81,6 +83,35 @@ def test_detached_start_and_stop(tmp_path: Path) -> None:
     assert (again.returncode, again.stdout.strip()) == (0, "stopped")
     listed = json.loads(rlops_run("status", "--data-root", str(tmp_path)).stdout)
     assert [(e["session_id"], e["state"]) for e in listed] == [(SESSION, "stopped")]
+
+
+def test_run_on_ec2_stops_on_a_spot_notice(tmp_path: Path) -> None:
+    """`rlops-run run` with notices "auto" (run.json's default) and the fake IMDSv2 run as
+    a script, as a lab container would reach it. The notice is there from the start (the
+    CLI polls every 5 s): the wiring is tested here, the checkpoint in test_supervisor."""
+    imds = subprocess.Popen([sys.executable, str(FAKE_IMDS), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = imds.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        notice = json.dumps({"action": "stop", "time": "2026-11-22T08:00:00Z"}).encode()
+        urllib.request.urlopen(urllib.request.Request(
+            f"{url}/_control/spot/instance-action", data=notice, method="PUT"), timeout=5).close()
+        layout = make_session(tmp_path)
+        result = subprocess.run(
+            [sys.executable, "-m", "rlops_runtime.cli", "run", "--session-dir", str(layout.root)],
+            env={**os.environ, "RLOPS_IMDS_ENDPOINT": url}, capture_output=True, text=True,
+            timeout=60)
+    finally:
+        imds.terminate()
+        assert imds.wait(timeout=10) == 0
+    assert result.returncode == 0, result.stderr
+    status = read_status(layout.status)
+    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
+    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    log = layout.supervisor_log.read_text()
+    assert f"watching EC2 instance metadata (IMDSv2) at {url}" in log
+    assert f"notice: {reason}" in log
 
 
 def test_start_reports_a_supervisor_that_dies(tmp_path: Path) -> None:

@@ -7,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from fake_imds import FakeImds
 from rlops_runtime.checkpoints import local_steps
 from rlops_runtime.jsonio import write_json_atomic
 from rlops_runtime.manifest import check_folder, step_dirname
@@ -55,6 +58,36 @@ def supervise(layout: SessionLayout, **kwargs: object) -> tuple[int, Status]:
     status = read_status(layout.status)
     assert status is not None
     return code, status
+
+
+class SupervisorThread(threading.Thread):
+    """A supervisor run in the background, so that a test can act while it runs."""
+
+    def __init__(self, layout: SessionLayout, **kwargs: object) -> None:
+        super().__init__(daemon=True)
+        self.supervisor = Supervisor(
+            layout, RunConfig.load(layout.run_json), poll_interval=0.1, **kwargs)
+        self.code: int | None = None
+
+    def run(self) -> None:
+        self.code = self.supervisor.run()
+
+    def stop(self) -> None:
+        """As SIGTERM would (the handler only sets this flag)."""
+        self.supervisor._stop_signal = signal.SIGTERM
+        self.join(30)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def requested_steps(layout: SessionLayout) -> list[int]:
+    return [int(line.split()[1]) for line in layout.job_log.read_text().splitlines()
+            if line.endswith("(requested)")]
 
 
 def storage_of(tmp_path: Path):
@@ -214,12 +247,99 @@ def test_notice_interrupts_with_checkpoint_synced(tmp_path: Path) -> None:
     code, status = supervise(layout, watchers=[BrokenWatcher(), watcher], notice_interval=0.2)
     assert code == 0 and status.state == "interrupted"
     assert status.notice == "spot instance-action: terminate" and watcher.polls == 3
+    assert status.exit_reason == status.notice
     log = layout.job_log.read_text()
     requested = int(log.split(" (requested)")[0].rsplit("checkpoint ", 1)[1])
     latest = read_latest(storage_of(tmp_path), SESSION)
     assert latest is not None and latest >= requested > 0
     assert status.last_synced_step == latest
     assert stored_status(tmp_path)["state"] == "interrupted"
+
+
+def test_imds_notices_from_run_json(tmp_path: Path, fake_imds: FakeImds,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """notices: imds. A rebalance: checkpoint, published at once, training goes on; then a
+    spot stop: checkpoint, publish, `interrupted`."""
+    monkeypatch.setenv("RLOPS_IMDS_ENDPOINT", fake_imds.url)
+    # No periodic checkpoints, and a sync interval no test waits for: whatever reaches
+    # storage while the job runs was asked for by a notice.
+    layout = make_session(tmp_path, notices="imds", sync_interval=60, env={
+        "FAKE_CHECKPOINT_SECONDS": "3600", "FAKE_PROGRESS_SECONDS": "0.1"})
+    run = SupervisorThread(layout, notice_interval=0.2)
+    run.start()
+    try:
+        wait_for(lambda: state_of(layout) == "running" and layout.progress.exists())
+        fake_imds.set_rebalance("2026-11-22T07:50:00Z")
+        wait_for(lambda: requested_steps(layout))
+        [first] = requested_steps(layout)
+        wait_for(lambda: read_latest(storage_of(tmp_path), SESSION) == first, timeout=5)
+        status = read_status(layout.status)
+        assert status.state == "running"
+        assert status.notice == "rebalance recommendation at 2026-11-22T07:50:00Z"
+        assert stored_status(tmp_path)["notice"] == status.notice
+
+        fake_imds.set_instance_action("stop", "2026-11-22T08:00:00Z")
+        run.join(30)
+    finally:
+        if run.is_alive():
+            run.stop()
+    assert run.code == 0
+    status = read_status(layout.status)
+    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
+    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    first_again, second = requested_steps(layout)
+    assert first_again == first < second
+    assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= second
+    assert status.last_synced_step == newest(layout)
+    stored = stored_status(tmp_path)
+    assert (stored["state"], stored["notice"]) == ("interrupted", reason)
+    assert fake_imds.count("PUT", "/latest/api/token") == 1
+
+
+def test_rebalance_before_the_job_progressed_is_only_recorded(
+        tmp_path: Path, fake_imds: FakeImds, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a supervisor restarted after a rebalance recommendation sees at once."""
+    monkeypatch.setenv("RLOPS_IMDS_ENDPOINT", fake_imds.url)
+    fake_imds.set_rebalance("2026-11-22T07:50:00Z")
+    layout = make_session(tmp_path, notices="imds", env={"FAKE_CHECKPOINT_SECONDS": "3600"})
+    run = SupervisorThread(layout, notice_interval=0.2)
+    run.start()
+    try:
+        wait_for(lambda: (read_status(layout.status) or Status(SESSION)).notice)
+        wait_for(lambda: "start step=0" in layout.job_log.read_text())
+        time.sleep(0.5)  # a few more polls
+        status = read_status(layout.status)
+        assert status.state == "running" and status.notice.startswith("rebalance")
+        assert requested_steps(layout) == [] and newest(layout) is None
+
+        fake_imds.set_instance_action("terminate", "2026-11-22T08:00:00Z")
+        run.join(30)
+    finally:
+        if run.is_alive():
+            run.stop()
+    status = read_status(layout.status)
+    assert run.code == 0 and status.state == "interrupted"
+    assert status.notice == "spot instance-action: terminate at 2026-11-22T08:00:00Z"
+    assert len(requested_steps(layout)) == 1
+    assert read_latest(storage_of(tmp_path), SESSION) == newest(layout)
+
+
+def test_notices_none_never_asks_imds(tmp_path: Path, fake_imds: FakeImds,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RLOPS_IMDS_ENDPOINT", fake_imds.url)
+    fake_imds.set_instance_action("stop")
+    layout = make_session(tmp_path, notices="none", total_timesteps=10)
+    code, status = supervise(layout, notice_interval=0.05)
+    assert code == 0 and status.state == "completed" and status.notice is None
+    assert fake_imds.requests == []
+
+
+@pytest.mark.parametrize("key, value", [
+    ("notices", "ec2"), ("on_rebalance", "ignore"), ("imds_endpoint", "169.254.169.254"),
+])
+def test_run_config_rejects_bad_notice_settings(key: str, value: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        RunConfig.from_dict({"session_id": SESSION, "storage_uri": "file:///s", key: value})
 
 
 def test_sigterm_stops_after_a_newer_checkpoint(tmp_path: Path) -> None:

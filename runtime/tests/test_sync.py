@@ -108,3 +108,22 @@ def test_keep_local_rotates_only_published(storage, layout, make_checkpoint):
     assert syncer.sync_once() == [10, 20, 30]
     assert remote_steps(storage, "sess-1") == [10, 20, 30]
     assert local_steps(layout.checkpoints) == [5, 30]  # 5 was never published: kept
+
+
+def test_sync_soon_starts_a_round_before_the_interval(layout, make_checkpoint, tmp_path):
+    storage = open_storage(f"file://{tmp_path / 'storage'}")
+    syncer = Syncer(storage, layout, interval=60)
+    syncer.start()
+    try:
+        time.sleep(0.1)  # the first round, at start, is over
+        make_checkpoint(layout.checkpoints, 10)
+        syncer.sync_soon()
+        deadline = time.monotonic() + 5
+        while syncer.last_published != 10:
+            assert time.monotonic() < deadline, "sync_soon did not wake the thread"
+            time.sleep(0.01)
+    finally:
+        started = time.monotonic()
+        syncer.stop(final_sync=False)
+        assert time.monotonic() - started < 5  # stop does not wait for the interval either
+    assert read_latest(storage, "sess-1") == 10

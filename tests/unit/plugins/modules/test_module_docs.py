@@ -1,6 +1,9 @@
 """DOCUMENTATION says what argument_spec does: same options, types, defaults, choices,
 aliases. (ansible-test validate-modules checks this too where it can be installed.)"""
 
+import importlib
+from pathlib import Path
+
 import pytest
 import yaml
 from ansible_collections.amazon.aws.plugins.module_utils.modules import aws_argument_spec
@@ -65,3 +68,20 @@ def test_examples_and_return_parse_and_attributes_are_declared(module):
     assert any(name in task for task in examples)
     returned = yaml.safe_load(module.RETURN)
     assert all({"description", "returned", "type"} <= set(v) for v in returned.values())
+
+
+ALL_MODULES = sorted(
+    path.stem for path in (Path(__file__).resolve().parents[4] / "plugins/modules").glob("*.py")
+    if path.stem != "__init__"
+)
+
+
+@pytest.mark.parametrize("name", ALL_MODULES)
+def test_every_module_documents_itself_in_yaml(name):
+    """ansible-doc shows every module: its DOCUMENTATION, EXAMPLES and RETURN parse."""
+    module = importlib.import_module(f"ansible_collections.rlops.fleet.plugins.modules.{name}")
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["module"] == name and doc["short_description"]
+    examples = yaml.safe_load(module.EXAMPLES)
+    assert any(f"rlops.fleet.{name}" in task for task in examples), "examples use the FQCN"
+    assert isinstance(yaml.safe_load(module.RETURN), dict)

@@ -17,7 +17,7 @@ short_description: Find NVIDIA GPUs on the PCI bus, with details from nvidia-smi
 version_added: 0.1.0
 description:
   - Internal module of the rlops.fleet.gpu_host role. Reads only; changes nothing.
-  - Reads C(vendor) and C(class) of every device under O(pci_root) (sysfs, no C(lspci)):
+  - Reads C(vendor) and C(class) of every device under O(pci_root) (sysfs, no C(lspci));
     a GPU is a device of vendor O(vendor) whose class is a display controller (C(0x03xxxx));
     the GPUs' audio and USB functions and NVSwitches are not GPUs.
   - Names come from nvidia-smi when the driver runs, else from C(pci.ids) when a copy is
@@ -55,7 +55,7 @@ options:
 
 EXAMPLES = r"""
 - name: Find the GPUs
-  gpu_host_detect:
+  rlops.fleet.gpu_host_detect:
   register: detected
 """
 

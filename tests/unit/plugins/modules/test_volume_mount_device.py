@@ -1,4 +1,4 @@
-"""Decisions of roles/volume_mount/library/volume_mount_device.py: which device, format or not."""
+"""Decisions of plugins/modules/volume_mount_device.py: which device, format or not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[3] / "roles/volume_mount/library/volume_mount_device.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/modules/volume_mount_device.py"
 _SPEC = importlib.util.spec_from_file_location("volume_mount_device", _PATH)
 vmd = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = vmd  # dataclasses look their module up

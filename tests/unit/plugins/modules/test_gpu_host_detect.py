@@ -1,4 +1,4 @@
-"""roles/gpu_host/library/gpu_host_detect.py: which PCI devices are GPUs, and their details."""
+"""plugins/modules/gpu_host_detect.py: which PCI devices are GPUs, and their details."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[3] / "roles/gpu_host/library/gpu_host_detect.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/modules/gpu_host_detect.py"
 _SPEC = importlib.util.spec_from_file_location("gpu_host_detect", _PATH)
 ghd = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = ghd  # dataclasses look their module up

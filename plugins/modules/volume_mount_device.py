@@ -96,7 +96,7 @@ options:
 
 EXAMPLES = r"""
 - name: Find the data volume
-  volume_mount_device:
+  rlops.fleet.volume_mount_device:
     source: ebs
     ebs_volume_id: vol-0123456789abcdef0
     fstype: ext4

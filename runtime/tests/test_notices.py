@@ -1,0 +1,262 @@
+"""Spot notices: the decisions, ImdsWatcher against the fake IMDSv2 (tests/fake_imds.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from fake_imds import INSTANCE_ACTION, REBALANCE, TOKEN_PATH, FakeImds
+from rlops_runtime.notices import (
+    CHECKPOINT,
+    INSTANCE_ACTION_PATH,
+    REBALANCE_PATH,
+    RECORD,
+    STOP,
+    ImdsWatcher,
+    Notice,
+    build_watchers,
+    instance_action_notice,
+    is_new,
+    rebalance_notice,
+    resolve_endpoint,
+    response_to,
+    should_watch,
+    token_is_fresh,
+)
+
+# decisions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"action": "stop", "time": "2026-11-22T08:00:00Z"}',
+     Notice("spot instance-action: stop at 2026-11-22T08:00:00Z", STOP)),
+    (b'{"action": "terminate", "time": "2026-11-22T08:00:00Z"}',
+     Notice("spot instance-action: terminate at 2026-11-22T08:00:00Z", STOP)),
+    (b'{"action": "hibernate", "time": "2026-11-22T08:00:00Z"}',
+     Notice("spot instance-action: hibernate at 2026-11-22T08:00:00Z", CHECKPOINT)),
+    (b'{"action": "reboot"}', Notice("spot instance-action: reboot", STOP)),
+    (b"<html>oops</html>", Notice("spot instance-action: unreadable notice '<html>oops</html>'",
+                                  STOP)),
+    (b'["stop"]', Notice("spot instance-action: unreadable notice '[\"stop\"]'", STOP)),
+])
+def test_instance_action_notice(body: bytes, expected: Notice) -> None:
+    assert instance_action_notice(body) == expected
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b'{"noticeTime": "2026-11-22T07:50:00Z"}', "rebalance recommendation at 2026-11-22T07:50:00Z"),
+    (b"not json", "rebalance recommendation"),
+])
+@pytest.mark.parametrize("action", [CHECKPOINT, STOP, RECORD])
+def test_rebalance_notice(body: bytes, reason: str, action: str) -> None:
+    assert rebalance_notice(body, action) == Notice(reason, action)
+
+
+def test_is_new_repeats_only_stops() -> None:
+    reported = {"rebalance recommendation at t1", "spot instance-action: stop at t2"}
+    assert not is_new(Notice("rebalance recommendation at t1", CHECKPOINT), reported)
+    assert is_new(Notice("rebalance recommendation at t3", CHECKPOINT), reported)
+    assert is_new(Notice("spot instance-action: stop at t2", STOP), reported)
+
+
+@pytest.mark.parametrize("action, progress, expected", [
+    (STOP, False, STOP),
+    (STOP, True, STOP),
+    (CHECKPOINT, True, CHECKPOINT),
+    (CHECKPOINT, False, RECORD),  # just (re)started: nothing new to save
+    (RECORD, True, RECORD),
+])
+def test_response_to(action: str, progress: bool, expected: str) -> None:
+    assert response_to(Notice("n", action), progress) == expected
+
+
+def test_token_is_fresh() -> None:
+    assert token_is_fresh(now=100, expires_at=200, margin=60)
+    assert not token_is_fresh(now=140, expires_at=200, margin=60)
+    assert not token_is_fresh(now=300, expires_at=200, margin=0)
+
+
+def test_resolve_endpoint() -> None:
+    assert resolve_endpoint("http://169.254.169.254", {}) == "http://169.254.169.254"
+    assert resolve_endpoint("http://a/", {"RLOPS_IMDS_ENDPOINT": "http://127.0.0.1:9/"}) == (
+        "http://127.0.0.1:9")
+    assert resolve_endpoint("http://a", {"RLOPS_IMDS_ENDPOINT": ""}) == "http://a"
+
+
+@pytest.mark.parametrize("mode, reachable, expected", [
+    ("auto", True, True), ("auto", False, False),
+    ("imds", True, True), ("imds", False, True),
+    ("none", True, False), ("none", False, False),
+])
+def test_should_watch(mode: str, reachable: bool, expected: bool) -> None:
+    assert should_watch(mode, reachable) is expected
+
+
+# the fake IMDSv2 --------------------------------------------------------------------------
+
+
+def _call(url: str, method: str = "GET", headers: dict | None = None,
+          data: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def test_fake_imds_semantics(fake_imds: FakeImds) -> None:
+    url = fake_imds.url
+    assert _call(url + TOKEN_PATH, "PUT")[0] == 400  # no TTL header
+    assert _call(url + TOKEN_PATH, "PUT", {"X-aws-ec2-metadata-token-ttl-seconds": "0"})[0] == 400
+    status, token = _call(url + TOKEN_PATH, "PUT", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    assert status == 200 and token
+    auth = {"X-aws-ec2-metadata-token": token.decode()}
+    assert _call(url + INSTANCE_ACTION_PATH)[0] == 401
+    assert _call(url + INSTANCE_ACTION_PATH, headers={"X-aws-ec2-metadata-token": "x"})[0] == 401
+    assert _call(url + INSTANCE_ACTION_PATH, headers=auth)[0] == 404
+    assert _call(url + "/latest/meta-data/instance-id", headers=auth)[0] == 200
+
+    body = b'{"action": "stop", "time": "2026-11-22T08:00:00Z"}'
+    assert _call(url + "/_control/" + INSTANCE_ACTION, "PUT", data=body)[0] == 200
+    assert _call(url + INSTANCE_ACTION_PATH, headers=auth) == (200, body)
+    assert _call(url + "/_control/" + INSTANCE_ACTION, "DELETE")[0] == 200
+    assert _call(url + INSTANCE_ACTION_PATH, headers=auth)[0] == 404
+
+    assert _call(url + "/_control/expire-tokens", "POST", data=b"")[0] == 200
+    assert _call(url + INSTANCE_ACTION_PATH, headers=auth)[0] == 401
+    seen = json.loads(_call(url + "/_control/requests")[1])
+    assert ["PUT", TOKEN_PATH, 200] in seen
+
+
+# ImdsWatcher against it -------------------------------------------------------------------
+
+
+def test_watcher_reuses_its_token(fake_imds: FakeImds) -> None:
+    watcher = ImdsWatcher(fake_imds.url)
+    assert [watcher.poll() for _ in range(3)] == [None, None, None]
+    assert fake_imds.count("PUT", TOKEN_PATH) == 1
+    assert fake_imds.count("GET", INSTANCE_ACTION_PATH) == 3
+    assert fake_imds.count("GET", REBALANCE_PATH) == 3
+
+
+def test_watcher_renews_a_token_near_expiry(fake_imds: FakeImds) -> None:
+    now = [1000.0]
+    watcher = ImdsWatcher(fake_imds.url, token_ttl=600, clock=lambda: now[0])
+    watcher.poll()
+    now[0] += 500  # within the margin of the 600 s token
+    watcher.poll()
+    assert fake_imds.count("PUT", TOKEN_PATH) == 1
+    now[0] += 50
+    watcher.poll()
+    assert fake_imds.count("PUT", TOKEN_PATH) == 2
+
+
+def test_watcher_renews_a_rejected_token(fake_imds: FakeImds) -> None:
+    watcher = ImdsWatcher(fake_imds.url)
+    assert watcher.poll() is None
+    fake_imds.expire_tokens()
+    fake_imds.set_instance_action("stop")
+    assert watcher.poll() == Notice("spot instance-action: stop at 2026-11-22T08:00:00Z", STOP)
+    assert fake_imds.count("PUT", TOKEN_PATH) == 2
+    assert ("GET", INSTANCE_ACTION_PATH, 401) in fake_imds.requests
+
+
+def test_watcher_reports_notices(fake_imds: FakeImds) -> None:
+    watcher = ImdsWatcher(fake_imds.url, on_rebalance=CHECKPOINT)
+    assert watcher.poll() is None
+    fake_imds.set_rebalance("2026-11-22T07:50:00Z")
+    rebalance = Notice("rebalance recommendation at 2026-11-22T07:50:00Z", CHECKPOINT)
+    assert watcher.poll() == rebalance
+    assert watcher.poll() is None  # still served, already reported
+    fake_imds.set_rebalance("2026-11-22T07:55:00Z")
+    assert watcher.poll().reason == "rebalance recommendation at 2026-11-22T07:55:00Z"
+    fake_imds.set_instance_action("terminate", "2026-11-22T08:00:00Z")
+    stop = Notice("spot instance-action: terminate at 2026-11-22T08:00:00Z", STOP)
+    assert watcher.poll() == stop and watcher.poll() == stop
+    fake_imds.clear(INSTANCE_ACTION)
+    fake_imds.clear(REBALANCE)
+    assert watcher.poll() is None
+
+
+def test_watcher_ignores_proxy_settings(fake_imds: FakeImds,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    fake_imds.set_instance_action("stop")
+    assert ImdsWatcher(fake_imds.url).poll().action == STOP
+
+
+def test_unreachable_imds_is_no_notice_logged_once(closed_endpoint: str, fake_imds: FakeImds,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "rlops_runtime.notices")
+    watcher = ImdsWatcher(closed_endpoint)
+    started = time.monotonic()
+    assert [watcher.poll() for _ in range(5)] == [None] * 5
+    assert time.monotonic() - started < 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and closed_endpoint in warnings[0].getMessage()
+    watcher.endpoint = fake_imds.url  # it answers again
+    assert watcher.poll() is None
+    assert "answers again" in caplog.records[-1].getMessage()
+
+
+def test_silent_imds_times_out_quickly() -> None:
+    # Accepts connections (the kernel's backlog) and never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        watcher = ImdsWatcher(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        started = time.monotonic()
+        assert watcher.poll() is None
+        assert time.monotonic() - started < 1.5
+
+
+def test_server_errors_are_no_notice(fake_imds: FakeImds) -> None:
+    watcher = ImdsWatcher(fake_imds.url + "/nope")  # not IMDS: the token PUT answers 405
+    assert watcher.probe() == f"IMDS at {fake_imds.url}/nope: PUT /latest/api/token answered 405"
+    assert watcher.poll() is None
+
+
+# choosing watchers from run.json ----------------------------------------------------------
+
+
+def test_build_watchers_auto_uses_imds_that_answers(fake_imds: FakeImds) -> None:
+    env = {"RLOPS_IMDS_ENDPOINT": fake_imds.url}
+    [watcher] = build_watchers("auto", "http://169.254.169.254", RECORD, env)
+    assert watcher.endpoint == fake_imds.url and watcher.on_rebalance == RECORD
+    assert fake_imds.count("PUT", TOKEN_PATH) == 1
+    watcher.poll()
+    assert fake_imds.count("PUT", TOKEN_PATH) == 1  # the probe's token is reused
+
+
+def test_build_watchers_auto_off_ec2(closed_endpoint: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "rlops_runtime.notices")
+    assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}) == []
+    assert "not watching" in caplog.text
+
+
+def test_build_watchers_imds_watches_anyway(closed_endpoint: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "rlops_runtime.notices")
+    [watcher] = build_watchers("imds", closed_endpoint, CHECKPOINT, {})
+    assert watcher.poll() is None
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_build_watchers_with_a_bad_endpoint_variable() -> None:
+    env = {"RLOPS_IMDS_ENDPOINT": "127.0.0.1:9"}  # no scheme
+    assert build_watchers("auto", "http://169.254.169.254", CHECKPOINT, env) == []
+    [watcher] = build_watchers("imds", "http://169.254.169.254", CHECKPOINT, env)
+    assert watcher.poll() is None
+
+
+def test_build_watchers_none_sends_nothing(fake_imds: FakeImds) -> None:
+    assert build_watchers("none", fake_imds.url, CHECKPOINT, {}) == []
+    assert fake_imds.requests == []
