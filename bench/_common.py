@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
+# The loopback servers the tests use (tests/servers.py) serve the benchmarks too.
+sys.path.insert(0, str(REPO / "tests"))
+from servers import serve_moto, stop_process  # noqa: E402,F401 (stop_process: re-exported)
+
 BIN = Path(sys.executable).parent
 RLOPS_RUN = str(BIN / "rlops-run")
 AGENT = [sys.executable, "-m", "rlops_runtime.agents.sb3", "train"]
@@ -264,34 +266,11 @@ def run_pair(run_a: Callable[[], dict], run_b: Callable[[], dict], a_first: bool
     return results["a"], results["b"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def moto_server() -> Iterator[tuple[str, int]]:
     """A moto S3 server on 127.0.0.1 for the block; yields (endpoint URL, pid)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=NEW_SESSION,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on port {port}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        stop_process(proc)
+    with serve_moto(new_session=NEW_SESSION) as (url, proc):
+        yield url, proc.pid
 
 
 def s3_env(endpoint: str) -> dict[str, str]:
@@ -314,17 +293,6 @@ def create_bucket(endpoint: str, bucket: str) -> None:
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; only this process (we started it)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05,

@@ -1,4 +1,4 @@
-"""Servers the controller-side tests start on loopback."""
+"""Servers the controller-side tests and the benchmarks start on loopback."""
 
 from __future__ import annotations
 
@@ -6,24 +6,38 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 
-
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; only this process (we started it)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextmanager
-def moto_server():
-    """A moto server on a free loopback port for the duration of the block; yields its URL."""
-    port = _free_port()
+def serve_moto(new_session: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A moto server on a free loopback port for the block; yields (URL, process).
+
+    `new_session` puts it in its own session (benchmarks measure their own process group).
+    """
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=new_session)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -32,9 +46,15 @@ def moto_server():
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("moto server did not start")
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+                    raise RuntimeError(f"moto server did not start on port {port}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on a free loopback port for the block; yields its URL."""
+    with serve_moto() as (url, _proc):
+        yield url
