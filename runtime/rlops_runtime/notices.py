@@ -36,6 +36,10 @@ TOKEN_TTL = 21600           # seconds, the most IMDSv2 grants
 TOKEN_REFRESH_MARGIN = 60   # renew this long before the token expires
 TIMEOUT = 1.0               # per request: a poll must never hold up the supervisor's loop
 MAX_BODY = 65536
+# How an instance knows it runs on EC2 without asking the network: Nitro instances name
+# "Amazon EC2" in DMI, Xen ones have a hypervisor uuid starting with "ec2".
+DMI_VENDOR_FILES = ("class/dmi/id/sys_vendor", "class/dmi/id/board_vendor")
+HYPERVISOR_UUID_FILE = "hypervisor/uuid"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,17 @@ def token_is_fresh(now: float, expires_at: float, margin: float = TOKEN_REFRESH_
 def resolve_endpoint(configured: str, environ: Mapping[str, str]) -> str:
     """RLOPS_IMDS_ENDPOINT wins over run.json's imds_endpoint (tests, lab hosts)."""
     return (environ.get(ENDPOINT_ENV) or configured or DEFAULT_IMDS_ENDPOINT).rstrip("/")
+
+
+def looks_like_ec2(dmi_vendors: list[str], hypervisor_uuid: str) -> bool:
+    return (any(vendor.strip() == "Amazon EC2" for vendor in dmi_vendors)
+            or hypervisor_uuid.strip().lower().startswith("ec2"))
+
+
+def should_probe(mode: str, on_ec2: bool, endpoint_given: bool) -> bool:
+    """Whether to ask IMDS at all. `auto` asks only an EC2 instance, or the endpoint that
+    RLOPS_IMDS_ENDPOINT names: elsewhere 169.254.169.254 may route off the host."""
+    return mode == "imds" or (mode == "auto" and (on_ec2 or endpoint_given))
 
 
 def should_watch(mode: str, reachable: bool) -> bool:
@@ -228,13 +243,30 @@ class ImdsWatcher:
         return notice
 
 
+def on_ec2(sys_root: str = "/sys") -> bool:
+    """What this host's firmware says (no network)."""
+    def read(relative: str) -> str:
+        try:
+            with open(f"{sys_root}/{relative}", encoding="utf-8", errors="replace") as handle:
+                return handle.read(256)
+        except OSError:
+            return ""
+
+    return looks_like_ec2([read(name) for name in DMI_VENDOR_FILES], read(HYPERVISOR_UUID_FILE))
+
+
 def build_watchers(
     mode: str, endpoint: str, on_rebalance: str, environ: Mapping[str, str],
-    timeout: float = TIMEOUT,
+    timeout: float = TIMEOUT, sys_root: str = "/sys",
 ) -> list[ImdsWatcher]:
-    """The watchers run.json asks for; `auto` probes IMDS once (one token request)."""
+    """The watchers run.json asks for; `auto` probes IMDS once (one token request) on an
+    EC2 instance or at RLOPS_IMDS_ENDPOINT, and nowhere else."""
     if mode == "none":
         log.info("not watching for spot notices (notices: none)")
+        return []
+    if not should_probe(mode, on_ec2(sys_root), bool(environ.get(ENDPOINT_ENV))):
+        log.info("not an EC2 instance (DMI, hypervisor uuid): not watching for spot notices "
+                 "(notices: auto)")
         return []
     watcher = ImdsWatcher(resolve_endpoint(endpoint, environ), on_rebalance, timeout=timeout)
     problem = watcher.probe()

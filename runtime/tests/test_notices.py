@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from fake_imds import INSTANCE_ACTION, REBALANCE, TOKEN_PATH, FakeImds
@@ -22,9 +23,11 @@ from rlops_runtime.notices import (
     build_watchers,
     instance_action_notice,
     is_new,
+    looks_like_ec2,
     rebalance_notice,
     resolve_endpoint,
     response_to,
+    should_probe,
     should_watch,
     token_is_fresh,
 )
@@ -235,11 +238,43 @@ def test_build_watchers_auto_uses_imds_that_answers(fake_imds: FakeImds) -> None
     assert fake_imds.count("PUT", TOKEN_PATH) == 1  # the probe's token is reused
 
 
-def test_build_watchers_auto_off_ec2(closed_endpoint: str,
+def test_build_watchers_auto_off_ec2(closed_endpoint: str, tmp_path: Path,
                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "rlops_runtime.notices")
-    assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}) == []
-    assert "not watching" in caplog.text
+    assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}, sys_root=str(tmp_path)) == []
+    assert "not an EC2 instance" in caplog.text
+    # An EC2 instance whose IMDS does not answer (disabled): asked once, then not watched.
+    (tmp_path / "class/dmi/id").mkdir(parents=True)
+    (tmp_path / "class/dmi/id/sys_vendor").write_text("Amazon EC2\n")
+    caplog.clear()
+    assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}, sys_root=str(tmp_path)) == []
+    assert "no EC2 instance metadata" in caplog.text
+
+
+def test_auto_never_asks_the_network_off_ec2(fake_imds: FakeImds, tmp_path: Path) -> None:
+    assert build_watchers("auto", fake_imds.url, CHECKPOINT, {}, sys_root=str(tmp_path)) == []
+    assert fake_imds.count("PUT", TOKEN_PATH) == 0
+
+
+@pytest.mark.parametrize("vendors, uuid, expected", [
+    (["Amazon EC2\n", ""], "", True),
+    (["", "Amazon EC2"], "", True),
+    (["Xen", "Xen"], "ec2e1916-9099-7caf-fd21-012345abcdef\n", True),
+    (["Xen", ""], "EC2E1916-9099", True),
+    (["QEMU", "QEMU"], "", False),
+    (["Microsoft Corporation", ""], "", False),
+    (["", ""], "", False),
+])
+def test_looks_like_ec2(vendors: list[str], uuid: str, expected: bool) -> None:
+    assert looks_like_ec2(vendors, uuid) is expected
+
+
+@pytest.mark.parametrize("mode, on_ec2, given, expected", [
+    ("auto", False, False, False), ("auto", True, False, True), ("auto", False, True, True),
+    ("imds", False, False, True), ("none", True, True, False),
+])
+def test_should_probe(mode: str, on_ec2: bool, given: bool, expected: bool) -> None:
+    assert should_probe(mode, on_ec2, given) is expected
 
 
 def test_build_watchers_imds_watches_anyway(closed_endpoint: str,
