@@ -145,3 +145,24 @@ def test_validate_env_id() -> None:
     message = validate_env_id("CartPol-v1")
     assert message.startswith("unknown env id 'CartPol-v1'; close matches: CartPole-v1")
     assert validate_env_id("zzzzzz") == "unknown env id 'zzzzzz'"
+
+
+def test_parameter_table_is_cached_per_sb3_version(tmp_path: Path, monkeypatch) -> None:
+    import rlops_runtime.agents.hyperparams as hyperparams
+
+    fresh = hyperparams.parameter_kinds("ppo", tmp_path)
+    [cache] = tmp_path.glob(".rlops-ppo-parameters-*.json")
+    assert json.loads(cache.read_text()) == fresh
+    assert fresh["n_steps"] == ["int"] and "self" not in fresh
+
+    def no_import(algo: str):
+        raise AssertionError("SB3 imported although the table is cached")
+
+    monkeypatch.setattr(hyperparams, "algorithm_class", no_import)
+    assert validate_hyperparameters("ppo", {"n_steps": "many"}, tmp_path) == [
+        "n_steps must be an integer, got 'many'"]
+    assert validate_hyperparameters("a2c", {}, tmp_path) == [
+        "unknown algo 'a2c'; choose one of ppo, dqn"]
+    monkeypatch.setattr(hyperparams, "_sb3_version", lambda: "99.0")
+    with pytest.raises(AssertionError, match="SB3 imported"):
+        hyperparams.parameter_kinds("ppo", tmp_path)  # another version: read again

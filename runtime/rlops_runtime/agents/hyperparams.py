@@ -14,11 +14,14 @@ import difflib
 import inspect
 import json
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..jsonio import read_json, write_json_atomic
 
 ALGOS = ("ppo", "dqn")
 ZOO_KEYS = frozenset({"n_envs", "policy", "normalize", "n_timesteps", "policy_kwargs"})
@@ -207,13 +210,48 @@ def _check_zoo_key(key: str, value: Any) -> str | None:
     return f"{key} must be {extra}an object or a 'dict(...)' string, got {value!r}"
 
 
-def validate_hyperparameters(algo: str, hp: dict[str, Any]) -> list[str]:
+def _sb3_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stable-baselines3")
+    except PackageNotFoundError:
+        return "none"
+
+
+def parameter_kinds(algo: str, cache_dir: Path | None = None) -> dict[str, list[str] | None]:
+    """The algorithm's constructor parameters and the JSON kinds each admits (None: any).
+
+    Reading them imports SB3 and torch (seconds); the table is kept per SB3 version in the
+    venv (`cache_dir`, default sys.prefix), so that later checks need neither.
+    """
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
+    cache = Path(cache_dir or sys.prefix) / f".rlops-{algo}-parameters-{_sb3_version()}.json"
+    table = read_json(cache)
+    if isinstance(table, dict):
+        return table
+    params = inspect.signature(algorithm_class(algo).__init__).parameters
+    table = {}
+    for name, param in params.items():
+        if name != "self":
+            kinds = _annotation_kinds(param.annotation)
+            table[name] = sorted(kinds) if kinds is not None else None
+    try:
+        write_json_atomic(cache, table)
+    except OSError:
+        pass  # a read-only venv: checks stay correct, only slower
+    return table
+
+
+def validate_hyperparameters(algo: str, hp: dict[str, Any],
+                             cache_dir: Path | None = None) -> list[str]:
     """Problems with `hp` for `algo`, one message each; empty when fine."""
     try:
-        params = inspect.signature(algorithm_class(algo).__init__).parameters
+        params = parameter_kinds(algo, cache_dir)
     except ValueError as exc:
         return [str(exc)]
-    allowed = (set(params) - {"self"} - RESERVED_KEYS) | ZOO_KEYS
+    allowed = (set(params) - RESERVED_KEYS) | ZOO_KEYS
     problems = []
     for key, value in hp.items():
         if key in RESERVED_KEYS:
@@ -227,9 +265,9 @@ def validate_hyperparameters(algo: str, hp: dict[str, Any]) -> list[str]:
             if problem:
                 problems.append(problem)
         else:
-            kinds = _annotation_kinds(params[key].annotation)
+            kinds = params[key]
             if kinds is not None and _value_kind(value) not in kinds:
-                problems.append(f"{key} must be {_expected(kinds)}, got {value!r}")
+                problems.append(f"{key} must be {_expected(set(kinds))}, got {value!r}")
     return problems
 
 
