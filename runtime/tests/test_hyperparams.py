@@ -166,3 +166,19 @@ def test_parameter_table_is_cached_per_sb3_version(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(hyperparams, "_sb3_version", lambda: "99.0")
     with pytest.raises(AssertionError, match="SB3 imported"):
         hyperparams.parameter_kinds("ppo", tmp_path)  # another version: read again
+
+
+def test_parameter_table_cache_is_readable_by_all_and_an_unreadable_one_is_ignored(
+        tmp_path: Path, monkeypatch) -> None:
+    import rlops_runtime.agents.hyperparams as hyperparams
+
+    fresh = hyperparams.parameter_kinds("ppo", tmp_path)
+    [cache] = tmp_path.glob(".rlops-ppo-parameters-*.json")
+    # Root validates into the venv, the job's user reads: the table is not private.
+    assert cache.stat().st_mode & 0o777 == 0o644
+
+    def unreadable(path, default=None):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(hyperparams, "read_json", unreadable)
+    assert hyperparams.parameter_kinds("ppo", tmp_path) == fresh

@@ -228,7 +228,10 @@ def parameter_kinds(algo: str, cache_dir: Path | None = None) -> dict[str, list[
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
     cache = Path(cache_dir or sys.prefix) / f".rlops-{algo}-parameters-{_sb3_version()}.json"
-    table = read_json(cache)
+    try:
+        table = read_json(cache)
+    except PermissionError:
+        table = None  # written by another user: read the parameters again
     if isinstance(table, dict):
         return table
     params = inspect.signature(algorithm_class(algo).__init__).parameters
@@ -239,6 +242,9 @@ def parameter_kinds(algo: str, cache_dir: Path | None = None) -> dict[str, list[
             table[name] = sorted(kinds) if kinds is not None else None
     try:
         write_json_atomic(cache, table)
+        # The venv is root's on a host prepared over SSH (the role validates as root),
+        # the job runs as another user: the table must be readable by all.
+        cache.chmod(0o644)
     except OSError:
         pass  # a read-only venv: checks stay correct, only slower
     return table
