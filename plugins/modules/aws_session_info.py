@@ -1,0 +1,339 @@
+#!/usr/bin/python
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+
+DOCUMENTATION = r"""
+---
+module: aws_session_info
+short_description: Find a training session's EC2 instances and EBS volumes, with the cost so far
+version_added: 0.1.0
+description:
+  - Reads the instances and volumes that carry a session's C(rlops:session) tag (or the tag
+    of any session), and optionally one more volume by id. Changes nothing.
+  - For every spot instance, the cost of its current run so far is the spot price history
+    of its type and zone (C(DescribeSpotPriceHistory), Linux/UNIX) integrated over the time
+    it has been running, to the second (Linux spot instances are billed per second).
+    On-demand instances get no cost (their price is not in that history).
+  - Every volume attachment comes with the state of the instance it is attached to, so a
+    playbook can tell a volume held by a running instance from one that a terminated spot
+    instance is about to release.
+  - The rlops.fleet playbooks run it first on the AWS path, so that missing credentials or
+    an unknown volume end the run with one message before anything is created.
+author:
+  - rlops.fleet developers
+attributes:
+  check_mode:
+    description: Reads only; runs the same in check mode.
+    support: full
+  diff_mode:
+    description: Reads only; nothing to show a difference of.
+    support: none
+  idempotent:
+    description: Reads only.
+    support: full
+options:
+  session:
+    description:
+      - The training session id. Without it, the resources of every session in the region
+        (everything tagged C(rlops:session)).
+    type: str
+  volume_id:
+    description:
+      - A volume to read as well, tagged or not (a volume given to a new session). A volume
+        that does not exist is an error.
+    type: str
+  cost:
+    description: Read the spot price history to compute each spot instance's cost so far.
+    type: bool
+    default: true
+notes:
+  - Terminated instances stay visible in EC2's answers for about an hour; after that the cost
+    of their runs is no longer reported.
+  - The cost is that of the instance's current run (since its C(LaunchTime)), and of compute
+    only; EBS storage and data transfer are billed apart.
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+seealso:
+  - module: rlops.fleet.ec2_spot_request
+  - module: rlops.fleet.ebs_volume_attachment
+"""
+
+EXAMPLES = r"""
+- name: Find the session's instance and volume
+  rlops.fleet.aws_session_info:
+    session: cartpole-20261122t051500z
+    region: us-east-1
+  register: found
+
+- name: Show what the session's instances cost so far
+  ansible.builtin.debug:
+    msg: "{{ item.instance_id }} {{ item.state }}: {{ item.cost_so_far }} USD"
+  loop: "{{ found.instances }}"
+
+- name: Read a volume given for a new session, with the resources of every session
+  rlops.fleet.aws_session_info:
+    volume_id: vol-0123456789abcdef0
+    cost: false
+"""
+
+RETURN = r"""
+sessions:
+  description: Session ids found on instances or volumes, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [cartpole-20261122t051500z]
+instances:
+  description: Instances tagged for the session (or any session), every state, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: Instance id.
+      type: str
+    session:
+      description: Value of its C(rlops:session) tag.
+      type: str
+    state:
+      description: C(pending), C(running), C(stopping), C(stopped), C(shutting-down) or
+        C(terminated).
+      type: str
+    instance_type:
+      description: Instance type.
+      type: str
+    availability_zone:
+      description: Zone.
+      type: str
+    lifecycle:
+      description: C(spot) or C(on-demand).
+      type: str
+    launch_time:
+      description: Start of the current run (ISO 8601, UTC); null when unknown.
+      type: str
+    running_hours:
+      description: Hours of the current run so far (to its stop or termination); null when unknown.
+      type: float
+    spot_price:
+      description: Latest spot price in USD per hour of its type and zone; null for on-demand.
+      type: str
+    cost_so_far:
+      description: USD of the current run so far at the spot price history; null when unknown.
+      type: str
+    public_ip:
+      description: Public IPv4 address, null when none.
+      type: str
+    private_ip:
+      description: Private IPv4 address.
+      type: str
+    key_name:
+      description: Key pair name.
+      type: str
+    data_volume:
+      description: The session's data volume attached to it, as C(volume_id) and C(device);
+        null when none is.
+      type: dict
+    tags:
+      description: Tags as a dict.
+      type: dict
+  sample:
+    - instance_id: i-0123456789abcdef0
+      session: cartpole-20261122t051500z
+      state: running
+      instance_type: g4dn.xlarge
+      availability_zone: us-east-1b
+      lifecycle: spot
+      launch_time: "2026-11-22T05:15:00+00:00"
+      running_hours: 1.5
+      spot_price: "0.2133"
+      cost_so_far: "0.319950"
+volumes:
+  description: Volumes tagged for the session (or any session), root volumes included.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume_id:
+      description: Volume id.
+      type: str
+    session:
+      description: Value of its C(rlops:session) tag.
+      type: str
+    role:
+      description: Value of its C(rlops:role) tag, C(data) or C(root).
+      type: str
+    availability_zone:
+      description: Zone.
+      type: str
+    state:
+      description: Volume state.
+      type: str
+    size:
+      description: Size in GiB.
+      type: int
+    volume_type:
+      description: Volume type.
+      type: str
+    attachments:
+      description: Live attachments, each with C(instance_id), C(device), C(state) and the
+        C(instance_state) of that instance (null when EC2 no longer knows it).
+      type: list
+      elements: dict
+    tags:
+      description: Tags as a dict.
+      type: dict
+volume:
+  description: The volume named by O(volume_id), in the form of RV(volumes); null without it.
+  returned: always
+  type: dict
+"""
+
+from datetime import datetime, timezone  # noqa: E402
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import (  # noqa: E402
+    AnsibleAWSModule,
+)
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry  # noqa: E402
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (  # noqa: E402
+    SESSION_TAG,
+    FleetAWSError,
+    aws_errors,
+    fail_module,
+    session_filter,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_session import (  # noqa: E402
+    data_volumes_by_instance,
+    instance_record,
+    price_points,
+    run_window,
+    spot_cost,
+    volume_record,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import (  # noqa: E402
+    describe_or_none,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (  # noqa: E402
+    session_id_error,
+)
+
+PRODUCTS = ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"]
+
+
+class SessionInfo:
+    """Reads only. Methods raise FleetAWSError; main() exits."""
+
+    def __init__(self, module, ec2, now):
+        self.module = module
+        self.ec2 = ec2
+        self.now = now
+        self.session = module.params["session"]
+        self.which = f"session {self.session}" if self.session else "every session"
+
+    def tag_filter(self):
+        if self.session:
+            return session_filter(self.session)
+        return {"Name": "tag-key", "Values": [SESSION_TAG]}
+
+    def instances(self):
+        with aws_errors(f"Find the instances of {self.which} in {self.module.region}"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                Filters=[self.tag_filter()]).build_full_result()
+        found = [i for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
+        return sorted(found, key=lambda i: (str(i.get("LaunchTime") or ""), i["InstanceId"]))
+
+    def volumes(self):
+        with aws_errors(f"Find the volumes of {self.which} in {self.module.region}"):
+            pages = self.ec2.get_paginator("describe_volumes").paginate(
+                Filters=[self.tag_filter()]).build_full_result()
+        return sorted(pages.get("Volumes", []), key=lambda v: v["VolumeId"])
+
+    def volume(self, volume_id):
+        def call():
+            found = self.ec2.describe_volumes(VolumeIds=[volume_id], aws_retry=True)["Volumes"]
+            return found[0] if found else None
+
+        with aws_errors(f"Read volume {volume_id}"):
+            volume = describe_or_none(call, ("InvalidVolume.NotFound", "InvalidVolumeID.Malformed"))
+        if volume is None:
+            raise FleetAWSError(f"Read volume {volume_id}: it does not exist in "
+                                f"{self.module.region}")
+        return volume
+
+    def instance_states(self, volumes, known):
+        """State of every instance a volume is attached to (None when EC2 forgot it)."""
+        states = {i["InstanceId"]: (i.get("State") or {}).get("Name") for i in known}
+        wanted = sorted({a["InstanceId"] for v in volumes for a in v.get("Attachments") or []
+                         if a.get("InstanceId") and a["InstanceId"] not in states})
+        for instance_id in wanted:
+            def call(instance_id=instance_id):
+                reservations = self.ec2.describe_instances(
+                    InstanceIds=[instance_id], aws_retry=True)["Reservations"]
+                found = [i for r in reservations for i in r.get("Instances", [])]
+                return found[0] if found else None
+
+            with aws_errors(f"Read instance {instance_id}"):
+                instance = describe_or_none(call, ("InvalidInstanceID.NotFound",))
+            states[instance_id] = ((instance or {}).get("State") or {}).get("Name")
+        return states
+
+    def prices(self, instance, window):
+        """(cost so far, latest price) of a spot instance's run."""
+        kind = instance.get("InstanceType")
+        zone = (instance.get("Placement") or {}).get("AvailabilityZone")
+        start, end = window
+        with aws_errors(f"Read the spot price history of {kind} in {zone}"):
+            pages = self.ec2.get_paginator("describe_spot_price_history").paginate(
+                InstanceTypes=[kind], AvailabilityZone=zone, ProductDescriptions=PRODUCTS,
+                StartTime=start, EndTime=end).build_full_result()
+        points = price_points(pages.get("SpotPriceHistory", []), kind, zone)
+        return spot_cost(points, start, end), (points[-1][1] if points else None)
+
+    def run(self):
+        instances = self.instances()
+        volumes = self.volumes()
+        extra = None
+        volume_id = self.module.params["volume_id"]
+        if volume_id:
+            extra = next((v for v in volumes if v["VolumeId"] == volume_id), None)
+            extra = extra or self.volume(volume_id)
+        states = self.instance_states(volumes + ([extra] if extra else []), instances)
+        volume_records = [volume_record(v, states) for v in volumes]
+        attached = data_volumes_by_instance(volume_records)
+        records = []
+        for instance in instances:
+            cost = price = None
+            window = run_window(instance, self.now)
+            if (self.module.params["cost"] and window
+                    and instance.get("InstanceLifecycle") == "spot"):
+                cost, price = self.prices(instance, window)
+            records.append(instance_record(instance, self.now, cost, price,
+                                           attached.get(instance["InstanceId"])))
+        sessions = sorted({r["session"] for r in records + volume_records if r["session"]})
+        return {"changed": False, "sessions": sessions, "instances": records,
+                "volumes": volume_records,
+                "volume": volume_record(extra, states) if extra else None}
+
+
+def main():
+    argument_spec = dict(
+        session=dict(type="str"),
+        volume_id=dict(type="str"),
+        cost=dict(type="bool", default=True),
+    )
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    session = module.params["session"]
+    problem = session_id_error(session) if session else None
+    if problem:
+        module.fail_json(msg=f"aws_session_info for session {session}: {problem}")
+    ec2 = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff(retries=5))
+    try:
+        result = SessionInfo(module, ec2, datetime.now(timezone.utc)).run()
+    except FleetAWSError as err:
+        fail_module(module, err)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
