@@ -58,6 +58,11 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
                               )["Instances"][0]["InstanceId"]
     held = volume_in(ec2, "us-east-1a")
     ec2.attach_volume(VolumeId=held, InstanceId=other, Device="/dev/sdg")
+    # A session whose instance is gone: only its data volume is left.
+    idle = "idle-20261122t080000z"
+    ec2.create_volume(AvailabilityZone="us-east-1b", Size=8, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": "rlops:session", "Value": idle},
+                                            {"Key": "rlops:role", "Value": "data"}]}])
 
     new = dict(rlops_session=SESSION)
     cases = {  # case: (playbook, extra vars, environment, the message)
@@ -93,6 +98,15 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
         "resume without a volume": (
             "resume", {"rlops_session": "nope-20260101t000000z"}, {},
             "session nope-20260101t000000z has no data volume in us-east-1"),
+        "evaluate without a running instance": (
+            "evaluate", {"rlops_session": idle}, {},
+            f"session {idle} has no running instance in us-east-1 (none), and evaluate needs "
+            f"one: run resume.yml -e rlops_session={idle}"),
+        "retrieve from file storage without an instance": (
+            "retrieve", {"rlops_session": idle,
+                         "rlops_storage_uri": "file:///mnt/rlops/rlops/storage"}, {},
+            f"session {idle} has no running instance, and its storage "
+            "file:///mnt/rlops/rlops/storage is not S3"),
         "stop of an unknown session": (
             "stop", {"rlops_session": "nope-20260101t000000z", "rlops_aws_terminate": True}, {},
             "session nope-20260101t000000z has no instance or volume in us-east-1"),
@@ -113,7 +127,8 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
 CASES = ["unknown instance type", "zone not in the region", "volume in another zone",
          "volume attached elsewhere without force", "missing credentials", "invalid tags",
          "unknown volume", "image that is no AMI id", "unknown env id",
-         "resume without a volume", "stop of an unknown session"]
+         "resume without a volume", "evaluate without a running instance",
+         "retrieve from file storage without an instance", "stop of an unknown session"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -144,7 +144,7 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
 
         resumed = wait_until(
             lambda: (s := lab.read_json(second, status_file)).get("state") == "running"
-            and (s.get("step") or 0) > step + 20480 and s, 240, "training on after the resume")
+            and (s.get("step") or 0) > step and s, 240, "training on after the resume")
         assert resumed["resumed_from_step"] == step
         log(f"resumed on {second} from step {step}, now at {resumed['step']}")
 
