@@ -7,14 +7,14 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lint unit runtime-test integration e2e lab molecule bench build clean
+.PHONY: train test venv dev lint unit runtime-test integration e2e lab aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint unit runtime-test integration e2e lab
+test: dev lint unit runtime-test integration e2e lab aws-e2e
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -59,6 +59,13 @@ e2e: dev
 lab: dev
 	tests/lab/lab.sh setup
 	tests/lab/smoke.sh 3
+
+## The AWS path end to end: the playbooks with rlops_provider aws against a moto server,
+## each instance played by a lab host (bad input, then a spot session through an
+## interruption and a resume on a new instance; docs/aws.md). Needs root and podman.
+aws-e2e: dev
+	tests/lab/lab.sh setup
+	$(BIN)/pytest -q -s tests/e2e_aws
 
 ## Every role's Molecule scenario in lab hosts (about 2-5 min a role on 2 cores).
 molecule: lab
