@@ -107,6 +107,9 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
                          "rlops_storage_uri": "file:///mnt/rlops/rlops/storage"}, {},
             f"session {idle} has no running instance, and its storage "
             "file:///mnt/rlops/rlops/storage is not S3"),
+        "delete the volume but keep the instance": (
+            "stop", {"rlops_session": idle, "rlops_aws_delete_volume": True}, {},
+            "rlops_aws_delete_volume needs rlops_aws_terminate: true"),
         "stop of an unknown session": (
             "stop", {"rlops_session": "nope-20260101t000000z", "rlops_aws_terminate": True}, {},
             "session nope-20260101t000000z has no instance or volume in us-east-1"),
@@ -128,7 +131,8 @@ CASES = ["unknown instance type", "zone not in the region", "volume in another z
          "volume attached elsewhere without force", "missing credentials", "invalid tags",
          "unknown volume", "image that is no AMI id", "unknown env id",
          "resume without a volume", "evaluate without a running instance",
-         "retrieve from file storage without an instance", "stop of an unknown session"]
+         "retrieve from file storage without an instance",
+         "delete the volume but keep the instance", "stop of an unknown session"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -158,8 +158,9 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         assert (home / "report" / "learning_curve.png").is_file()
 
         # --- stop: terminate the instance, snapshot and keep the volume ----------------
-        playbooks.run("stop", rlops_session=session, rlops_aws_terminate=True,
-                      rlops_aws_snapshot=True, rlops_aws_connect=lab.connect(second))
+        out = playbooks.run("stop", rlops_session=session, rlops_aws_terminate=True,
+                            rlops_aws_snapshot=True, rlops_aws_connect=lab.connect(second)).stdout
+        assert f"instance: terminated {second_id}" in out, out[-3000:]
         stopped = lab.read_json(second, status_file)
         assert stopped["state"] == "stopped" and stopped["last_checkpoint_step"] > step
         assert session_instances(ec2, session) == []
