@@ -14,7 +14,7 @@ train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint unit runtime-test integration e2e lab aws-e2e
+test: dev lint unit runtime-test integration e2e lab molecule aws-e2e
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -67,7 +67,9 @@ aws-e2e: dev
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/e2e_aws
 
-## Every role's Molecule scenario in lab hosts (about 2-5 min a role on 2 cores).
+## Every role's Molecule scenario in lab hosts, one after another (~16 min on 2 cores,
+## times in molecule/README.md). A failed scenario fails it; a failure or Ctrl-C leaves
+## no container or loop device behind.
 molecule: lab
 	molecule/test.sh
 

@@ -5,7 +5,9 @@
 #
 # Each scenario gets its own container name and ephemeral directory, so runs from
 # several checkouts or sessions on one host never share state. Needs root (rootful
-# podman) and `tests/lab/lab.sh setup` done once.
+# podman) and `tests/lab/lab.sh setup` done once. Exits non-zero when any scenario
+# fails. Whatever happens (a failure, Ctrl-C, TERM), this run's containers, the loop
+# devices attached inside them and its ephemeral directories are gone when it ends.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,31 +31,73 @@ fi
 
 "$REPO/tests/lab/lab.sh" image
 
-# Interrupted: take this run's containers down (molecule's destroy will not run).
-trap 'podman ps -a -q --filter "name=^rlops-mol-.*-$$\$" | xargs -r podman rm -f -t 3 >/dev/null; exit 130' INT TERM
+# The scenario runs as a background job in a process group of its own (set -m), so that
+# a signal to this script stops it at once (bash runs traps only between foreground
+# commands) and takes molecule, ansible-playbook and the commands they started with it.
+set -m
+scenario_pid="" ephemeral=""
 
-failed=() ran=0
+# What molecule's own cleanup and destroy would have done, for a scenario that did not
+# get to them: the shared cleanup playbook (it detaches the loop devices attached inside
+# the instance: they outlive the container, and the host has eight), then the containers.
+remove_leftovers() {
+  local containers
+  containers=$(podman ps -a -q --filter "name=^rlops-mol-.*-$$\$")
+  [ -n "$containers" ] || return 0
+  if [ -f "$ephemeral/inventory/ansible_inventory.yml" ]; then
+    ansible-playbook -i "$ephemeral/inventory/ansible_inventory.yml" "$REPO/molecule/cleanup.yml" \
+      </dev/null >/dev/null 2>&1 || echo "molecule/test.sh: cleanup playbook failed" >&2
+  fi
+  echo "$containers" | xargs -r podman rm -f -t 3 >/dev/null
+}
+
+interrupted() {
+  trap - INT TERM
+  echo "== molecule: interrupted: removing this run's instances" >&2
+  if [ -n "$scenario_pid" ]; then
+    kill -TERM -- "-$scenario_pid" 2>/dev/null || true
+    wait "$scenario_pid" 2>/dev/null || true
+  fi
+  remove_leftovers
+  [ -z "$ephemeral" ] || rm -rf "$ephemeral"
+  exit 130
+}
+trap interrupted INT TERM
+
+failed=() timings=() ran=0
 for role in "${roles[@]}"; do
   for file in "$REPO/roles/$role"/molecule/*/molecule.yml; do
     [ -f "$file" ] || continue
     scenario=$(basename "$(dirname "$file")")
     ephemeral=$(mktemp -d /tmp/rlops-molecule.XXXXXX)
     start=$SECONDS
-    echo "== molecule: $role/$scenario"
-    if (cd "$REPO/roles/$role" \
+    echo "== molecule: $role/$scenario (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    (cd "$REPO/roles/$role" \
       && MOLECULE_EPHEMERAL_DIRECTORY=$ephemeral \
         RLOPS_MOLECULE_INSTANCE="rlops-mol-${role//_/-}-${scenario//_/-}-$$" \
-        molecule --base-config "$REPO/molecule/config.yml" test -s "$scenario" "${extra[@]}"); then
-      echo "== molecule: $role/$scenario passed in $((SECONDS - start)) s"
+        exec molecule --base-config "$REPO/molecule/config.yml" test -s "$scenario" "${extra[@]}") </dev/null &
+    scenario_pid=$!
+    rc=0
+    wait "$scenario_pid" || rc=$?
+    scenario_pid=""
+    elapsed=$((SECONDS - start))
+    if [ "$rc" -eq 0 ]; then
+      echo "== molecule: $role/$scenario passed in $elapsed s"
     else
-      echo "== molecule: $role/$scenario FAILED after $((SECONDS - start)) s"
+      echo "== molecule: $role/$scenario FAILED after $elapsed s"
       failed+=("$role/$scenario")
     fi
+    timings+=("$role/$scenario ${elapsed}s")
+    # Normally nothing is left (molecule's test destroys, after a failure too); this
+    # catches a molecule that died before its destroy.
+    remove_leftovers
     rm -rf "$ephemeral"
+    ephemeral=""
     ran=$((ran + 1))
   done
 done
 
+echo "molecule: times: ${timings[*]} (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "molecule: ${#failed[@]} of $ran scenario(s) failed: ${failed[*]}" >&2
   exit 1
