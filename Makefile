@@ -7,14 +7,14 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lint unit runtime-test integration e2e lab aws-e2e molecule bench build clean
+.PHONY: train test venv dev lint unit runtime-test integration e2e lab lab-e2e aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint unit runtime-test integration e2e lab molecule aws-e2e
+test: dev lint unit runtime-test integration e2e lab molecule lab-e2e aws-e2e
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -59,6 +59,11 @@ e2e: dev
 lab: dev
 	tests/lab/lab.sh setup
 	tests/lab/smoke.sh 3
+
+## The playbooks over SSH on three lab hosts (train_new ... evaluate, S3 in the lab;
+## about 10 min on 2 cores, most of it the three venv installs). Needs `lab` set up.
+lab-e2e: lab
+	$(BIN)/pytest -q -s tests/lab_e2e
 
 ## The AWS path end to end: the playbooks with rlops_provider aws against a moto server,
 ## each instance played by a lab host (bad input, then a spot session through an
