@@ -258,7 +258,7 @@ def instance_table(instances: Sequence[Mapping[str, Any]],
             _cell(record.get("lifecycle")), _cell(record.get("state")),
             _cell(record.get("running_hours"), "{:.2f}"),
             _cell(None if price is None else float(price), "{:.4f}"),
-            _cell(None if cost is None else float(cost), "${:.4f}"),
+            _cell(None if cost is None else float(cost), "${:.6f}"),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

@@ -71,6 +71,11 @@ class Lab:
     def up(self) -> None:
         self.lab("up", "1", "--name", f"{self.prefix}-s3", "--timeout", "300")
         self.lab("up", "2", "--name", self.prefix, "--privileged", "--timeout", "300")
+        # An instance's /tmp is on its root volume; a lab host's is a tmpfs, i.e. the
+        # machine's memory, where pip would unpack torch and the job's packages (GBs).
+        for n in (1, 2):
+            self.exec(self.host(n), "mkdir -p -m 1777 /var/tmp/disk-tmp && "
+                                    "mount --bind /var/tmp/disk-tmp /tmp")
 
     def down(self) -> None:
         self.lab("down", timeout=300)

@@ -93,6 +93,9 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
         "image that is no AMI id": (
             "train_new", dict(new, rlops_aws_image_id="ubuntu-22.04"), {},
             "rlops_aws_image_id 'ubuntu-22.04' is not an AMI id"),
+        "VPC without subnets": (
+            "train_new", dict(new, rlops_aws_vpc_id="vpc-0123456789abcdef0"), {},
+            "rlops_aws_vpc_id vpc-0123456789abcdef0 needs rlops_aws_subnet_ids"),
         "unknown env id": (
             "train_new", dict(new, trainer_env_id="CartPol-v1"), {}, "did you mean CartPole-v1"),
         "resume without a volume": (
@@ -129,7 +132,7 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
 
 CASES = ["unknown instance type", "zone not in the region", "volume in another zone",
          "volume attached elsewhere without force", "missing credentials", "invalid tags",
-         "unknown volume", "image that is no AMI id", "unknown env id",
+         "unknown volume", "image that is no AMI id", "VPC without subnets", "unknown env id",
          "resume without a volume", "evaluate without a running instance",
          "retrieve from file storage without an instance",
          "delete the volume but keep the instance", "stop of an unknown session"]

@@ -29,6 +29,16 @@ BUDGET = {"trainer_total_timesteps": 3_000_000, "trainer_checkpoint_interval": 2
           "trainer_sync_interval": 5}
 
 
+def debug_lines(output: str, marker: str) -> list[str]:
+    """The lines of the debug message that holds `marker` (results are printed as JSON)."""
+    at = output.find(marker)
+    start = output.rfind("=> {", 0, at)
+    if at < 0 or start < 0:
+        raise AssertionError(f"no {marker!r} in:\n{output[-3000:]}")
+    result, _end = json.JSONDecoder().raw_decode(output, start + 3)
+    return result["msg"]
+
+
 def session_instances(ec2, session, states=("pending", "running")):
     pages = ec2.describe_instances(Filters=[
         {"Name": "tag:rlops:session", "Values": [session]},
@@ -103,9 +113,6 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
             and (s.get("last_synced_step") or 0) > 0 and s, 300, "checkpointed and synced")
         log(f"training on {first}: step {before['step']}, synced {before['last_synced_step']}")
 
-        table = playbooks.run("status", rlops_aws_connect=lab.connect(first)).stdout
-        assert session in table and first_id in table and "$0.0" in table, table[-3000:]
-
         # --- spot notice -> checkpoint flushed and synced ------------------------------
         lab.imds(first, "PUT", "/_control/spot/instance-action",
                  {"action": "terminate", "time": "2026-11-22T08:00:00Z"})
@@ -148,8 +155,18 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         assert resumed["resumed_from_step"] == step
         log(f"resumed on {second} from step {step}, now at {resumed['step']}")
 
-        table = playbooks.run("status", rlops_aws_connect=lab.connect(second)).stdout
-        assert second_id in table and "running" in table
+        # Both instances, each with its cost so far (moto's price: 0.00001 USD/h), the
+        # session's job on the running one, and the volume attached to it.
+        out = playbooks.run("status", rlops_aws_connect=lab.connect(second)).stdout
+        jobs = {row.split()[1]: row.split() for row in debug_lines(out, "CHECKPOINT AGE")[1:]}
+        assert jobs[second_id][:3] == [session, second_id, "running"], jobs
+        lines = debug_lines(out, "COST SO FAR")
+        rows = {line.split()[1]: line.split() for line in lines[1:] if line.startswith(session)}
+        # moto's spot price is 0.00001 USD/h: a few millionths of a dollar so far.
+        assert rows[first_id][5] == "terminated" and rows[first_id][8].startswith("$0.0000"), lines
+        assert rows[second_id][5] == "running" and rows[second_id][8].startswith("$0.0000"), lines
+        assert (f"volume {volume['VolumeId']} of {session}: 4 GiB gp3 in {zone}, in-use, "
+                f"attached to {second_id} (running)") in lines
 
         # --- retrieve from the running instance ----------------------------------------
         playbooks.run("retrieve", rlops_session=session, rlops_aws_connect=lab.connect(second))

@@ -9,6 +9,7 @@ from ansible_collections.rlops.fleet.plugins.filter.aws_volume_problem import (
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session import (
     as_utc,
+    data_volumes_by_instance,
     instance_record,
     instance_table,
     price_points,
@@ -205,7 +206,7 @@ def test_instance_table_aligns_and_formats():
          "running_hours": None, "spot_price": None, "cost_so_far": None},
     ])
     assert lines[0].split()[:3] == ["SESSION", "INSTANCE", "TYPE"]
-    assert lines[1].split()[-3:] == ["1.50", "0.2133", "$0.3200"]
+    assert lines[1].split()[-3:] == ["1.50", "0.2133", "$0.319950"]
     assert lines[2].split()[-3:] == ["-", "-", "-"]
     assert len({line.index("INSTANCE") if i == 0 else line.index("i-") for i, line
                 in enumerate(lines)}) == 1
@@ -222,3 +223,15 @@ def test_volume_lines_follow_the_table():
     lines = instance_table([], [volume, root])
     assert lines[1:] == [f"volume vol-1 of {SESSION}: 100 GiB gp3 in us-east-1b, in-use, "
                          "attached to i-1 (running)"]
+
+
+def test_data_volume_of_each_instance():
+    records = [
+        {"volume_id": "vol-root", "role": "root",
+         "attachments": [{"instance_id": "i-1", "device": "/dev/xvda"}]},
+        {"volume_id": "vol-data", "role": "data",
+         "attachments": [{"instance_id": "i-1", "device": "/dev/sdf"}]},
+        {"volume_id": "vol-free", "role": "data", "attachments": []},
+    ]
+    assert data_volumes_by_instance(records) == {
+        "i-1": {"volume_id": "vol-data", "device": "/dev/sdf"}}

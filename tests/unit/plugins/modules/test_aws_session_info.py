@@ -76,6 +76,7 @@ def test_running_spot_instance_with_its_volume_and_cost(ec2_stub, run_module):
     (instance,) = result["instances"]
     assert instance["cost_so_far"] == "0.400000"  # 1 h at 0.30, 1 h at 0.10
     assert instance["spot_price"] == "0.10" and instance["running_hours"] == 2.0
+    assert instance["data_volume"] == {"volume_id": "vol-1", "device": "/dev/sdf"}
     (volume,) = result["volumes"]
     assert volume["attachments"][0]["instance_state"] == "running"
     assert result["sessions"] == [SESSION] and result["volume"] is None
