@@ -96,6 +96,11 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
         "VPC without subnets": (
             "train_new", dict(new, rlops_aws_vpc_id="vpc-0123456789abcdef0"), {},
             "rlops_aws_vpc_id vpc-0123456789abcdef0 needs rlops_aws_subnet_ids"),
+        "unknown connection setting": (
+            "train_new", dict(new, rlops_aws_connect=dict(NOWHERE, ansible_become_user="x")), {},
+            "rlops_aws_connect knows only ansible_host, ansible_port, ansible_user, "
+            "ansible_ssh_private_key_file, ansible_ssh_common_args, ansible_connection; got "
+            "ansible_become_user"),
         "unknown env id": (
             "train_new", dict(new, trainer_env_id="CartPol-v1"), {}, "did you mean CartPole-v1"),
         "resume without a volume": (
@@ -132,7 +137,8 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
 
 CASES = ["unknown instance type", "zone not in the region", "volume in another zone",
          "volume attached elsewhere without force", "missing credentials", "invalid tags",
-         "unknown volume", "image that is no AMI id", "VPC without subnets", "unknown env id",
+         "unknown volume", "image that is no AMI id", "VPC without subnets",
+         "unknown connection setting", "unknown env id",
          "resume without a volume", "evaluate without a running instance",
          "retrieve from file storage without an instance",
          "delete the volume but keep the instance", "stop of an unknown session"]
