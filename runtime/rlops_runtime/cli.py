@@ -195,10 +195,15 @@ def cmd_check_storage(args: argparse.Namespace) -> int:
 def cmd_sessions(args: argparse.Namespace) -> int:
     local = set(_local_sessions(Path(args.data_root)))
     remote: set[str] = set()
+    if args.check and not args.storage_uri:
+        raise CliError("--check needs --storage-uri")
     if args.storage_uri:
         from .publish import list_sessions
 
-        remote = set(list_sessions(open_storage(args.storage_uri)))
+        storage = open_storage(args.storage_uri)
+        if args.check:
+            storage.check()  # what check-storage does, in the same process
+        remote = set(list_sessions(storage))
     listing = [
         {"session_id": sid, "local": sid in local, "storage": sid in remote}
         for sid in sorted(local | remote)
@@ -299,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = sub.add_parser("sessions", help="session ids known locally and in storage")
     sessions.add_argument("--data-root", required=True)
     sessions.add_argument("--storage-uri")
+    sessions.add_argument("--check", action="store_true",
+                          help="first check storage access and write permission (check-storage)")
     sessions.set_defaults(func=cmd_sessions)
     return parser
 

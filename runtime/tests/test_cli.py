@@ -189,6 +189,27 @@ def test_sessions_lists_local_and_stored(tmp_path: Path, capsys, make_checkpoint
     ]
 
 
+def test_sessions_check_first_checks_storage(tmp_path: Path, capsys) -> None:
+    storage = tmp_path / "storage"
+    code, out, _ = run_main(capsys, "sessions", "--data-root", str(tmp_path),
+                            "--storage-uri", f"file://{storage}")
+    assert code == 0 and json.loads(out) == [] and not storage.exists()  # no check: no write
+    code, out, _ = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path),
+                            "--storage-uri", f"file://{storage}")
+    assert code == 0 and json.loads(out) == []
+    assert storage.is_dir()  # the check made the folder and wrote (and removed) its probe
+    storage.chmod(0o500)
+    try:
+        code, out, err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path),
+                                  "--storage-uri", f"file://{storage}")
+    finally:
+        storage.chmod(0o700)
+    if os.geteuid() != 0:  # root writes anyway
+        assert code == 2 and out == "" and err.count("\n") == 1
+    code, _, err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path))
+    assert code == 2 and "--check needs --storage-uri" in err
+
+
 def test_evaluate_without_checkpoint(tmp_path: Path, capsys) -> None:
     layout = make_session(tmp_path)
     code, _, err = run_main(capsys, "evaluate", "--session-dir", str(layout.root),
