@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
 import pytest
 from conftest import free_port, set_aws_env
 from rlops_runtime.storage import StorageError, open_storage, parse_uri
+from rlops_runtime.storage.base import probe_key
 from rlops_runtime.storage.s3 import S3Storage
 
 
@@ -68,8 +70,40 @@ def test_check_writes_a_probe_and_deletes_nothing(storage_uri: str):
     storage.put_bytes("s/keep", b"x")
     storage.check()
     storage.check()
-    assert storage.list_keys() == [".rlops-check/probe", "s/keep"]
-    assert b"rlops check" in storage.get_bytes(".rlops-check/probe")
+    probe = probe_key(socket.gethostname())
+    assert storage.list_keys() == [probe, "s/keep"]
+    assert b"rlops check" in storage.get_bytes(probe)
+
+
+def test_hosts_checking_at_once_use_their_own_probe(storage_uri: str, monkeypatch):
+    """A fleet starting together checks one storage at once: each host reads back its own
+    probe, never another host's (one shared key failed one host of three in the lab)."""
+    storage = open_storage(storage_uri)
+    written = []
+    real_put = type(storage).put_bytes
+
+    def put_then_other_host(self, key, data):
+        real_put(self, key, data)
+        written.append(key)
+        if len(written) == 1:  # another host's check lands between this write and read
+            monkeypatch.setattr(socket, "gethostname", lambda: "gpu-lab-02")
+            self.check()
+            monkeypatch.setattr(socket, "gethostname", lambda: "gpu-lab-01")
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu-lab-01")
+    monkeypatch.setattr(type(storage), "put_bytes", put_then_other_host)
+    storage.check()
+    assert written == [".rlops-check/gpu-lab-01", ".rlops-check/gpu-lab-02"]
+
+
+@pytest.mark.parametrize("hostname,key", [
+    ("gpu-lab-01", ".rlops-check/gpu-lab-01"),
+    ("ip-10-0-0-5.ec2.internal", ".rlops-check/ip-10-0-0-5.ec2.internal"),
+    ("weird host/name", ".rlops-check/weird-host-name"),
+    ("..", ".rlops-check/host"),
+])
+def test_probe_key(hostname, key):
+    assert probe_key(hostname) == key
 
 
 @pytest.mark.parametrize("bucket_fixture", ["s3_bucket", "localbucket_bucket"])
@@ -172,4 +206,5 @@ def test_check_without_write_permission(s3_auth, monkeypatch):
     set_aws_env(monkeypatch, s3_auth.endpoint, *s3_auth.reader)
     with pytest.raises(StorageError) as err:
         open_storage(f"s3://{s3_auth.bucket}/prefix").check()
-    assert "writing .rlops-check/probe failed: no write permission (AccessDenied)" in str(err.value)
+    probe = probe_key(socket.gethostname())
+    assert f"writing {probe} failed: no write permission (AccessDenied)" in str(err.value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import tempfile
 from abc import ABC, abstractmethod
@@ -15,11 +16,18 @@ from pathlib import Path
 
 from ..jsonio import utc_iso
 
-CHECK_KEY = ".rlops-check/probe"
+CHECK_FOLDER = ".rlops-check"
 
 
 class StorageError(Exception):
     """Storage cannot do what was asked; the message says what, where and why."""
+
+
+def probe_key(hostname: str) -> str:
+    """The key a host's storage check writes: one per host, so that hosts checking the
+    same storage at once (a fleet starting together) never read each other's probe."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname).strip(".-") or "host"
+    return f"{CHECK_FOLDER}/{name}"
 
 
 def check_key(key: str) -> str:
@@ -83,12 +91,12 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise StorageError with one clear message unless storage is reachable and writable.
 
-        Writes a small probe key and reads it back; the probe is left in place (overwritten
-        next time) because storage code never deletes.
+        Writes a small probe key of this host's own and reads it back; the probe is left in
+        place (overwritten next time) because storage code never deletes.
         """
-        probe = f"rlops check {utc_iso()} from {socket.gethostname()} pid {os.getpid()}\n"
-        self.put_bytes(CHECK_KEY, probe.encode())
-        if self.get_bytes(CHECK_KEY) != probe.encode():
-            raise StorageError(
-                f"storage {self.uri}: wrote {CHECK_KEY} but read back different content"
-            )
+        host = socket.gethostname()
+        key = probe_key(host)
+        probe = f"rlops check {utc_iso()} from {host} pid {os.getpid()}\n"
+        self.put_bytes(key, probe.encode())
+        if self.get_bytes(key) != probe.encode():
+            raise StorageError(f"storage {self.uri}: wrote {key} but read back different content")
