@@ -12,7 +12,6 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from _common import REPO, median  # noqa: F401 (REPO: puts tests/ on sys.path)
@@ -92,8 +91,14 @@ def loadavg() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def results_dir(tmp: Path) -> Path:
-    return tmp / "results"
+def median_rows(samples: list[dict[str, float]], limit: int | None = None) -> list[list[Any]]:
+    """[name, median seconds] over runs that each map a name to seconds, slowest first."""
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for sample in samples:
+        for name, seconds in sample.items():
+            by_name[name].append(seconds)
+    rows = sorted(([name, median(v)] for name, v in by_name.items()), key=lambda row: -row[1])
+    return rows[:limit]
 
 
 def _machine_busy_seconds() -> float:

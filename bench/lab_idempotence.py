@@ -36,6 +36,7 @@ from _lab import (
     changed_on,
     loadavg,
     median,
+    median_rows,
     preparing_play,
     task_seconds,
 )
@@ -101,20 +102,10 @@ def main() -> int:
         base = per_setting[next(iter(settings))]
         print()
         print("preparing play, median per part (role/task file):")
-        parts: dict[str, list[float]] = {}
-        for _, play, _ in base:
-            for part, secs in play.parts.items():
-                parts.setdefault(part, []).append(secs)
-        print(table(["part", "s"], sorted(([p, median(v)] for p, v in parts.items()),
-                                          key=lambda row: -row[1])))
+        print(table(["part", "s"], median_rows([play.parts for _, play, _ in base])))
         print()
         print("preparing play, the slowest tasks (median):")
-        tasks: dict[str, list[float]] = {}
-        for _, play, _ in base:
-            for name, secs in play.task_seconds.items():
-                tasks.setdefault(name, []).append(secs)
-        print(table(["task", "s"], sorted(([t, median(v)] for t, v in tasks.items()),
-                                          key=lambda row: -row[1])[:12]))
+        print(table(["task", "s"], median_rows([play.task_seconds for _, play, _ in base], 12)))
         if args.settings:
             print()
             print(table(["setting", "median resume.yml s", "median preparing play s"],
