@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
 
 import pytest
+from botocore.stub import Stubber
 from conftest import free_port, set_aws_env
 from rlops_runtime.storage import StorageError, open_storage, parse_uri
 from rlops_runtime.storage.base import probe_key
@@ -202,9 +204,53 @@ def test_check_rejected_credentials(s3_auth, monkeypatch, which: str):
     assert f"credentials rejected by {s3_auth.endpoint}" in str(err.value)
 
 
+# What each request of the check needs; the message names the one the server denied.
+_PERMISSION_OF = {"listing": "s3:ListBucket", "writing": "s3:PutObject", "reading": "s3:GetObject"}
+_DENIED = re.compile(
+    r"^storage (?P<uri>\S+): (?P<doing>listing|writing|reading) (?P<what>\S+) failed: "
+    r"(no write permission|access denied) \(AccessDenied\): "
+    r"the credentials lack (?P<permission>s3:\w+) on bucket '(?P<bucket>[^']+)'$"
+)
+
+
 def test_check_without_write_permission(s3_auth, monkeypatch):
+    """A read-only credential (s3:GetObject + s3:ListBucket) is refused by the check that
+    runs before training, whichever request the server denies first: moto 5.2.5 let the
+    listing through and denied the write probe, 5.2.6 denies the listing."""
     set_aws_env(monkeypatch, s3_auth.endpoint, *s3_auth.reader)
+    uri = f"s3://{s3_auth.bucket}/prefix"
     with pytest.raises(StorageError) as err:
-        open_storage(f"s3://{s3_auth.bucket}/prefix").check()
-    probe = probe_key(socket.gethostname())
-    assert f"writing {probe} failed: no write permission (AccessDenied)" in str(err.value)
+        open_storage(uri).check()
+    found = _DENIED.match(str(err.value))
+    assert found, str(err.value)
+    assert found["uri"] == uri and found["bucket"] == s3_auth.bucket
+    assert found["permission"] == _PERMISSION_OF[found["doing"]]
+    if found["doing"] == "writing":
+        assert found["what"] == probe_key(socket.gethostname())
+    # The writer's credential passes the same check on the same server.
+    set_aws_env(monkeypatch, s3_auth.endpoint, *s3_auth.writer)
+    open_storage(uri).check()
+
+
+@pytest.mark.parametrize("denied, doing, permission", [
+    ("list_objects_v2", "listing s3://bucket/prefix/", "s3:ListBucket"),
+    ("put_object", "writing .rlops-check/", "s3:PutObject"),
+    ("get_object", "reading .rlops-check/", "s3:GetObject"),
+])
+def test_check_names_the_permission_of_the_denied_request(monkeypatch, denied, doing, permission):
+    """Each request of the check, denied in turn (botocore's Stubber plays the server)."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu-lab-01")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE000000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    storage = S3Storage("s3://bucket/prefix", "bucket", "prefix")
+    calls = ["list_objects_v2", "put_object", "get_object"]
+    with Stubber(storage._client) as stub:
+        for call in calls[: calls.index(denied)]:
+            stub.add_response(call, {})
+        stub.add_client_error(denied, service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(StorageError) as err:
+            storage.check()
+    found = _DENIED.match(str(err.value))
+    assert found, str(err.value)
+    assert str(err.value).startswith(f"storage s3://bucket/prefix: {doing}")
+    assert found["permission"] == permission and found["bucket"] == "bucket"

@@ -31,6 +31,10 @@ _CREDENTIAL_CODES = {
 }
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled"}
+# The IAM permission each kind of request needs: a denial names the one that is missing.
+# Servers differ in which request of a check they deny first (moto 5.2.6 refuses a
+# read-only user's listing that 5.2.5 allowed), so every request says its own.
+WRITE, READ, LIST = "s3:PutObject", "s3:GetObject", "s3:ListBucket"
 
 
 def endpoint_from_env() -> str | None:
@@ -76,7 +80,7 @@ class S3Storage(Storage):
     def _key(self, key: str) -> str:
         return self._root + check_key(key)
 
-    def _error(self, exc: Exception, doing: str) -> StorageError:
+    def _error(self, exc: Exception, doing: str, permission: str) -> StorageError:
         if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
             exc = exc.__context__  # boto3 wraps the real error in a generic one
         code = _code(exc)
@@ -95,8 +99,11 @@ class S3Storage(Storage):
         elif code == "NoSuchBucket":
             why = f"bucket '{self.bucket}' does not exist at {self.endpoint}"
         elif code in _DENIED_CODES:
-            what = "no write permission" if doing.startswith("writing") else "access denied"
-            why = f"{what} ({code}): the credentials are not allowed to do this"
+            what = "no write permission" if permission == WRITE else "access denied"
+            why = (
+                f"{what} ({code}): the credentials lack {permission} on bucket "
+                f"'{self.bucket}'"
+            )
         else:
             why = str(exc)
         return StorageError(f"storage {self.uri}: {doing} failed: {why}")
@@ -111,7 +118,7 @@ class S3Storage(Storage):
                     handle, self.bucket, self._key(key), Config=self._transfer
                 )
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
-            raise self._error(exc, f"writing {key}") from exc
+            raise self._error(exc, f"writing {key}", WRITE) from exc
 
     def get_file(self, key: str, local: Path) -> None:
         try:
@@ -122,13 +129,13 @@ class S3Storage(Storage):
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in _NOT_FOUND_CODES:
                 raise StorageError(f"storage {self.uri}: {key} not found") from exc
-            raise self._error(exc, f"reading {key}") from exc
+            raise self._error(exc, f"reading {key}", READ) from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
         try:
             self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, f"writing {key}") from exc
+            raise self._error(exc, f"writing {key}", WRITE) from exc
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -137,7 +144,7 @@ class S3Storage(Storage):
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in _NOT_FOUND_CODES:
                 return None
-            raise self._error(exc, f"reading {key}") from exc
+            raise self._error(exc, f"reading {key}", READ) from exc
 
     def size(self, key: str) -> int | None:
         try:
@@ -147,7 +154,7 @@ class S3Storage(Storage):
         except (BotoCoreError, ClientError) as exc:
             if _code(exc) in _NOT_FOUND_CODES:
                 return None
-            raise self._error(exc, f"reading {key}") from exc
+            raise self._error(exc, f"reading {key}", READ) from exc
 
     def _list(self, prefix: str, delimiter: str = "") -> tuple[list[str], list[str]]:
         keys, dirs = [], []
@@ -159,7 +166,7 @@ class S3Storage(Storage):
                 keys += [item["Key"][len(self._root) :] for item in page.get("Contents", [])]
                 dirs += [item["Prefix"][len(prefix) :] for item in page.get("CommonPrefixes", [])]
         except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, f"listing s3://{self.bucket}/{prefix}") from exc
+            raise self._error(exc, f"listing s3://{self.bucket}/{prefix}", LIST) from exc
         return keys, dirs
 
     def list_keys(self, prefix: str = "") -> list[str]:
