@@ -22,10 +22,13 @@ author:
   - rlops.fleet developers
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Reads only; nothing to show a difference of.
     support: none
   idempotent:
+    description: Reads only.
     support: full
 options:
   session:

@@ -5,18 +5,6 @@
 
 from __future__ import annotations
 
-import glob
-import grp
-import importlib.util
-import json
-import os
-import pwd
-import re
-import shutil
-import subprocess
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 ---
 module: trainer_host_info
@@ -31,10 +19,13 @@ author:
   - rlops.fleet developers
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Reads only; nothing to show a difference of.
     support: none
   idempotent:
+    description: Reads only.
     support: full
 options:
   user:
@@ -147,6 +138,18 @@ python_modules:
   returned: always
   sample: {packaging: true}
 """
+
+import glob
+import grp
+import importlib.util
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
 
 CHECKPOINT_NAME = re.compile(r"[0-9]{12}")
 PYTHON_PROBE = """import json, os, sys

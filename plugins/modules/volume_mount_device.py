@@ -5,14 +5,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import time
-from dataclasses import dataclass, field
-from typing import Callable
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 ---
 module: volume_mount_device
@@ -32,10 +24,13 @@ author:
   - rlops.fleet developers
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Reads only; nothing to show a difference of.
     support: none
   idempotent:
+    description: Reads only.
     support: full
 options:
   source:
@@ -146,6 +141,13 @@ waited:
   returned: always
 """
 
+import glob
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ansible.module_utils.basic import AnsibleModule
 
 EBS_NVME_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}"
 AZURE_LUN_LINKS = ("/dev/disk/azure/scsi1/lun{lun}", "/dev/disk/azure/data/by-lun/{lun}")
