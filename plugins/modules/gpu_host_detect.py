@@ -5,11 +5,6 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 ---
 module: gpu_host_detect
@@ -28,10 +23,13 @@ author:
   - rlops.fleet developers
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Reads only; nothing to show a difference of.
     support: none
   idempotent:
+    description: Reads only.
     support: full
 options:
   pci_root:
@@ -94,6 +92,11 @@ nvidia_loaded:
   returned: always
 """
 
+import os
+from dataclasses import asdict, dataclass
+
+from ansible.module_utils.basic import AnsibleModule
+
 DISPLAY_CLASS_PREFIX = "0x03"  # 0x0300 VGA, 0x0302 3D controller (datacenter GPUs)
 SMI_FIELDS = "index,pci.bus_id,name,memory.total,driver_version"
 
@@ -142,7 +145,7 @@ def pci_names(text: str, vendor: str) -> dict[str, str]:
             inside = line[:4].lower() == vendor_id
             continue
         if inside and not line.startswith("\t\t"):
-            device, _, name = line.strip().partition(" ")
+            device, _sep, name = line.strip().partition(" ")
             names[device.lower()] = name.strip()
     return names
 
