@@ -20,7 +20,7 @@ description:
   - The rlops.fleet playbooks run it first on the AWS path, so that missing credentials or
     an unknown volume end the run with one message before anything is created.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.

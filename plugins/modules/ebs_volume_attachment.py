@@ -26,7 +26,7 @@ description:
   - Root volumes of the session's instances (tagged C(rlops:role=root) by
     M(rlops.fleet.ec2_spot_request)) are never taken for the data volume.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Can run in check mode and report what would change without changing it.

@@ -31,7 +31,7 @@ description:
   - Everything is checked before the first change is made (instance types, zones, image,
     tags, credentials); a bad value ends the task with one message.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Can run in check mode and report what would change without changing it.

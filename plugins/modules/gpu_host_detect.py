@@ -20,7 +20,7 @@ description:
   - Runs C(nvidia-smi) when it is on PATH for the names, memory and driver version; a
     failing nvidia-smi (driver not loaded) is reported, not fatal.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.

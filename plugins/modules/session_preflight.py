@@ -19,7 +19,7 @@ description:
     storage URI; optionally reaches S3 storage with the given credentials.
   - Fails with one message saying what is wrong and why. Changes nothing anywhere.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.

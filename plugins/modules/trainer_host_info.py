@@ -16,7 +16,7 @@ description:
     every one of those finds what it expects, their round trips were most of the role's time.
   - Every part is optional; a part that is not asked for is returned empty.
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.

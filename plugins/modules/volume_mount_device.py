@@ -21,7 +21,7 @@ description:
     C(refuse) with the reason (it holds anything else). A device that holds data is never
     reported as C(format).
 author:
-  - rlops.fleet developers
+  - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
     description: Reads only; runs the same in check mode.
