@@ -74,8 +74,6 @@ class Playbooks:
         return match.group(1)
 
 
-
-
 @pytest.fixture
 def playbooks(tmp_path) -> Playbooks:
     return Playbooks(tmp_path / "data", tmp_path / "results", {})

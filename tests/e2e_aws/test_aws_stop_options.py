@@ -8,8 +8,9 @@ from awslab import REGION, AwsPlaybooks
 SESSION = "gone-20261122t090000z"
 
 
-def test_snapshot_then_delete_the_volume_of_a_session_without_instance(moto_url, ec2,
-                                                                      tmp_path):
+def test_snapshot_then_delete_the_volume_of_a_session_without_instance(
+    moto_url, ec2, tmp_path
+):
     volume_id = ec2.create_volume(AvailabilityZone="us-east-1c", Size=8, TagSpecifications=[
         {"ResourceType": "volume", "Tags": [{"Key": "rlops:session", "Value": SESSION},
                                             {"Key": "rlops:role", "Value": "data"}]}]
