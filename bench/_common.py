@@ -131,7 +131,7 @@ def learn_fps(tensorboard_dir: Path) -> float:
 
 def _step_at(points: list[tuple[float, int, float]], when: float) -> float:
     """The step at wall time `when`, interpolated between two logged points."""
-    for (t0, s0, _), (t1, s1, _) in zip(points, points[1:]):
+    for (t0, s0, _fps0), (t1, s1, _fps1) in zip(points, points[1:]):
         if t0 <= when <= t1:
             return s0 + (s1 - s0) * ((when - t0) / (t1 - t0) if t1 > t0 else 1.0)
     raise ValueError(f"wall time {when} is outside the logged points")

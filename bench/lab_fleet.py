@@ -77,7 +77,7 @@ def main() -> int:
 
         measure("cold", "one")
         measure("cold", "fleet")
-        for _ in range(args.repeats):
+        for _repeat in range(args.repeats):
             measure("warm", "one")
             measure("warm", "fleet")
         if args.settings:

@@ -62,7 +62,7 @@ def main() -> int:
     extra = {**LAB_VARS, "trainer_wheelhouse": str(build_wheelhouse()),
              "trainer_total_timesteps": 2048, "trainer_checkpoint_interval": 2048}
     for item in args.extra:
-        key, _, value = item.partition("=")
+        key, _sep, value = item.partition("=")
         try:
             extra[key] = json.loads(value)
         except ValueError:
@@ -86,7 +86,7 @@ def main() -> int:
         settings = SETTINGS if args.settings else dict(list(SETTINGS.items())[:1])
         rows, per_setting = [], {}
         for label, env in settings.items():
-            for _ in range(args.repeats):
+            for _repeat in range(args.repeats):
                 seconds, record = pb.run_json("resume", env=env, rlops_session=session)
                 play = preparing_play(record)
                 changed = changed_on(record, [host])
@@ -102,10 +102,11 @@ def main() -> int:
         base = per_setting[next(iter(settings))]
         print()
         print("preparing play, median per part (role/task file):")
-        print(table(["part", "s"], median_rows([play.parts for _, play, _ in base])))
+        print(table(["part", "s"], median_rows([play.parts for _seconds, play, _changed in base])))
         print()
         print("preparing play, the slowest tasks (median):")
-        print(table(["task", "s"], median_rows([play.task_seconds for _, play, _ in base], 12)))
+        print(table(["task", "s"],
+                    median_rows([play.task_seconds for _seconds, play, _changed in base], 12)))
         if args.settings:
             print()
             print(table(["setting", "median resume.yml s", "median preparing play s"],
@@ -142,7 +143,7 @@ def _time_setup(lab: Lab, subset: str, repeats: int = 5) -> float:
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     times = []
-    for _ in range(repeats):
+    for _repeat in range(repeats):
         proc = subprocess.run([str(ansible), "-i", str(lab.inventory), "trainers", "-m",
                                "ansible.builtin.setup", "-a", f"gather_subset={subset}"],
                               capture_output=True, text=True, check=True, timeout=120, env=env)

@@ -94,7 +94,7 @@ def run_bare(work: Path, index: int, args: argparse.Namespace) -> dict:
     )
     try:
         with CpuTrace(lambda: proc.pid) as cpu:
-            _, stderr = proc.communicate(timeout=600)
+            _stdout, stderr = proc.communicate(timeout=600)
     finally:
         stop_process(proc)
     wall = time.perf_counter() - started

@@ -130,7 +130,7 @@ def parse_storage_uri(uri):
         if not rest.startswith("/"):
             return None, "storage URI %r: a file:// path must be absolute (file:///abs/path)" % uri
         return (scheme, rest.rstrip("/") or "/", ""), None
-    location, _, prefix = rest.partition("/")
+    location, _sep, prefix = rest.partition("/")
     if scheme == "s3" and not S3_BUCKET_RE.match(location):
         return None, "storage URI %r: %r is not a valid S3 bucket name" % (uri, location)
     if scheme == "az" and not AZ_CONTAINER_RE.match(location):

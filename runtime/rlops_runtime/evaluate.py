@@ -38,5 +38,5 @@ def evaluate_session(
     """Evaluate with the reference agent; writes eval/eval.json (+ episode video)."""
     from .agents.sb3 import evaluate
 
-    _, folder = find_checkpoint(layout, from_storage)
+    _step, folder = find_checkpoint(layout, from_storage)
     return evaluate(folder, episodes, layout.eval_dir, video=video)

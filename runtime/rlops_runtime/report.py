@@ -63,7 +63,7 @@ def plot_curve(curve: list[tuple[int, float]], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if curve:
-        ax.plot([step for step, _ in curve], [value for _, value in curve])
+        ax.plot([step for step, _value in curve], [value for _step, value in curve])
     else:
         ax.text(0.5, 0.5, f"no {RETURN_TAG} scalars yet", ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")

@@ -80,7 +80,7 @@ class FakeImds:
 
     def count(self, method: str, path: str) -> int:
         with self._lock:
-            return sum(1 for m, p, _ in self.requests if (m, p) == (method, path))
+            return sum(1 for m, p, _status in self.requests if (m, p) == (method, path))
 
     def _issue_token(self, ttl: int) -> str:
         token = secrets.token_urlsafe(32)

@@ -126,11 +126,11 @@ def test_status_reports_lost_for_a_dead_supervisor(tmp_path: Path, capsys) -> No
     write_status(layout.status, Status(SESSION, state="running", supervisor_pid=dead_pid(),
                                        host=socket.gethostname(),
                                        last_checkpoint_time="2026-11-22T05:00:00Z"))
-    code, out, _ = run_main(capsys, "status", "--data-root", str(tmp_path), "--session", SESSION)
+    code, out, _err = run_main(capsys, "status", "--data-root", str(tmp_path), "--session", SESSION)
     assert code == 0
     [entry] = json.loads(out)
     assert entry["state"] == "lost" and entry["checkpoint_age_s"] > 0
-    code, out, _ = run_main(capsys, "stop", "--session-dir", str(layout.root))
+    code, out, _err = run_main(capsys, "stop", "--session-dir", str(layout.root))
     assert (code, out.strip()) == (0, "lost")
 
 
@@ -147,7 +147,7 @@ def test_stop_refuses_a_supervisor_without_pidfile(tmp_path: Path, capsys) -> No
     layout = make_session(tmp_path)
     write_status(layout.status, Status(SESSION, state="running", supervisor_pid=os.getpid(),
                                        host=socket.gethostname()))
-    code, _, err = run_main(capsys, "stop", "--session-dir", str(layout.root))
+    code, _out, err = run_main(capsys, "stop", "--session-dir", str(layout.root))
     assert code == 2 and "without a pidfile" in err
 
 
@@ -158,14 +158,14 @@ def test_validate(tmp_path: Path, capsys) -> None:
                     "--hyperparameters", str(good))[:2] == (0, "ok\n")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"n_step": 64, "gamma": "high"}))
-    code, _, err = run_main(capsys, "validate", "--env-id", "CartPol-v1",
+    code, _out, err = run_main(capsys, "validate", "--env-id", "CartPol-v1",
                             "--hyperparameters", str(bad))
     assert code == 2 and err.count("\n") == 1 and err.startswith("rlops-run: error: ")
     assert "'n_step'" in err and "did you mean n_steps" in err
     assert "gamma must be a number" in err and "CartPole-v1" in err
     broken = tmp_path / "broken.json"
     broken.write_text("{'n_steps': 64}")
-    code, _, err = run_main(capsys, "validate", "--env-id", "CartPole-v1",
+    code, _out, err = run_main(capsys, "validate", "--env-id", "CartPole-v1",
                             "--hyperparameters", str(broken))
     assert code == 2 and "not valid JSON" in err and err.count("\n") == 1
 
@@ -173,7 +173,7 @@ def test_validate(tmp_path: Path, capsys) -> None:
 def test_check_storage(tmp_path: Path, capsys) -> None:
     uri = f"file://{tmp_path / 'storage'}"
     assert run_main(capsys, "check-storage", uri)[:2] == (0, f"ok: {uri}\n")
-    code, _, err = run_main(capsys, "check-storage", "ftp://host/x")
+    code, _out, err = run_main(capsys, "check-storage", "ftp://host/x")
     assert code == 2 and "unsupported storage URI" in err and err.count("\n") == 1
 
 
@@ -181,7 +181,7 @@ def test_sessions_lists_local_and_stored(tmp_path: Path, capsys, make_checkpoint
     make_session(tmp_path)
     storage = tmp_path / "storage"
     (storage / "other-20261122t000000z" / "logs").mkdir(parents=True)
-    code, out, _ = run_main(capsys, "sessions", "--data-root", str(tmp_path),
+    code, out, _err = run_main(capsys, "sessions", "--data-root", str(tmp_path),
                             "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == [
         {"session_id": SESSION, "local": True, "storage": False},
@@ -191,10 +191,10 @@ def test_sessions_lists_local_and_stored(tmp_path: Path, capsys, make_checkpoint
 
 def test_sessions_check_first_checks_storage(tmp_path: Path, capsys) -> None:
     storage = tmp_path / "storage"
-    code, out, _ = run_main(capsys, "sessions", "--data-root", str(tmp_path),
+    code, out, _err = run_main(capsys, "sessions", "--data-root", str(tmp_path),
                             "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == [] and not storage.exists()  # no check: no write
-    code, out, _ = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path),
+    code, out, _err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path),
                             "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == []
     assert storage.is_dir()  # the check made the folder and wrote (and removed) its probe
@@ -206,13 +206,13 @@ def test_sessions_check_first_checks_storage(tmp_path: Path, capsys) -> None:
         storage.chmod(0o700)
     if os.geteuid() != 0:  # root writes anyway
         assert code == 2 and out == "" and err.count("\n") == 1
-    code, _, err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path))
+    code, _out, err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path))
     assert code == 2 and "--check needs --storage-uri" in err
 
 
 def test_evaluate_without_checkpoint(tmp_path: Path, capsys) -> None:
     layout = make_session(tmp_path)
-    code, _, err = run_main(capsys, "evaluate", "--session-dir", str(layout.root),
+    code, _out, err = run_main(capsys, "evaluate", "--session-dir", str(layout.root),
                             "--episodes", "1")
     assert code == 2
     assert err == f"rlops-run: error: session {SESSION} has no complete checkpoint\n"
@@ -237,7 +237,7 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str, capsys) -> 
 def test_run_refuses_a_mismatched_session_id(tmp_path: Path, capsys) -> None:
     layout = make_session(tmp_path)
     write_json_atomic(layout.run_json, {"session_id": "other", "storage_uri": "file:///s"})
-    code, _, err = run_main(capsys, "run", "--session-dir", str(layout.root))
+    code, _out, err = run_main(capsys, "run", "--session-dir", str(layout.root))
     assert code == 2 and "does not match" in err
 
 
@@ -256,6 +256,6 @@ def test_restore_downloads_missing_config_only(tmp_path: Path, capsys) -> None:
     assert (session_dir / "config" / "hyperparameters.json").read_text() == '{"n_steps": 8}'
     assert run_main(capsys, *args)[:2] == (0, "[]\n")
     unknown = tmp_path / "host" / "sessions" / "nope-20261122t000000z"
-    code, _, err = run_main(capsys, "restore", "--session-dir", str(unknown),
+    code, _out, err = run_main(capsys, "restore", "--session-dir", str(unknown),
                             "--storage-uri", f"file://{storage}")
     assert code == 2 and "is unknown to storage" in err

@@ -142,7 +142,7 @@ def test_fake_imds_semantics(fake_imds: FakeImds) -> None:
 
 def test_watcher_reuses_its_token(fake_imds: FakeImds) -> None:
     watcher = ImdsWatcher(fake_imds.url)
-    assert [watcher.poll() for _ in range(3)] == [None, None, None]
+    assert [watcher.poll() for _poll in range(3)] == [None, None, None]
     assert fake_imds.count("PUT", TOKEN_PATH) == 1
     assert fake_imds.count("GET", INSTANCE_ACTION_PATH) == 3
     assert fake_imds.count("GET", REBALANCE_PATH) == 3
@@ -200,7 +200,7 @@ def test_unreachable_imds_is_no_notice_logged_once(closed_endpoint: str, fake_im
     caplog.set_level(logging.INFO, "rlops_runtime.notices")
     watcher = ImdsWatcher(closed_endpoint)
     started = time.monotonic()
-    assert [watcher.poll() for _ in range(5)] == [None] * 5
+    assert [watcher.poll() for _poll in range(5)] == [None] * 5
     assert time.monotonic() - started < 1
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and closed_endpoint in warnings[0].getMessage()

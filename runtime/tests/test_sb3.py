@@ -93,7 +93,7 @@ def test_ppo_checkpoints_resumes_stops_and_evaluates(tmp_path: Path, monkeypatch
     assert state(layout, stopped)["num_timesteps"] == stopped
     assert state(layout, stopped)["episodes"] >= first["episodes"]  # carried over
     assert "resumed from" in layout.job_log.read_text()
-    steps = [step for step, _ in read_scalars(layout.tensorboard)]
+    steps = [step for step, _value in read_scalars(layout.tensorboard)]
     assert steps and 4096 in steps and max(steps) <= stopped
     # The resumed run continues the same TensorBoard run folder, in a second event file.
     [run_dir] = layout.tensorboard.iterdir()

@@ -111,7 +111,7 @@ def test_probe_key(hostname, key):
 @pytest.mark.parametrize("bucket_fixture", ["s3_bucket", "localbucket_bucket"])
 def test_large_files_go_multipart(request, bucket_fixture: str, tmp_path: Path):
     uri = request.getfixturevalue(bucket_fixture)
-    _, bucket, prefix = parse_uri(uri)
+    _scheme, bucket, prefix = parse_uri(uri)
     storage = S3Storage(uri, bucket, prefix, multipart_threshold=5 * 1024 * 1024)
     parts = []
     storage._client.meta.events.register(

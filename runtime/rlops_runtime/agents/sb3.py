@@ -288,8 +288,8 @@ def evaluate(checkpoint: Path, episodes: int, out_dir: Path, video: bool = True,
     returns: list[float] = []
     current = 0.0
     while len(returns) < episodes:
-        action, _ = model.predict(obs, deterministic=True)
-        obs, rewards, dones, _ = venv.step(action)
+        action, _state = model.predict(obs, deterministic=True)
+        obs, rewards, dones, _infos = venv.step(action)
         current += float(rewards[0])
         if dones[0]:
             returns.append(current)

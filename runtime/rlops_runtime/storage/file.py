@@ -67,7 +67,7 @@ class FileStorage(Storage):
         # Walk only the folder that can hold matches, then filter by the full prefix.
         base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         keys = []
-        for folder, _, names in os.walk(base):
+        for folder, _dirs, names in os.walk(base):
             for name in names:
                 if name.startswith(_TMP_MARK):
                     continue

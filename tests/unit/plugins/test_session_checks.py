@@ -37,9 +37,9 @@ def test_make_session_id_sanitises_and_stamps():
 def test_hyperparameters_json_and_keys():
     assert sc.parse_hyperparameters('{"n_steps": 64}') == ({"n_steps": 64}, None)
     assert sc.parse_hyperparameters(None) == ({}, None)
-    _, error = sc.parse_hyperparameters("{n_steps: 64")
+    _result, error = sc.parse_hyperparameters("{n_steps: 64")
     assert error.startswith("hyperparameters are not valid JSON")
-    _, error = sc.parse_hyperparameters("[1]")
+    _result, error = sc.parse_hyperparameters("[1]")
     assert "must be a JSON object" in error
     message = sc.hyperparameter_errors("ppo", {"n_step": 64, "seed": 3})
     assert "'n_step' is not a PPO hyperparameter (did you mean 'n_steps'?)" in message
@@ -90,11 +90,11 @@ def test_run_checks_stops_at_first_problem_and_never_touches_storage_for_file():
     assert error is None and result["session_id"].startswith("cartpole-")
     assert result["storage"] == {"scheme": "file", "location": "/tmp/s", "prefix": ""}
     assert not calls
-    _, error = run_checks(params(session="Bad"))
+    _result, error = run_checks(params(session="Bad"))
     assert "session id 'Bad' is invalid" in error
-    _, error = run_checks(params(env_id="Nope-v0"), registry={"CartPole-v1"})
+    _result, error = run_checks(params(env_id="Nope-v0"), registry={"CartPole-v1"})
     assert "not registered" in error
-    _, error = run_checks(params(env_id="Nope-v0", source="local"), registry={"CartPole-v1"})
+    _result, error = run_checks(params(env_id="Nope-v0", source="local"), registry={"CartPole-v1"})
     assert error is None
 
 
@@ -105,7 +105,7 @@ def test_run_checks_reports_s3_problem():
         seen.append((bucket, credentials))
         return "storage s3://b: the bucket does not exist"
 
-    _, error = run_checks(params(storage_uri="s3://bbb/p", check_storage=True,
+    _result, error = run_checks(params(storage_uri="s3://bbb/p", check_storage=True,
                                  storage_credentials={"AWS_ACCESS_KEY_ID": "k"}),
                           s3_check=s3_check)
     assert error == "storage s3://b: the bucket does not exist"

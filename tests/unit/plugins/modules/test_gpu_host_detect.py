@@ -79,7 +79,7 @@ def test_parse_smi_rows_and_driver():
 
 
 def test_parse_smi_tolerates_unknown_memory():
-    rows, _ = ghd.parse_smi("0, 00000000:01:00.0, NVIDIA T4, [N/A], 535.1\n")
+    rows, _driver = ghd.parse_smi("0, 00000000:01:00.0, NVIDIA T4, [N/A], 535.1\n")
     assert rows["0000:01:00.0"]["memory_mib"] == 0
 
 

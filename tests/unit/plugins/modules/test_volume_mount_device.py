@@ -159,7 +159,7 @@ def test_instance_store_prefers_its_own_label_on_a_second_run():
             path="/dev/nvme2n1", model=STORE, fstype="ext4", usage="filesystem", label="rlops-data"
         ),
     ]
-    disk, _ = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
+    disk, _why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
     assert disk.path == "/dev/nvme2n1"
 
 
@@ -170,7 +170,7 @@ def test_instance_store_prefers_the_disk_at_the_mount_point():
         ),
         Disk(path="/dev/nvme2n1", model=STORE, fstype="ext4", usage="filesystem", mounted_at=[MNT]),
     ]
-    disk, _ = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
+    disk, _why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
     assert disk.path == "/dev/nvme2n1"
 
 
@@ -244,5 +244,7 @@ def test_wait_gives_up_at_the_deadline_with_the_last_reason():
 
 def test_wait_looks_once_with_no_timeout():
     clock = Clock()
-    disk, _, _ = vmd.wait_for(lambda: (None, "missing"), 0, 2, clock=clock, sleep=clock.sleep)
+    disk, _why, _elapsed = vmd.wait_for(
+        lambda: (None, "missing"), 0, 2, clock=clock, sleep=clock.sleep
+    )
     assert disk is None and clock.sleeps == []
