@@ -90,7 +90,7 @@ def remote_steps(storage: Storage, session_id: str) -> list[int]:
     """Steps that have a manifest in storage, ascending (not verified)."""
     steps = []
     for key in storage.list_keys(ckpt_prefix(session_id) + "/"):
-        name, _, rest = key[len(ckpt_prefix(session_id)) + 1 :].partition("/")
+        name, _sep, rest = key[len(ckpt_prefix(session_id)) + 1 :].partition("/")
         step = parse_step(name)
         if rest == MANIFEST and step is not None:
             steps.append(step)
