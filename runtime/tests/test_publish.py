@@ -76,7 +76,7 @@ def test_a_publish_cut_short_is_invisible_then_completes(
         with pytest.raises(StorageError, match="injected"):
             publish_checkpoint(flaky, SESSION, newer)
         assert read_latest(storage, SESSION) == 100
-        step, _ = fetch_newest_complete(storage, SESSION, tmp_path / f"dest{cut_after}")
+        step, _folder = fetch_newest_complete(storage, SESSION, tmp_path / f"dest{cut_after}")
         assert step == 100
     retry = faulty_storage(storage)
     publish_checkpoint(retry, SESSION, newer)
