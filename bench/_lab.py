@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from _common import REPO, median  # noqa: F401 (REPO: puts tests/ on sys.path)
-from lab_hosts import LAB_VARS, Lab, LabPlaybooks, build_wheelhouse  # noqa: F401
+from _common import median
 
 # Ansible settings compared by `--settings`: environment overrides of ansible.cfg.
 # ssh_args without ControlPersist: Ansible then adds no ControlPath, so every task opens

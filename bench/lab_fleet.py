@@ -30,9 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import Goal, table
-from _lab import LAB_VARS, CpuMeter, Lab, LabPlaybooks, loadavg, median, preparing_play
-from lab_hosts import build_full_wheelhouse
+from _common import Goal, median, table  # _common also puts tests/ on sys.path (lab_hosts)
+from _lab import CpuMeter, loadavg, preparing_play
+from lab_hosts import LAB_VARS, Lab, LabPlaybooks, build_full_wheelhouse
 
 GOAL_RATIO = 2.0
 # A job that is done seconds after it starts (one PPO rollout of 8 envs x 32 steps is 256).

@@ -26,20 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, Goal, table
-from _lab import (
-    LAB_VARS,
-    SETTINGS,
-    Lab,
-    LabPlaybooks,
-    build_wheelhouse,
-    changed_on,
-    loadavg,
-    median,
-    median_rows,
-    preparing_play,
-    task_seconds,
-)
+from _common import REPO, Goal, median, table  # _common also puts tests/ on sys.path
+from _lab import SETTINGS, changed_on, loadavg, median_rows, preparing_play, task_seconds
+from lab_hosts import LAB_VARS, Lab, LabPlaybooks, build_wheelhouse
 
 GOAL_SECONDS = 15.0
 # Fact subsets timed by --settings: what the playbooks gather (min), only what the roles

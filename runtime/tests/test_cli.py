@@ -40,7 +40,7 @@ def make_session(data_root: Path, **run: object) -> SessionLayout:
 
 def rlops_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rlops_runtime.cli", *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -101,7 +101,7 @@ def test_run_on_ec2_stops_on_a_spot_notice(tmp_path: Path) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "rlops_runtime.cli", "run", "--session-dir", str(layout.root)],
             env={**os.environ, "RLOPS_IMDS_ENDPOINT": url}, capture_output=True, text=True,
-            timeout=60)
+            timeout=60, check=False)
     finally:
         imds.terminate()
         assert imds.wait(timeout=10) == 0

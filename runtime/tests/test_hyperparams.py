@@ -148,7 +148,7 @@ def test_validate_env_id() -> None:
 
 
 def test_parameter_table_is_cached_per_sb3_version(tmp_path: Path, monkeypatch) -> None:
-    import rlops_runtime.agents.hyperparams as hyperparams
+    from rlops_runtime.agents import hyperparams
 
     fresh = hyperparams.parameter_kinds("ppo", tmp_path)
     [cache] = tmp_path.glob(".rlops-ppo-parameters-*.json")
@@ -170,7 +170,7 @@ def test_parameter_table_is_cached_per_sb3_version(tmp_path: Path, monkeypatch) 
 
 def test_parameter_table_cache_is_readable_by_all_and_an_unreadable_one_is_ignored(
         tmp_path: Path, monkeypatch) -> None:
-    import rlops_runtime.agents.hyperparams as hyperparams
+    from rlops_runtime.agents import hyperparams
 
     fresh = hyperparams.parameter_kinds("ppo", tmp_path)
     [cache] = tmp_path.glob(".rlops-ppo-parameters-*.json")

@@ -31,7 +31,7 @@ def test_utc_iso():
 
 def test_durable_writes_fsync_and_advisory_writes_do_not(tmp_path: Path, monkeypatch):
     calls: list[int] = []
-    monkeypatch.setattr("rlops_runtime.jsonio.os.fsync", lambda fd: calls.append(fd))
+    monkeypatch.setattr("rlops_runtime.jsonio.os.fsync", calls.append)
     write_json_atomic(tmp_path / "status.json", {"a": 1})
     assert len(calls) == 2  # the file, then its folder
     calls.clear()

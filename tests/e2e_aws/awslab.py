@@ -49,7 +49,8 @@ def log(message: str) -> None:
 
 def run(cmd: list[str], check: bool = True, timeout: float = 600, **kwargs
         ) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{shlex.join(cmd)} exited {proc.returncode}:\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -257,7 +258,7 @@ class AwsPlaybooks:
                "-e", f"@{vars_file}"]
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=REPO, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
         self.runs += 1
         saved = self.workdir / f"{self.runs:02d}-{name}.log"
         saved.write_text(proc.stdout + proc.stderr)

@@ -49,6 +49,7 @@ def run(endpoint: str, *args: str, env: dict | None = None) -> subprocess.Comple
         text=True,
         env=environ,
         timeout=60,
+        check=False,
     )
 
 

@@ -44,14 +44,15 @@ def data_volume(attachments=()):
                              "State": "attached"} for i in attachments]}
 
 
-def instances(stub, found, filters=SESSION_FILTER):
+def instances(stub, found, filters=None):
     stub.add_response("describe_instances",
                       {"Reservations": [{"Instances": list(found)}] if found else []},
-                      {"Filters": filters})
+                      {"Filters": SESSION_FILTER if filters is None else filters})
 
 
-def volumes(stub, found, filters=SESSION_FILTER):
-    stub.add_response("describe_volumes", {"Volumes": list(found)}, {"Filters": filters})
+def volumes(stub, found, filters=None):
+    stub.add_response("describe_volumes", {"Volumes": list(found)},
+                      {"Filters": SESSION_FILTER if filters is None else filters})
 
 
 def test_running_spot_instance_with_its_volume_and_cost(ec2_stub, run_module):

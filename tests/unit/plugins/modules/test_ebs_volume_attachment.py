@@ -3,9 +3,9 @@
 from ansible_collections.rlops.fleet.plugins.modules import ebs_volume_attachment
 
 SESSION = "cartpole-20261122t051500z"
-DATA_TAGS = [{"Key": "Name", "Value": f"rlops-{SESSION}-data"},
+DATA_TAGS = ({"Key": "Name", "Value": f"rlops-{SESSION}-data"},
              {"Key": "rlops:role", "Value": "data"},
-             {"Key": "rlops:session", "Value": SESSION}]
+             {"Key": "rlops:session", "Value": SESSION})
 NVME = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0aaa"
 
 
@@ -211,7 +211,7 @@ def test_found_volume_gets_the_session_tags_it_lacks(ec2_stub, run_module):
     mine = volume(attachments=[("i-abc", "/dev/sdf", "attached")], tags=[])
     read_volume(stub, mine)
     read_instance(stub, instance())
-    stub.add_response("create_tags", {}, {"Resources": ["vol-0aaa"], "Tags": DATA_TAGS})
+    stub.add_response("create_tags", {}, {"Resources": ["vol-0aaa"], "Tags": list(DATA_TAGS)})
     read_volume(stub, mine)
     hypervisor(stub)
 

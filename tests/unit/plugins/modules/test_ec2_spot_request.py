@@ -10,7 +10,7 @@ from botocore.stub import ANY
 
 SESSION = "cartpole-20261122t051500z"
 AMI = "ami-0123456789abcdef0"
-ZONES = ["us-east-1a", "us-east-1b"]
+ZONES = ("us-east-1a", "us-east-1b")
 TAGS = [{"Key": "Name", "Value": f"rlops-{SESSION}"}, {"Key": "project", "Value": "rl"},
         {"Key": "rlops:session", "Value": SESSION}]
 ROOT_TAGS = [TAGS[0], TAGS[1], {"Key": "rlops:role", "Value": "root"}, TAGS[2]]

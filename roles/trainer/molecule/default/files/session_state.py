@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def run(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def checkpoint(root: Path) -> dict:
@@ -56,7 +56,7 @@ def checkpoint(root: Path) -> dict:
 
 def status(cli: Path, data_root: Path, session: str) -> dict:
     out = subprocess.run([str(cli), "status", "--data-root", str(data_root), "--session", session],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"state": None, "step": None, "error": out.stderr.strip()[-400:]}
     return json.loads(out.stdout)[0]
