@@ -4,7 +4,8 @@ Rules, for each role under roles/ (found by glob, so new roles are covered):
 - an option with `required: true` has no `default` in the spec and no entry in defaults;
 - every other option has a `default` in the spec, and defaults/main.yml has the same key
   with the same value (templated defaults compare as their unrendered strings);
-- every option and every default is prefixed `<role>_`;
+- every option and every default is prefixed `<role>_` (the session role holds the
+  playbooks' own settings, `rlops_*`, under its entry point `settings`);
 - every option has a non-empty description and a type; `elements` for lists;
   `choices` contain the default.
 """
@@ -17,7 +18,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "tasks").is_dir())
+ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "meta" / "main.yml").is_file())
+# Roles whose settings are not named after the role: their prefix and entry point.
+PREFIX = {"session": "rlops_"}
+ENTRY_POINT = {"session": "settings"}
 TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw", "bytes", "bits",
          "jsonarg", "json"}
 
@@ -30,8 +34,9 @@ def _load(path: Path) -> dict:
 
 def _spec(role: Path) -> dict:
     specs = _load(role / "meta" / "argument_specs.yml").get("argument_specs", {})
-    assert "main" in specs, f"{role.name}: meta/argument_specs.yml has no entry point 'main'"
-    return specs["main"].get("options") or {}
+    entry = ENTRY_POINT.get(role.name, "main")
+    assert entry in specs, f"{role.name}: meta/argument_specs.yml has no entry point {entry!r}"
+    return specs[entry].get("options") or {}
 
 
 def _defaults(role: Path) -> dict:
@@ -75,7 +80,7 @@ def test_same_values(role: Path) -> None:
 
 @pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
 def test_prefixed(role: Path) -> None:
-    prefix = f"{role.name}_"
+    prefix = PREFIX.get(role.name, f"{role.name}_")
     names = set(_spec(role)) | set(_defaults(role))
     assert sorted(n for n in names if not n.startswith(prefix)) == []
 
