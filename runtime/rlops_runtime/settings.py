@@ -1,0 +1,204 @@
+"""The job's settings in config/run.json: how a new session's are made, and what a resume
+may change (docs/contract.md, "Settings").
+
+A new session's run.json is the requested settings over RunConfig's defaults. A resumed
+session keeps its run.json; a setting the request names with another value is applied when
+that is safe (train longer, checkpoint more often, ...) and refused with a message when it
+is not (another env or algorithm would not match the checkpoints). Nothing is ignored:
+every requested setting is either unchanged, applied or refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .supervisor import RunConfig
+
+# How a resume treats a requested setting that differs from the session's.
+APPLY = "apply"        # safe to change between runs of the job
+REFUSE = "refuse"      # fixed when the session started: the checkpoints depend on it
+GROW = "grow"          # total_timesteps: only beyond the step the session has reached
+HOST = "host"          # where the job runs on this host (its venv): the host's, for the
+                       # same job (the reference agent stays the reference agent)
+
+RESUME_POLICY: dict[str, str] = {
+    "session_id": REFUSE,
+    "storage_uri": REFUSE,
+    "command": HOST,
+    "workdir": HOST,
+    "env_id": REFUSE,
+    "algo": REFUSE,
+    "seed": REFUSE,
+    "total_timesteps": GROW,
+    "checkpoint_interval": APPLY,
+    "device": APPLY,
+    "sync_interval": APPLY,
+    "max_duration": APPLY,
+    "stop_grace": APPLY,
+    "checkpoint_keep_local": APPLY,
+    "final_sync_timeout": APPLY,
+    "env": APPLY,
+    "notices": APPLY,
+    "imds_endpoint": APPLY,
+    "on_rebalance": APPLY,
+}
+# The settings a user names (trainer_<name>), for messages.
+INPUT_PREFIX = "trainer_"
+# The reference agent's command after its interpreter.
+AGENT_ARGS = ["-m", "rlops_runtime.agents.sb3", "train"]
+
+_INT_SETTINGS = {"total_timesteps", "checkpoint_interval", "checkpoint_keep_local"}
+_FLOAT_SETTINGS = {"sync_interval", "max_duration", "stop_grace", "final_sync_timeout"}
+
+
+class SettingsError(ValueError):
+    """A request that cannot be applied, with every reason."""
+
+
+@dataclass
+class ResumePlan:
+    """What a resume does with the requested settings."""
+
+    config: dict[str, Any]                       # run.json after the plan
+    changes: dict[str, Any] = field(default_factory=dict)  # name: [old, new]; env: keys
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Values from Ansible's -e arrive as strings: turn them into run.json's types."""
+    try:
+        if name in _INT_SETTINGS:
+            return int(value)
+        if name in _FLOAT_SETTINGS:
+            number = float(value)
+            return int(number) if number.is_integer() else number
+        if name == "seed":
+            return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{INPUT_PREFIX}{name} must be a number, got {value!r}") from None
+    if name == "env":
+        if not isinstance(value, dict):
+            raise SettingsError(f"{INPUT_PREFIX}env must be a mapping, got {value!r}")
+        return {str(key): str(item) for key, item in value.items()}
+    return value
+
+
+def _check_ranges(config: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in ("total_timesteps", "checkpoint_interval", "sync_interval"):
+        if config[name] <= 0:
+            problems.append(f"{INPUT_PREFIX}{name} must be greater than 0, got {config[name]}")
+    for name in ("max_duration", "stop_grace", "checkpoint_keep_local", "final_sync_timeout"):
+        if config[name] < 0:
+            problems.append(f"{INPUT_PREFIX}{name} must not be negative, got {config[name]}")
+    return problems
+
+
+def requested_settings(request: dict[str, Any]) -> dict[str, Any]:
+    """The run.json settings of a request, coerced; unknown names refused."""
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(request) - known - {"hyperparameters", "env_base"})
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(unknown)}")
+    return {name: _coerce(name, value) for name, value in request.items()
+            if name in known and value is not None}
+
+
+def new_config(request: dict[str, Any]) -> dict[str, Any]:
+    """run.json of a new session: RunConfig's defaults, then the request."""
+    settings = requested_settings(request)
+    env = {**_coerce("env", request.get("env_base") or {}), **settings.pop("env", {})}
+    defaults = RunConfig(session_id=settings.get("session_id", "x"),
+                         storage_uri=settings.get("storage_uri", "file:///x"))
+    config = {f.name: getattr(defaults, f.name) for f in fields(RunConfig)}
+    config.update(settings)
+    config["env"] = env
+    problems = _check_ranges(config)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    RunConfig.from_dict(config)  # the supervisor's own checks (ids, choices, URLs)
+    return config
+
+
+def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
+                hyperparameters: dict[str, Any] | None = None,
+                requested_hyperparameters: dict[str, Any] | None = None) -> ResumePlan:
+    """Apply what is safe of the request to a session's run.json; refuse the rest.
+
+    `step` is the step the session has reached (its newest checkpoint, or its status).
+    `env_base` in the request (the host's PATH and venv) replaces those keys of the job's
+    environment; `env` adds or changes the user's own keys and removes none.
+    """
+    settings = requested_settings(request)
+    config = dict(current)
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    env_update = {**_coerce("env", request.get("env_base") or {}), **settings.pop("env", {})}
+    for name, value in settings.items():
+        old = current.get(name)
+        if value == old:
+            continue
+        policy = RESUME_POLICY.get(name, REFUSE)
+        if policy == REFUSE:
+            problems.append(
+                f"{INPUT_PREFIX}{name} is {old!r} for this session and cannot change on "
+                f"resume (asked for {value!r}): the checkpoints were made with it; start a "
+                "new session (train_new) for another value"
+            )
+        elif policy == HOST and name == "command" and _is_agent(old) != _is_agent(value):
+            problems.append(
+                f"this session runs {_describe_command(old)}, the request "
+                f"{_describe_command(value)}: resume with the session's trainer_source and "
+                "trainer_entrypoint"
+            )
+        elif policy == GROW and value <= step:
+            problems.append(
+                f"{INPUT_PREFIX}{name} {value} is not beyond step {step}, which the session "
+                f"has reached: give more than {step} to train longer"
+            )
+        else:
+            config[name] = value
+            changes[name] = [old, value]
+    env = {**(current.get("env") or {}), **env_update}
+    if env != (current.get("env") or {}):
+        changed_keys = sorted(k for k in env if (current.get("env") or {}).get(k) != env[k])
+        config["env"] = env
+        changes["env"] = changed_keys
+    requested_hp = requested_hyperparameters
+    if requested_hp is not None and requested_hp != (hyperparameters or {}):
+        problems.append(
+            f"{INPUT_PREFIX}hyperparameters differ from the session's "
+            f"({_describe_difference(hyperparameters or {}, requested_hp)}): "
+            "the model was built with them; start a new session (train_new) to change them"
+        )
+    if problems:
+        raise SettingsError("; ".join(problems))
+    problems = _check_ranges({**_range_defaults(), **config})
+    if problems:
+        raise SettingsError("; ".join(problems))
+    RunConfig.from_dict(config)
+    return ResumePlan(config=config, changes=changes)
+
+
+def _is_agent(command: Any) -> bool:
+    return isinstance(command, list) and command[1:] == AGENT_ARGS
+
+
+def _describe_command(command: Any) -> str:
+    if _is_agent(command):
+        return "the reference agent"
+    return "its own job (" + " ".join(command or []) + ")"
+
+
+def _range_defaults() -> dict[str, Any]:
+    defaults = RunConfig(session_id="x", storage_uri="file:///x")
+    return {f.name: getattr(defaults, f.name) for f in fields(RunConfig)}
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys)
