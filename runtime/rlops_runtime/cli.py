@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .checkpoints import local_steps
 from .daemon import detach, pid_alive, read_pid
 from .session import SESSION_ID_RE, SessionLayout, validate_session_id
 from .status import (
@@ -235,6 +236,60 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reached_step(layout: SessionLayout) -> int:
+    """The step a session has reached: its newest local checkpoint or its last status."""
+    steps = local_steps(layout.checkpoints) if layout.checkpoints.is_dir() else []
+    status = read_status(layout.status)
+    reached = [*steps, *(
+        [status.step or 0, status.last_checkpoint_step or 0] if status else [])]
+    return max(reached, default=0)
+
+
+def cmd_configure(args: argparse.Namespace) -> int:
+    """Write config/run.json (and hyperparameters.json) of a new session, or apply what a
+    resume may change; print what changed. Reads {"settings": {...}, "hyperparameters":
+    {...} | null} from stdin."""
+    from .jsonio import read_json, write_json_atomic
+    from .settings import SettingsError, new_config, plan_resume
+
+    layout = SessionLayout(Path(args.session_dir).resolve())
+    validate_session_id(layout.session_id)
+    try:
+        request = json.load(sys.stdin)
+    except ValueError as exc:
+        raise CliError(f"configure reads JSON from stdin: {exc}") from None
+    settings = dict(request.get("settings") or {})
+    hyperparameters = request.get("hyperparameters")
+    current = read_json(layout.run_json)
+    try:
+        if args.mode == "new":
+            if local_steps(layout.checkpoints) if layout.checkpoints.is_dir() else []:
+                raise CliError(f"session {layout.session_id} already has checkpoints: resume it")
+            config = new_config({**settings, "session_id": layout.session_id})
+            changes = {} if current == config else {"run.json": "written"}
+            hp = hyperparameters or {}
+            write_hp = read_json(layout.hyperparameters) != hp
+            if write_hp:
+                changes["hyperparameters.json"] = "written"
+        else:
+            if current is None:
+                raise CliError(f"session {layout.session_id} has no {layout.run_json}")
+            plan = plan_resume(current, settings, _reached_step(layout),
+                               read_json(layout.hyperparameters, {}), hyperparameters)
+            config, changes, hp, write_hp = plan.config, plan.changes, None, False
+    except SettingsError as exc:
+        raise CliError(f"session {layout.session_id}: {exc}") from None
+    if changes and not args.check:
+        layout.config_dir.mkdir(parents=True, exist_ok=True)
+        if config != current:
+            write_json_atomic(layout.run_json, config)
+        if write_hp:
+            write_json_atomic(layout.hyperparameters, hp)
+    print(json.dumps({"changed": bool(changes), "changes": changes, "config": config},
+                     indent=2))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import NoCheckpointError, evaluate_session
 
@@ -285,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore = session_command("restore", cmd_restore,
                               "download config/ of the session from storage if missing")
     restore.add_argument("--storage-uri", required=True)
+
+    configure = session_command(
+        "configure", cmd_configure,
+        "write a new session's run.json, or apply what a resume may change (JSON on stdin)")
+    configure.add_argument("--mode", choices=["new", "resume"], required=True)
+    configure.add_argument("--check", action="store_true", help="say what would change")
 
     status = sub.add_parser("status", help="JSON list of sessions' status")
     status.add_argument("--data-root", required=True)

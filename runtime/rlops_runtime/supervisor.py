@@ -63,7 +63,7 @@ class RunConfig:
     env_id: str = "CartPole-v1"
     algo: str = "ppo"
     total_timesteps: int = 100_000
-    checkpoint_interval: int = 4096
+    checkpoint_interval: int = 10_000
     device: str = "auto"
     seed: int | None = 0
     sync_interval: float = 10
