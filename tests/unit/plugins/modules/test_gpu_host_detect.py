@@ -1,18 +1,21 @@
-"""plugins/modules/gpu_host_detect.py: which PCI devices are GPUs, and their details."""
+"""plugins/modules/gpu_host_detect.py: which PCI devices are GPUs, their details from the
+recorded outputs of nvidia-smi (fixtures/nvidia_smi/), and the whole module run in-process
+against a sysfs tree and an nvidia-smi that prints those recordings.
+
+The recordings follow NVIDIA's formats: `nvidia-smi -q -x` (nvsmi_device_v11/v12.dtd) of
+drivers 470, 535, 550, 570 and 580 on the GPUs of EC2 g4dn, g5, p3, p5 and g6 instances, the
+messages of a driver that is not loaded, of a library newer than the loaded kernel module,
+of no devices, and /proc/driver/nvidia/version of the proprietary and the open module.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.rlops.fleet.plugins.modules import gpu_host_detect as ghd
 
-_PATH = Path(__file__).resolve().parents[4] / "plugins/modules/gpu_host_detect.py"
-_SPEC = importlib.util.spec_from_file_location("gpu_host_detect", _PATH)
-ghd = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = ghd  # dataclasses look their module up
-_SPEC.loader.exec_module(ghd)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvidia_smi"
 
 
 def pci_device(root: Path, address: str, vendor: str, device: str, pci_class: str) -> None:
@@ -64,23 +67,64 @@ def test_short_bus_id(bus_id, short):
     assert ghd.short_bus_id(bus_id) == short
 
 
-def test_parse_smi_rows_and_driver():
-    out = (
-        "0, 00000000:1A:00.0, NVIDIA A100-SXM4-40GB, 40960, 570.133.20\n"
-        "1, 00000000:3B:00.0, NVIDIA H100 80GB HBM3, 81559, 570.133.20\n"
-    )
-    rows, driver = ghd.parse_smi(out)
-    assert driver == "570.133.20"
-    assert rows["0000:3b:00.0"] == {
-        "index": 1,
-        "name": "NVIDIA H100 80GB HBM3",
-        "memory_mib": 81559,
-    }
+@pytest.mark.parametrize("fixture,driver,cuda,gpus", [
+    ("470.256.02_t4_cuda11.4.xml", "470.256.02", "11.4",
+     {"0000:00:1e.0": (0, "Tesla T4", 15109)}),
+    ("535.183.01_a10g_cuda12.2.xml", "535.183.01", "12.2",
+     {"0000:00:1e.0": (0, "NVIDIA A10G", 23028)}),
+    ("550.127.05_v100x4_cuda12.4.xml", "550.127.05", "12.4",
+     {f"0000:00:{slot}.0": (n, "Tesla V100-SXM2-16GB", 16384)
+      for n, slot in enumerate(["1b", "1c", "1d", "1e"])}),
+    ("570.133.20_h100x2_cuda12.8.xml", "570.133.20", "12.8",
+     {"0000:53:00.0": (0, "NVIDIA H100 80GB HBM3", 81559),
+      "0000:64:00.0": (1, "NVIDIA H100 80GB HBM3", 81559)}),
+    ("580.65.06_l4_cuda13.0.xml", "580.65.06", "13.0",
+     {"0000:31:00.0": (0, "NVIDIA L4", 23034)}),
+])
+def test_parse_smi_xml_of_recorded_logs(fixture, driver, cuda, gpus):
+    rows, found_driver, found_cuda = ghd.parse_smi_xml((FIXTURES / fixture).read_text())
+    assert (found_driver, found_cuda) == (driver, cuda)
+    read = {bus: (row["index"], row["name"], row["memory_mib"]) for bus, row in rows.items()}
+    assert read == gpus
 
 
-def test_parse_smi_tolerates_unknown_memory():
-    rows, _driver = ghd.parse_smi("0, 00000000:01:00.0, NVIDIA T4, [N/A], 535.1\n")
-    assert rows["0000:01:00.0"]["memory_mib"] == 0
+def test_parse_smi_xml_tolerates_unknown_memory_and_versions():
+    log = ('<?xml version="1.0" ?>\n<nvidia_smi_log><driver_version>N/A</driver_version>'
+           '<gpu id="00000000:01:00.0"><product_name>NVIDIA T4</product_name>'
+           "<fb_memory_usage><total>N/A</total></fb_memory_usage></gpu></nvidia_smi_log>")
+    rows, driver, cuda = ghd.parse_smi_xml(log)
+    assert rows == {"0000:01:00.0": {"index": 0, "name": "NVIDIA T4", "memory_mib": 0}}
+    assert (driver, cuda) == ("", "")
+
+
+@pytest.mark.parametrize("text", [
+    (FIXTURES / "failed_no_driver.txt").read_text(), "", "<other_log/>", "<nvidia_smi_log>",
+])
+def test_parse_smi_xml_refuses_what_is_no_log(text):
+    with pytest.raises(ValueError, match="nvidia-smi -q -x printed"):
+        ghd.parse_smi_xml(text)
+
+
+@pytest.mark.parametrize("fixture,first,mismatch,library", [
+    ("failed_no_driver.txt", "NVIDIA-SMI has failed because it couldn't communicate with the "
+     "NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.",
+     False, ""),
+    ("failed_mismatch.txt", "Failed to initialize NVML: Driver/library version mismatch",
+     True, "570.133"),
+    ("no_devices.txt", "No devices were found", False, ""),
+])
+def test_smi_failure_of_recorded_messages(fixture, first, mismatch, library):
+    assert ghd.smi_failure((FIXTURES / fixture).read_text()) == (first, mismatch, library)
+
+
+@pytest.mark.parametrize("fixture,version", [
+    ("proc_version_470.txt", "470.256.02"),
+    ("proc_version_550.txt", "550.127.05"),
+    ("proc_version_570_open.txt", "570.133.20"),
+])
+def test_parse_proc_version(fixture, version):
+    assert ghd.parse_proc_version((FIXTURES / fixture).read_text()) == version
+    assert ghd.parse_proc_version("") == ""
 
 
 PCI_IDS = """# comment
@@ -119,3 +163,157 @@ def test_merge_prefers_nvidia_smi_then_pci_ids_then_the_id():
 def test_nvidia_smi_cannot_invent_gpus():
     smi = {"0000:99:00.0": {"index": 0, "name": "ghost", "memory_mib": 1}}
     assert ghd.merge([], smi, {}) == []
+
+
+# --------------------------------------------------------------------------- the module
+
+
+class Host:
+    """A host as the module reads it: sysfs PCI devices and modules, an nvidia-smi that
+    prints a recorded output with its exit code, /proc/driver/nvidia/version."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.pci = root / "pci"
+        self.modules = root / "module"
+        self.proc = root / "proc_version"
+        self.smi = root / "bin" / "nvidia-smi"
+        self.ran = root / "smi-ran"
+        for folder in (self.pci, self.modules, self.smi.parent):
+            folder.mkdir(parents=True)
+        pci_device(self.pci, "0000:00:00.0", "0x8086", "0x1237", "0x060000")  # host bridge
+
+    def gpu(self, address: str, device: str = "0x2330") -> Host:
+        pci_device(self.pci, address, "0x10de", device, "0x030200")
+        return self
+
+    def nvidia_smi(self, fixture: str, rc: int = 0) -> Host:
+        self.smi.write_text(f"#!/bin/sh\ntouch '{self.ran}'\ncat '{FIXTURES / fixture}'\n"
+                            f"exit {rc}\n")
+        self.smi.chmod(0o755)
+        return self
+
+    def kernel_module(self, fixture: str) -> Host:
+        (self.modules / "nvidia").mkdir()
+        self.proc.write_text((FIXTURES / fixture).read_text())
+        return self
+
+    def args(self, **extra) -> dict:
+        return {"pci_root": str(self.pci), "module_root": str(self.modules), "pci_ids": [],
+                "nvidia_smi": str(self.smi), "proc_version": str(self.proc),
+                "default_branch": "580", **extra}
+
+
+@pytest.fixture
+def host(tmp_path):
+    return Host(tmp_path)
+
+
+def detect(run_module, args, check_mode=False):
+    result, failed = run_module(ghd.main, args, check_mode=check_mode, common={})
+    assert not failed, result
+    assert result["changed"] is False
+    return result
+
+
+def test_module_keeps_a_working_driver_and_checks_torch_against_it(host, run_module):
+    host.gpu("0000:53:00.0").gpu("0000:64:00.0").kernel_module("proc_version_570_open.txt")
+    host.nvidia_smi("570.133.20_h100x2_cuda12.8.xml")
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0"))
+    assert [(g["address"], g["index"], g["name"], g["memory_mib"]) for g in result["gpus"]] == [
+        ("0000:53:00.0", 0, "NVIDIA H100 80GB HBM3", 81559),
+        ("0000:64:00.0", 1, "NVIDIA H100 80GB HBM3", 81559)]
+    assert (result["nvidia_smi"], result["driver_version"], result["cuda_version"]) == (
+        "ok", "570.133.20", "12.8")
+    assert result["kernel_module_version"] == "570.133.20"
+    assert result["driver_working"] is True and result["nvidia_loaded"] is True
+    assert result["driver_plan"] == {"action": "keep", "branch": "570", "error": "",
+                                     "reason": "driver 570.133.20 works: nothing to install"}
+    assert result["torch"]["cuda"] == "13.0"
+    assert result["torch_check"]["status"] == "incompatible"
+    assert 'gpu_host_driver_branch "580"' in result["torch_check"]["message"]
+
+
+def test_module_reads_the_torch_wheels_of_a_find_links_folder_on_the_host(host, run_module):
+    host.gpu("0000:53:00.0").gpu("0000:64:00.0")
+    host.nvidia_smi("570.133.20_h100x2_cuda12.8.xml")
+    wheels = host.root / "wheels"
+    wheels.mkdir()
+    (wheels / "torch-2.13.0+cu128-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0",
+                                          torch_sources=[f"file://{wheels}"]))
+    assert result["torch"]["label"] == "cu128"
+    assert result["torch_check"]["status"] == "ok"
+
+
+def test_module_on_the_580_driver_passes_the_default_torch(host, run_module):
+    host.gpu("0000:31:00.0", "0x27b8").nvidia_smi("580.65.06_l4_cuda13.0.xml")
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0", driver_branch="580"))
+    assert result["driver_plan"]["action"] == "keep"
+    assert result["torch_check"]["status"] == "ok"
+
+
+def test_module_pinned_to_another_branch_plans_the_install(host, run_module):
+    host.gpu("0000:00:1e.0", "0x2237").nvidia_smi("535.183.01_a10g_cuda12.2.xml")
+    result = detect(run_module, host.args(driver_branch="580", torch_requirement="torch==2.13.0"))
+    assert result["driver_plan"]["action"] == "install"
+    assert result["driver_plan"]["branch"] == "580"
+    # checked against the branch it will install, not the one it replaces
+    assert result["torch_check"]["status"] == "ok"
+
+
+def test_module_without_a_gpu_does_not_run_nvidia_smi(host, run_module):
+    host.nvidia_smi("570.133.20_h100x2_cuda12.8.xml")
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0"))
+    assert not host.ran.exists()
+    assert (result["gpus"], result["scanned"], result["nvidia_smi"]) == ([], 1, "absent")
+    assert result["driver_plan"]["action"] == "none"
+    assert result["torch_check"]["status"] == "none"
+
+
+def test_module_with_a_gpu_and_no_driver_plans_the_default_branch(host, run_module):
+    host.gpu("0000:00:1e.0", "0x1eb8")  # no nvidia-smi, no kernel module
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0"))
+    assert (result["nvidia_smi"], result["driver_version"], result["kernel_module_version"]) == (
+        "absent", "", "")
+    assert result["gpus"][0]["name"] == "NVIDIA device 0x1eb8"
+    assert result["driver_plan"] == {"action": "install", "branch": "580", "error": "",
+                                     "reason": "no NVIDIA driver (no nvidia-smi)"}
+    assert result["torch_check"]["status"] == "ok"  # branch 580 runs CUDA 13.0
+
+
+def test_module_with_a_driver_that_does_not_answer(host, run_module):
+    host.gpu("0000:00:1e.0", "0x1eb8").nvidia_smi("failed_no_driver.txt", rc=9)
+    result = detect(run_module, host.args())
+    assert result["nvidia_smi"] == "failed"
+    assert result["nvidia_smi_error"].startswith("NVIDIA-SMI has failed because it couldn't")
+    assert result["driver_working"] is False
+    assert result["driver_plan"]["action"] == "install"
+    assert result["torch"] == {} and result["torch_check"]["status"] == "none"
+
+
+def test_module_with_a_driver_upgraded_but_not_loaded(host, run_module):
+    host.gpu("0000:00:1e.0", "0x2237").kernel_module("proc_version_550.txt")
+    host.nvidia_smi("failed_mismatch.txt", rc=18)
+    result = detect(run_module, host.args(torch_requirement="torch==2.13.0+cu128"))
+    assert (result["kernel_module_version"], result["library_version"]) == ("550.127.05", "570.133")
+    assert result["driver_mismatch"] is True
+    assert result["driver_plan"]["action"] == "reboot"
+    assert result["driver_plan"]["branch"] == "570"
+    assert result["torch_check"]["status"] == "ok"  # against 570, the driver after the reboot
+
+
+def test_module_refuses_a_pin_the_system_cannot_install(host, run_module):
+    host.gpu("0000:00:1e.0", "0x1eb8")
+    result = detect(run_module, host.args(driver_branch="570", fixed_branch="535",
+                                          default_branch=""))
+    assert result["driver_plan"]["action"] == "install"
+    assert "this system's packages have only branch 535" in result["driver_plan"]["error"]
+
+
+def test_module_in_check_mode_reads_the_same(host, run_module):
+    host.gpu("0000:00:1b.0").gpu("0000:00:1c.0").gpu("0000:00:1d.0").gpu("0000:00:1e.0")
+    host.nvidia_smi("550.127.05_v100x4_cuda12.4.xml")
+    args = host.args(torch_requirement="torch==2.8.0")
+    assert detect(run_module, args, check_mode=True) == detect(run_module, args)
+    assert detect(run_module, args)["torch_check"]["status"] == "minor"
