@@ -159,14 +159,14 @@ def test_validate(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"n_step": 64, "gamma": "high"}))
     code, _out, err = run_main(capsys, "validate", "--env-id", "CartPol-v1",
-                            "--hyperparameters", str(bad))
+                               "--hyperparameters", str(bad))
     assert code == 2 and err.count("\n") == 1 and err.startswith("rlops-run: error: ")
     assert "'n_step'" in err and "did you mean n_steps" in err
     assert "gamma must be a number" in err and "CartPole-v1" in err
     broken = tmp_path / "broken.json"
     broken.write_text("{'n_steps': 64}")
     code, _out, err = run_main(capsys, "validate", "--env-id", "CartPole-v1",
-                            "--hyperparameters", str(broken))
+                               "--hyperparameters", str(broken))
     assert code == 2 and "not valid JSON" in err and err.count("\n") == 1
 
 
@@ -182,7 +182,7 @@ def test_sessions_lists_local_and_stored(tmp_path: Path, capsys, make_checkpoint
     storage = tmp_path / "storage"
     (storage / "other-20261122t000000z" / "logs").mkdir(parents=True)
     code, out, _err = run_main(capsys, "sessions", "--data-root", str(tmp_path),
-                            "--storage-uri", f"file://{storage}")
+                               "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == [
         {"session_id": SESSION, "local": True, "storage": False},
         {"session_id": "other-20261122t000000z", "local": False, "storage": True},
@@ -192,10 +192,10 @@ def test_sessions_lists_local_and_stored(tmp_path: Path, capsys, make_checkpoint
 def test_sessions_check_first_checks_storage(tmp_path: Path, capsys) -> None:
     storage = tmp_path / "storage"
     code, out, _err = run_main(capsys, "sessions", "--data-root", str(tmp_path),
-                            "--storage-uri", f"file://{storage}")
+                               "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == [] and not storage.exists()  # no check: no write
     code, out, _err = run_main(capsys, "sessions", "--check", "--data-root", str(tmp_path),
-                            "--storage-uri", f"file://{storage}")
+                               "--storage-uri", f"file://{storage}")
     assert code == 0 and json.loads(out) == []
     assert storage.is_dir()  # the check made the folder and wrote (and removed) its probe
     storage.chmod(0o500)
@@ -213,7 +213,7 @@ def test_sessions_check_first_checks_storage(tmp_path: Path, capsys) -> None:
 def test_evaluate_without_checkpoint(tmp_path: Path, capsys) -> None:
     layout = make_session(tmp_path)
     code, _out, err = run_main(capsys, "evaluate", "--session-dir", str(layout.root),
-                            "--episodes", "1")
+                               "--episodes", "1")
     assert code == 2
     assert err == f"rlops-run: error: session {SESSION} has no complete checkpoint\n"
 
@@ -257,5 +257,5 @@ def test_restore_downloads_missing_config_only(tmp_path: Path, capsys) -> None:
     assert run_main(capsys, *args)[:2] == (0, "[]\n")
     unknown = tmp_path / "host" / "sessions" / "nope-20261122t000000z"
     code, _out, err = run_main(capsys, "restore", "--session-dir", str(unknown),
-                            "--storage-uri", f"file://{storage}")
+                               "--storage-uri", f"file://{storage}")
     assert code == 2 and "is unknown to storage" in err

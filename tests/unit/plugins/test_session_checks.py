@@ -106,7 +106,7 @@ def test_run_checks_reports_s3_problem():
         return "storage s3://b: the bucket does not exist"
 
     _result, error = run_checks(params(storage_uri="s3://bbb/p", check_storage=True,
-                                 storage_credentials={"AWS_ACCESS_KEY_ID": "k"}),
-                          s3_check=s3_check)
+                                       storage_credentials={"AWS_ACCESS_KEY_ID": "k"}),
+                                s3_check=s3_check)
     assert error == "storage s3://b: the bucket does not exist"
     assert seen == [("bbb", {"AWS_ACCESS_KEY_ID": "k"})]
