@@ -203,8 +203,8 @@ nvidia_loaded:
 
 import os
 import re
-import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict, dataclass
+from xml.etree import ElementTree
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils import cuda_compat
