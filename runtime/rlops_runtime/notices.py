@@ -1,8 +1,10 @@
 """Spot interruption and rebalance notices from the EC2 instance metadata service (IMDSv2).
 
-The supervisor polls its watchers every few seconds (docs/contract.md, "Notices"). What a
-metadata response means and what the supervisor does about it are pure functions here;
-`ImdsWatcher` is the thin HTTP shell around them. Stdlib only: it runs on every host.
+A `NoticeMonitor` thread polls the watchers every few seconds (docs/contract.md,
+"Notices"), so that a metadata service that is slow or away never holds up the
+supervisor's loop. What a metadata response means and what the supervisor does about it
+are pure functions here; `ImdsWatcher` is the thin HTTP shell around them. Stdlib only:
+it runs on every host.
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import queue
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
+
+from .backoff import Backoff
+from .jsonio import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,14 @@ TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TOKEN_TTL = 21600           # seconds, the most IMDSv2 grants
 TOKEN_REFRESH_MARGIN = 60   # renew this long before the token expires
-TIMEOUT = 1.0               # per request: a poll must never hold up the supervisor's loop
+TIMEOUT = 1.0               # per request: every attempt is bounded
 MAX_BODY = 65536
+# Until IMDS has answered once, attempts back off from RETRY_BASE to RETRY_CAP seconds: a
+# metadata service that is still starting is found soon, one that is disabled is not
+# hammered, and a notice (two minutes ahead of the stop) is seen within RETRY_CAP.
+RETRY_BASE = 5.0
+RETRY_CAP = 30.0
+SOURCE = "ec2-imds"
 # How an instance knows it runs on EC2 without asking the network: Nitro instances name
 # "Amazon EC2" in DMI, Xen ones have a hypervisor uuid starting with "ec2".
 DMI_VENDOR_FILES = ("class/dmi/id/sys_vendor", "class/dmi/id/board_vendor")
@@ -121,15 +134,11 @@ def looks_like_ec2(dmi_vendors: list[str], hypervisor_uuid: str) -> bool:
             or hypervisor_uuid.strip().lower().startswith("ec2"))
 
 
-def should_probe(mode: str, on_ec2: bool, endpoint_given: bool) -> bool:
+def should_watch(mode: str, on_ec2: bool, endpoint_given: bool) -> bool:
     """Whether to ask IMDS at all. `auto` asks only an EC2 instance, or the endpoint that
-    RLOPS_IMDS_ENDPOINT names: elsewhere 169.254.169.254 may route off the host."""
+    RLOPS_IMDS_ENDPOINT names: elsewhere 169.254.169.254 may route off the host. Whether
+    it answers at start decides nothing: a slow one is retried until it does."""
     return mode == "imds" or (mode == "auto" and (on_ec2 or endpoint_given))
-
-
-def should_watch(mode: str, reachable: bool) -> bool:
-    """`imds` watches even when the service does not answer yet; `auto` only on EC2."""
-    return mode == "imds" or (mode == "auto" and reachable)
 
 
 # the HTTP shell -------------------------------------------------------------------------
@@ -140,7 +149,13 @@ class ImdsError(Exception):
 
 
 class ImdsWatcher:
-    """Polls IMDSv2 for a spot instance-action and a rebalance recommendation."""
+    """Polls IMDSv2 for a spot instance-action and a rebalance recommendation.
+
+    Until IMDS has answered once, a poll makes an attempt only when the backoff says one
+    is due; afterwards every poll asks. `watch_state()` says whether notices are seen.
+    """
+
+    source = SOURCE
 
     def __init__(
         self,
@@ -149,6 +164,8 @@ class ImdsWatcher:
         timeout: float = TIMEOUT,
         token_ttl: int = TOKEN_TTL,
         clock: Callable[[], float] = time.monotonic,
+        retry_base: float = RETRY_BASE,
+        retry_cap: float = RETRY_CAP,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.on_rebalance = on_rebalance
@@ -161,6 +178,11 @@ class ImdsWatcher:
         self._token_expires = 0.0
         self._reported: set[str] = set()
         self._trouble: str | None = None
+        self._answered = False
+        self._backoff = Backoff(retry_base, retry_cap)
+        self._state_lock = threading.Lock()
+        self._watching = False
+        self._since = utc_iso()
 
     def __repr__(self) -> str:
         return f"ImdsWatcher({self.endpoint})"
@@ -188,15 +210,18 @@ class ImdsWatcher:
         self._token_expires = self._clock() + self.token_ttl
         return token
 
-    def probe(self) -> str | None:
-        """Fetch a token: None when IMDS answers, else what went wrong (also kept, so
-        that `poll` does not log the same trouble again)."""
-        try:
-            self.fetch_token()
-        except ImdsError as exc:
-            self._trouble = str(exc)
-            return self._trouble
-        return None
+    def watch_state(self) -> dict[str, Any]:
+        """For status.json: whether the last attempt reached IMDS, since when, and why not.
+
+        `last_error` is what went wrong while not watching (None while watching)."""
+        with self._state_lock:
+            return {"source": self.source, "watching": self._watching, "since": self._since,
+                    "last_error": None if self._watching else self._trouble}
+
+    def _set_watching(self, watching: bool) -> None:
+        with self._state_lock:
+            if watching != self._watching:
+                self._watching, self._since = watching, utc_iso()
 
     def _get_once(self, path: str) -> tuple[int, bytes]:
         if self._token is None or not token_is_fresh(self._clock(), self._token_expires):
@@ -226,16 +251,35 @@ class ImdsWatcher:
         return None
 
     def poll(self) -> Notice | None:
-        """A new notice, or None; trouble reaching IMDS is logged once and means none."""
+        """A new notice, or None; trouble reaching IMDS is logged once and means none.
+
+        Before IMDS has answered for the first time, attempts back off (nothing is sent
+        when none is due)."""
+        if not self._answered and not self._backoff.due(self._clock()):
+            return None
         try:
             notice = self.check()
         except ImdsError as exc:
-            if self._trouble is None:
+            if not self._answered:
+                delay = self._backoff.failed(self._clock())
+                if self._trouble is None:
+                    log.warning("%s; not watching for spot notices until it answers "
+                                "(retrying in %.0f s, then backing off to every %.0f s)",
+                                exc, delay, self._backoff.cap)
+            elif self._trouble is None:
                 log.warning("%s; no notices until it answers (logged once)", exc)
-            self._trouble = str(exc)
+            with self._state_lock:
+                self._trouble = str(exc)
+            self._set_watching(False)
             return None
-        if self._trouble is not None:
+        if not self._answered:
+            log.info("IMDS at %s answers: watching for spot notices", self.endpoint)
+            self._answered = True
+            self._backoff.succeeded()
+        elif self._trouble is not None:
             log.info("IMDS at %s answers again", self.endpoint)
+        self._set_watching(True)
+        with self._state_lock:
             self._trouble = None
         if notice is None or not is_new(notice, self._reported):
             return None
@@ -258,25 +302,93 @@ def on_ec2(sys_root: str = "/sys") -> bool:
 def build_watchers(
     mode: str, endpoint: str, on_rebalance: str, environ: Mapping[str, str],
     timeout: float = TIMEOUT, sys_root: str = "/sys",
+    retry_base: float = RETRY_BASE, retry_cap: float = RETRY_CAP,
 ) -> list[ImdsWatcher]:
-    """The watchers run.json asks for; `auto` probes IMDS once (one token request) on an
-    EC2 instance or at RLOPS_IMDS_ENDPOINT, and nowhere else."""
+    """The watchers run.json asks for, without a request: `auto` watches IMDS on an EC2
+    instance or at RLOPS_IMDS_ENDPOINT, and nowhere else; `imds` everywhere."""
     if mode == "none":
         log.info("not watching for spot notices (notices: none)")
         return []
-    if not should_probe(mode, on_ec2(sys_root), bool(environ.get(ENDPOINT_ENV))):
+    endpoint_given = bool(environ.get(ENDPOINT_ENV))
+    ec2 = on_ec2(sys_root)
+    if not should_watch(mode, ec2, endpoint_given):
         log.info("not an EC2 instance (DMI, hypervisor uuid): not watching for spot notices "
                  "(notices: auto)")
         return []
-    watcher = ImdsWatcher(resolve_endpoint(endpoint, environ), on_rebalance, timeout=timeout)
-    problem = watcher.probe()
-    if not should_watch(mode, problem is None):
-        log.info("no EC2 instance metadata (%s): not watching for spot notices "
-                 "(notices: auto)", problem)
-        return []
-    if problem:
-        log.warning("notices: imds, but %s; watching anyway", problem)
-    else:
-        log.info("watching EC2 instance metadata (IMDSv2) at %s for spot notices "
-                 "(notices: %s, on_rebalance: %s)", watcher.endpoint, mode, on_rebalance)
+    watcher = ImdsWatcher(resolve_endpoint(endpoint, environ), on_rebalance, timeout=timeout,
+                          retry_base=retry_base, retry_cap=retry_cap)
+    why = ("notices: imds" if mode == "imds" else
+           "an EC2 instance by its firmware" if ec2 else f"{ENDPOINT_ENV} is set")
+    log.info("watching EC2 instance metadata (IMDSv2) at %s for spot notices (%s; "
+             "on_rebalance: %s)", watcher.endpoint, why, on_rebalance)
     return [watcher]
+
+
+class NoticeMonitor:
+    """Polls the watchers every `interval` seconds in a thread of its own.
+
+    The supervisor's loop takes the notices from a queue and never waits on the network:
+    a metadata service that answers slowly or not at all costs this thread, bounded by
+    each request's timeout, and nothing else. After a stop notice it polls no more.
+    """
+
+    def __init__(self, watchers: Sequence[Any], interval: float, mode: str = "auto") -> None:
+        self.watchers = list(watchers)
+        self.interval = interval
+        self.mode = mode
+        self._notices: queue.Queue[Notice] = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.watchers:
+            self._thread = threading.Thread(target=self._run, name="rlops-notices",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            notice = self.poll_once()
+            if notice is not None:
+                self._notices.put(notice)
+                if notice.action == STOP:
+                    return  # the supervisor acts on the first; the rest would change nothing
+            self._stopping.wait(self.interval)
+
+    def poll_once(self) -> Notice | None:
+        """Poll every watcher; the first new notice, or None."""
+        for watcher in self.watchers:
+            try:
+                notice = watcher.poll()
+            except Exception:  # a flaky metadata endpoint must not end the session
+                log.exception("notice watcher %r failed", watcher)
+                continue
+            if notice:
+                return Notice(notice) if isinstance(notice, str) else notice
+        return None
+
+    def take(self) -> Notice | None:
+        """The next notice not yet taken, at once; None when there is none."""
+        try:
+            return self._notices.get_nowait()
+        except queue.Empty:
+            return None
+
+    def stop(self, timeout: float = 4 * TIMEOUT) -> None:
+        """Stop polling; waits for a poll in progress (each request is bounded)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def state(self) -> dict[str, Any]:
+        """status.json's `notices`: the mode and whether a watcher sees notices."""
+        state: dict[str, Any] = {"mode": self.mode, "source": None, "watching": False,
+                                 "since": None, "last_error": None}
+        for watcher in self.watchers:
+            watch_state = getattr(watcher, "watch_state", None)
+            if callable(watch_state):
+                return {**state, **watch_state()}
+        if self.watchers:  # watchers without a state of their own (tests): taken as watching
+            state.update(source=type(self.watchers[0]).__name__, watching=True)
+        return state

@@ -11,7 +11,12 @@ Control, no token (this server only):
                                       {"action": "stop", "time": "2026-11-22T08:00:00Z"}
   DELETE /_control/<path>         /latest/meta-data/<path> answers 404 again
   POST   /_control/expire-tokens  every token issued so far gets 401 from now on
+  POST   /_control/delay          body: seconds every metadata answer waits from now on
+                                  (a slow IMDS; 0 answers at once again)
+  POST   /_control/drop           body: 1 closes every metadata request unanswered from
+                                  now on (an IMDS that is not there yet), 0 answers again
   GET    /_control/requests       JSON list of [method, path, status] served so far
+                                  (status 0: dropped)
 
 In-process: `with FakeImds() as imds: imds.url ...`. As a script (a lab container can
 reach it): `python fake_imds.py --host 127.0.0.1 --port 0` prints the URL on stdout and
@@ -46,6 +51,9 @@ class FakeImds:
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._meta: dict[str, bytes] = {"instance-id": b"i-0fa4e00000000000f"}
         self.requests: list[tuple[str, str, int]] = []
+        # Seconds each metadata answer waits; whether metadata requests are dropped.
+        self.delay = 0.0
+        self.drop = False
         self._server = ThreadingHTTPServer((host, port), _handler_for(self, verbose))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -147,10 +155,23 @@ def _handler_for(imds: FakeImds, verbose: bool) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
 
+        def _unavailable(self) -> bool:
+            """A slow or absent IMDS: wait `delay`; True when the request is dropped."""
+            if imds.delay:
+                time.sleep(imds.delay)
+            if imds.drop:
+                with imds._lock:
+                    imds.requests.append((self.command, self.path, 0))
+                self.close_connection = True
+                return True
+            return False
+
         def do_PUT(self) -> None:
             if self.path.startswith(CONTROL_PREFIX):
                 imds.set(self.path[len(CONTROL_PREFIX):], self._body())
                 return self._send(200)
+            if self._unavailable():
+                return None
             if self.path != TOKEN_PATH:
                 return self._send(405)
             if self.headers.get("X-Forwarded-For"):  # as EC2 does: no tokens via proxies
@@ -170,6 +191,8 @@ def _handler_for(imds: FakeImds, verbose: bool) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, listing, "application/json")
             if not self.path.startswith(META_PREFIX):
                 return self._send(404)
+            if self._unavailable():
+                return None
             if not imds._token_ok(self.headers.get("X-aws-ec2-metadata-token")):
                 return self._send(401)
             body = imds._lookup(self.path[len(META_PREFIX):])
@@ -182,9 +205,15 @@ def _handler_for(imds: FakeImds, verbose: bool) -> type[BaseHTTPRequestHandler]:
             self._send(200)
 
         def do_POST(self) -> None:
-            if self.path != CONTROL_PREFIX + "expire-tokens":
+            body = self._body().decode("utf-8", "replace").strip()
+            if self.path == CONTROL_PREFIX + "expire-tokens":
+                imds.expire_tokens()
+            elif self.path == CONTROL_PREFIX + "delay":
+                imds.delay = float(body or 0)
+            elif self.path == CONTROL_PREFIX + "drop":
+                imds.drop = body not in ("", "0")
+            else:
                 return self._send(405)
-            imds.expire_tokens()
             self._send(200)
 
     return Handler

@@ -17,9 +17,11 @@ from rlops_runtime.notices import (
     INSTANCE_ACTION_PATH,
     REBALANCE_PATH,
     RECORD,
+    SOURCE,
     STOP,
     ImdsWatcher,
     Notice,
+    NoticeMonitor,
     build_watchers,
     instance_action_notice,
     is_new,
@@ -27,7 +29,6 @@ from rlops_runtime.notices import (
     rebalance_notice,
     resolve_endpoint,
     response_to,
-    should_probe,
     should_watch,
     token_is_fresh,
 )
@@ -89,15 +90,6 @@ def test_resolve_endpoint() -> None:
     assert resolve_endpoint("http://a/", {"RLOPS_IMDS_ENDPOINT": "http://127.0.0.1:9/"}) == (
         "http://127.0.0.1:9")
     assert resolve_endpoint("http://a", {"RLOPS_IMDS_ENDPOINT": ""}) == "http://a"
-
-
-@pytest.mark.parametrize("mode, reachable, expected", [
-    ("auto", True, True), ("auto", False, False),
-    ("imds", True, True), ("imds", False, True),
-    ("none", True, False), ("none", False, False),
-])
-def test_should_watch(mode: str, reachable: bool, expected: bool) -> None:
-    assert should_watch(mode, reachable) is expected
 
 
 # the fake IMDSv2 --------------------------------------------------------------------------
@@ -195,18 +187,66 @@ def test_watcher_ignores_proxy_settings(fake_imds: FakeImds,
     assert ImdsWatcher(fake_imds.url).poll().action == STOP
 
 
-def test_unreachable_imds_is_no_notice_logged_once(closed_endpoint: str, fake_imds: FakeImds,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_imds_that_goes_away_is_no_notice_logged_once(closed_endpoint: str,
+                                                      fake_imds: FakeImds,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "rlops_runtime.notices")
-    watcher = ImdsWatcher(closed_endpoint)
+    watcher = ImdsWatcher(fake_imds.url)
+    assert watcher.poll() is None and watcher.watch_state()["watching"]
+    watcher.endpoint = closed_endpoint  # it stops answering: still asked at every poll
     started = time.monotonic()
     assert [watcher.poll() for _poll in range(5)] == [None] * 5
     assert time.monotonic() - started < 1
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and closed_endpoint in warnings[0].getMessage()
+    state = watcher.watch_state()
+    assert not state["watching"] and closed_endpoint in state["last_error"]
     watcher.endpoint = fake_imds.url  # it answers again
     assert watcher.poll() is None
     assert "answers again" in caplog.records[-1].getMessage()
+    assert watcher.watch_state()["watching"] and watcher.watch_state()["last_error"] is None
+
+
+@pytest.mark.parametrize("trouble", ["slow", "dropped"])
+def test_imds_that_has_not_answered_yet_is_retried_with_backoff(
+        fake_imds: FakeImds, trouble: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Until the first answer, attempts are 1, 2, 4, 4 s apart (a fake clock, a poll each
+    second); each is bounded by the request timeout; the first answer starts watching."""
+    caplog.set_level(logging.INFO, "rlops_runtime.notices")
+    if trouble == "slow":
+        fake_imds.delay = 0.5  # longer than the timeout below
+    else:
+        fake_imds.drop = True
+    now = [100.0]
+    watcher = ImdsWatcher(fake_imds.url, timeout=0.2, clock=lambda: now[0],
+                          retry_base=1, retry_cap=4)
+    state = watcher.watch_state()
+    assert (state["source"], state["watching"], state["last_error"]) == (SOURCE, False, None)
+    attempts = []
+    for tick in range(12):
+        before = len(fake_imds.requests)
+        started = time.monotonic()
+        assert watcher.poll() is None
+        took = time.monotonic() - started
+        assert took < 0.6
+        # A slow attempt waits out the timeout (its answer is recorded later); a dropped
+        # one is recorded before the connection closes.
+        if (took >= 0.15) if trouble == "slow" else len(fake_imds.requests) > before:
+            attempts.append(tick)
+        now[0] += 1
+    assert attempts == [0, 1, 3, 7, 11]
+    assert {path for method, path, status in fake_imds.requests} <= {TOKEN_PATH}
+    state = watcher.watch_state()
+    assert not state["watching"] and state["last_error"].startswith(f"IMDS at {fake_imds.url}")
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+    fake_imds.delay, fake_imds.drop = 0.0, False
+    fake_imds.set_instance_action("stop")
+    now[0] += 4
+    assert watcher.poll() == Notice("spot instance-action: stop at 2026-11-22T08:00:00Z", STOP)
+    state = watcher.watch_state()
+    assert state["watching"] and state["last_error"] is None and state["since"]
+    assert "answers: watching for spot notices" in caplog.text
 
 
 def test_silent_imds_times_out_quickly() -> None:
@@ -222,33 +262,38 @@ def test_silent_imds_times_out_quickly() -> None:
 
 def test_server_errors_are_no_notice(fake_imds: FakeImds) -> None:
     watcher = ImdsWatcher(fake_imds.url + "/nope")  # not IMDS: the token PUT answers 405
-    assert watcher.probe() == f"IMDS at {fake_imds.url}/nope: PUT /latest/api/token answered 405"
     assert watcher.poll() is None
+    assert watcher.watch_state()["last_error"] == (
+        f"IMDS at {fake_imds.url}/nope: PUT /latest/api/token answered 405")
 
 
 # choosing watchers from run.json ----------------------------------------------------------
 
 
-def test_build_watchers_auto_uses_imds_that_answers(fake_imds: FakeImds) -> None:
+def test_build_watchers_auto_at_the_endpoint_variable(fake_imds: FakeImds) -> None:
     env = {"RLOPS_IMDS_ENDPOINT": fake_imds.url}
     [watcher] = build_watchers("auto", "http://169.254.169.254", RECORD, env)
     assert watcher.endpoint == fake_imds.url and watcher.on_rebalance == RECORD
-    assert fake_imds.count("PUT", TOKEN_PATH) == 1
+    assert fake_imds.requests == []  # building sends nothing: the first poll asks
     watcher.poll()
-    assert fake_imds.count("PUT", TOKEN_PATH) == 1  # the probe's token is reused
+    watcher.poll()
+    assert fake_imds.count("PUT", TOKEN_PATH) == 1  # the token is reused
 
 
-def test_build_watchers_auto_off_ec2(closed_endpoint: str, tmp_path: Path,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_build_watchers_auto_off_and_on_ec2(closed_endpoint: str, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "rlops_runtime.notices")
     assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}, sys_root=str(tmp_path)) == []
     assert "not an EC2 instance" in caplog.text
-    # An EC2 instance whose IMDS does not answer (disabled): asked once, then not watched.
+    # An EC2 instance by its firmware: watched whether IMDS answers at start or not (a
+    # slow one is retried until it does).
     (tmp_path / "class/dmi/id").mkdir(parents=True)
     (tmp_path / "class/dmi/id/sys_vendor").write_text("Amazon EC2\n")
     caplog.clear()
-    assert build_watchers("auto", closed_endpoint, CHECKPOINT, {}, sys_root=str(tmp_path)) == []
-    assert "no EC2 instance metadata" in caplog.text
+    [watcher] = build_watchers("auto", closed_endpoint, CHECKPOINT, {}, sys_root=str(tmp_path))
+    assert watcher.endpoint == closed_endpoint
+    assert "an EC2 instance by its firmware" in caplog.text
+    assert watcher.poll() is None and not watcher.watch_state()["watching"]
 
 
 def test_auto_never_asks_the_network_off_ec2(fake_imds: FakeImds, tmp_path: Path) -> None:
@@ -273,8 +318,8 @@ def test_looks_like_ec2(vendors: list[str], uuid: str, expected: bool) -> None:
     ("auto", False, False, False), ("auto", True, False, True), ("auto", False, True, True),
     ("imds", False, False, True), ("none", True, True, False),
 ])
-def test_should_probe(mode: str, on_ec2: bool, given: bool, expected: bool) -> None:
-    assert should_probe(mode, on_ec2, given) is expected
+def test_should_watch(mode: str, on_ec2: bool, given: bool, expected: bool) -> None:
+    assert should_watch(mode, on_ec2, given) is expected
 
 
 def test_build_watchers_imds_watches_anyway(closed_endpoint: str,
@@ -287,11 +332,59 @@ def test_build_watchers_imds_watches_anyway(closed_endpoint: str,
 
 def test_build_watchers_with_a_bad_endpoint_variable() -> None:
     env = {"RLOPS_IMDS_ENDPOINT": "127.0.0.1:9"}  # no scheme
-    assert build_watchers("auto", "http://169.254.169.254", CHECKPOINT, env) == []
-    [watcher] = build_watchers("imds", "http://169.254.169.254", CHECKPOINT, env)
-    assert watcher.poll() is None
+    for mode in ("auto", "imds"):
+        [watcher] = build_watchers(mode, "http://169.254.169.254", CHECKPOINT, env)
+        assert watcher.poll() is None
+        assert "127.0.0.1:9" in watcher.watch_state()["last_error"]  # said in status.json
 
 
 def test_build_watchers_none_sends_nothing(fake_imds: FakeImds) -> None:
     assert build_watchers("none", fake_imds.url, CHECKPOINT, {}) == []
     assert fake_imds.requests == []
+
+
+# the monitor thread -----------------------------------------------------------------------
+
+
+class ListWatcher:
+    """Answers from a list, one item per poll (None when it runs out); counts polls."""
+
+    def __init__(self, answers: list) -> None:
+        self.answers = list(answers)
+        self.polls = 0
+
+    def poll(self):
+        self.polls += 1
+        return self.answers.pop(0) if self.answers else None
+
+
+def test_monitor_hands_notices_over_and_stops_after_a_stop() -> None:
+    rebalance = Notice("rebalance recommendation", CHECKPOINT)
+    watcher = ListWatcher([None, rebalance, None, "spot instance-action: stop"])
+    monitor = NoticeMonitor([watcher], interval=0.01, mode="imds")
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 5
+        taken = []
+        while len(taken) < 2:
+            assert time.monotonic() < deadline
+            notice = monitor.take()
+            if notice:
+                taken.append(notice)
+            time.sleep(0.005)
+        time.sleep(0.1)
+        assert taken == [rebalance, Notice("spot instance-action: stop", STOP)]
+        assert watcher.polls == 4 and monitor.take() is None  # no poll after the stop
+    finally:
+        monitor.stop()
+    assert monitor.state() == {"mode": "imds", "source": "ListWatcher", "watching": True,
+                               "since": None, "last_error": None}
+
+
+def test_monitor_state_without_watchers_and_with_imds(fake_imds: FakeImds) -> None:
+    assert NoticeMonitor([], 5, "auto").state() == {
+        "mode": "auto", "source": None, "watching": False, "since": None, "last_error": None}
+    monitor = NoticeMonitor([ImdsWatcher(fake_imds.url)], 5, "auto")
+    assert monitor.poll_once() is None
+    state = monitor.state()
+    assert (state["mode"], state["source"], state["watching"]) == ("auto", SOURCE, True)
