@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from .checkpoints import local_steps
 from .daemon import detach, pid_alive, read_pid
+from .jsonio import utc_iso
 from .session import SESSION_ID_RE, SessionLayout, validate_session_id
 from .status import (
     ACTIVE_STATES,
@@ -27,6 +28,7 @@ from .status import (
     checkpoint_age,
     observed_state,
     read_status,
+    write_status,
 )
 from .storage import Storage, StorageError, open_storage
 from .supervisor import RunConfig, SessionBusy, Supervisor, last_line
@@ -137,11 +139,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def status_entry(status: Status, this_host: str, now: datetime) -> dict[str, Any]:
-    """A status as reported: `lost` detection (on this host only) and checkpoint age."""
-    alive = pid_alive(status.supervisor_pid) if status.host == this_host else True
+    """A status as reported: `lost` detection (on this host only), checkpoint age, and
+    whether the supervisor still runs (None when the status comes from another host)."""
+    here = status.host == this_host
+    alive = pid_alive(status.supervisor_pid) if here else True
     entry = status.to_dict()
     entry["state"] = observed_state(status, alive)
     entry["checkpoint_age_s"] = checkpoint_age(status, now)
+    entry["supervisor_alive"] = alive if here else None
     return entry
 
 
@@ -233,6 +238,81 @@ def cmd_restore(args: argparse.Namespace) -> int:
     layout = SessionLayout(Path(args.session_dir).resolve())
     validate_session_id(layout.session_id)
     print(json.dumps(restore_config(open_storage(args.storage_uri), layout)))
+    return 0
+
+
+def _as_session_owner(layout: SessionLayout, path: Path) -> None:
+    """Run as root (a playbook's become), give what we wrote to the session's owner: the
+    supervisor, as that user, replaces status.json and opens the lock file later."""
+    if os.geteuid() == 0:
+        owner = layout.root.stat()
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def _record_sync(layout: SessionLayout, syncer: Any) -> list[int]:
+    """status.json says what storage lacks now, and is sent there when it is reachable.
+    Returns the checkpoints storage lacks: what status.json knew when storage could not
+    be asked."""
+    status = read_status(layout.status)
+    if not syncer.storage_checked and status is not None:
+        unsynced = status.unsynced_steps
+    else:
+        unsynced = syncer.unsynced()
+    if status is None:
+        return unsynced
+    status.unsynced_steps = unsynced
+    status.sync_error = syncer.last_error
+    if syncer.last_published is not None:
+        status.last_synced_step = syncer.last_published
+    status.updated = utc_iso()
+    write_status(layout.status, status)
+    _as_session_owner(layout, layout.status)
+    if syncer.last_error is None:
+        syncer.sync_once()
+    return unsynced
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .manifest import check_folder, step_dirname
+    from .publish import read_latest, stored_steps
+    from .supervisor import load_storage_env, lock_session
+    from .sync import Syncer, unsynced_steps
+
+    layout = _session_layout(args.session_dir)
+    config = _load_config(layout)
+    # Credentials from the session's own file, as its supervisor takes them.
+    os.environ.update(load_storage_env(layout))
+    storage = open_storage(config.storage_uri)
+    if args.dry_run:
+        missing = unsynced_steps(local_steps(layout.checkpoints),
+                                 stored_steps(storage, layout.session_id, layout.checkpoints))
+        damaged = [step for step in missing
+                   if check_folder(layout.checkpoints / step_dirname(step))]
+        print(json.dumps({"session_id": layout.session_id,
+                          "would_publish": [step for step in missing if step not in damaged],
+                          "damaged": damaged}, indent=2))
+        return 0
+    created = not layout.lockfile.exists()
+    try:
+        lock_fd = lock_session(layout)
+    except SessionBusy:
+        raise CliError(f"session {layout.session_id} has a running supervisor: it publishes "
+                       "its checkpoints itself") from None
+    try:
+        if created:
+            _as_session_owner(layout, layout.lockfile)
+        syncer = Syncer(storage, layout)  # keep_local 0: nothing is ever deleted
+        published = syncer.sync_once()
+        unsynced = _record_sync(layout, syncer)
+    finally:
+        os.close(lock_fd)
+    if syncer.last_error is not None:
+        left = (f"{len(unsynced)} checkpoints not in storage yet (newest {unsynced[-1]})"
+                if unsynced else "every checkpoint is in storage")
+        raise CliError(f"{syncer.last_error}; {left}")
+    print(json.dumps({"session_id": layout.session_id, "published": published,
+                      "unsynced_steps": unsynced, "damaged": sorted(syncer.damaged_steps),
+                      "latest": read_latest(storage, layout.session_id)}, indent=2))
     return 0
 
 
@@ -340,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore = session_command("restore", cmd_restore,
                               "download config/ of the session from storage if missing")
     restore.add_argument("--storage-uri", required=True)
+    publish = session_command(
+        "publish", cmd_publish,
+        "publish the complete local checkpoints that storage lacks (no supervisor running)")
+    publish.add_argument("--dry-run", action="store_true",
+                         help="only list what would be published")
 
     configure = session_command(
         "configure", cmd_configure,

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .checkpoints import local_steps
 from .contract import move_aside
 from .jsonio import fsync_dir
 from .manifest import (
@@ -84,6 +85,38 @@ def publish_checkpoint(storage: Storage, session_id: str, folder: Path) -> int:
         storage.put_bytes(f"{ckpt_prefix(session_id)}/LATEST", str(step).encode())
     log.info("published checkpoint %s of %s to %s", step, session_id, storage.uri)
     return step
+
+
+def raise_latest(storage: Storage, session_id: str, step: int) -> bool:
+    """Move LATEST up to `step` (never down); True when it moved."""
+    latest = read_latest(storage, session_id)
+    if latest is not None and latest >= step:
+        return False
+    storage.put_bytes(f"{ckpt_prefix(session_id)}/LATEST", str(step).encode())
+    return True
+
+
+def same_checkpoint(local: dict | None, remote: dict | None) -> bool:
+    """Whether two manifests describe the same checkpoint (step and every file's digest)."""
+    return (local is not None and remote is not None
+            and local.get("step") == remote.get("step")
+            and local.get("files") == remote.get("files"))
+
+
+def stored_steps(storage: Storage, session_id: str, checkpoint_dir: Path) -> set[int]:
+    """Local checkpoints that storage already has: one listing, then one read per step.
+
+    A checkpoint's manifest is uploaded after all its files, so a manifest in storage that
+    matches the local one means the whole checkpoint is there. Raises StorageError.
+    """
+    remote = set(remote_steps(storage, session_id))
+    found = set()
+    for step in local_steps(checkpoint_dir):
+        if step in remote and same_checkpoint(
+                load_manifest(Path(checkpoint_dir) / step_dirname(step)),
+                _remote_manifest(storage, session_id, step)):
+            found.add(step)
+    return found
 
 
 def remote_steps(storage: Storage, session_id: str) -> list[int]:

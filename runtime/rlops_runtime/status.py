@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,12 @@ class Status:
     exit_code: int | None = None
     exit_reason: str | None = None
     notice: str | None = None
+    # Whether spot notices are watched: {"mode", "source", "watching", "since", "last_error"}.
+    notices: dict[str, Any] | None = None
+    # Complete local checkpoints not known to be in storage yet, ascending; the last sync
+    # round's error (None when it went through).
+    unsynced_steps: list[int] = field(default_factory=list)
+    sync_error: str | None = None
 
     def transition(self, new_state: str) -> None:
         """Move to `new_state`; ValueError for a move the supervisor never makes."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
+from .backoff import Backoff
 from .checkpoints import choose_resume, local_steps, newest_complete_local, remove_partial
 from .jsonio import read_json, utc_iso
 from .manifest import load_manifest, step_dirname
@@ -27,8 +28,11 @@ from .notices import (
     DEFAULT_IMDS_ENDPOINT,
     NOTICE_MODES,
     REBALANCE_ACTIONS,
+    RETRY_BASE,
+    RETRY_CAP,
     STOP,
     Notice,
+    NoticeMonitor,
     build_watchers,
     response_to,
 )
@@ -36,11 +40,15 @@ from .publish import fetch_newest_complete, read_latest
 from .session import SessionLayout, validate_session_id
 from .status import Status, write_status
 from .storage import Storage, StorageError, open_storage
-from .sync import Syncer
+from .sync import Syncer, unsynced_steps
 
 log = logging.getLogger(__name__)
 
 KILL_TIMEOUT = 10.0
+# The final publish, while storage is away when the job has ended: retried after 2, 4, 8
+# ... up to 30 s, for run.json's final_sync_timeout seconds in all.
+FINAL_SYNC_RETRY_BASE = 2.0
+FINAL_SYNC_RETRY_CAP = 30.0
 
 
 class NoticeWatcher(Protocol):
@@ -70,6 +78,7 @@ class RunConfig:
     max_duration: float = 0
     stop_grace: float = 60
     checkpoint_keep_local: int = 0
+    final_sync_timeout: float = 180
     env: dict[str, str] = field(default_factory=dict)
     notices: str = "auto"
     imds_endpoint: str = DEFAULT_IMDS_ENDPOINT
@@ -97,6 +106,10 @@ class RunConfig:
             if key in data and data[key] not in choices:
                 raise ValueError(
                     f"run.json: {key} must be one of {', '.join(choices)}, got {data[key]!r}")
+        timeout = data.get("final_sync_timeout", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(
+                f"run.json: final_sync_timeout must be a number of seconds >= 0, got {timeout!r}")
         endpoint = data.get("imds_endpoint", DEFAULT_IMDS_ENDPOINT)
         if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"run.json: imds_endpoint must be an http:// URL, got {endpoint!r}")
@@ -231,19 +244,27 @@ class Supervisor:
         poll_interval: float = 1.0,
         status_interval: float = 5.0,
         notice_interval: float = 5.0,
+        sys_root: str = "/sys",
+        notice_retry: tuple[float, float] = (RETRY_BASE, RETRY_CAP),
     ) -> None:
         self.layout = layout
         self.config = run_config
         # None: the watchers run.json asks for (notices, imds_endpoint), built in run().
         self.watchers = None if watchers is None else list(watchers)
+        self._monitor: NoticeMonitor | None = None
         self.poll_interval = poll_interval
         self.status_interval = status_interval
         self.notice_interval = notice_interval
+        # Where the firmware tells an EC2 instance (tests point it elsewhere), and the
+        # backoff (base, cap) of the metadata service until it first answers.
+        self.sys_root = sys_root
+        self.notice_retry = notice_retry
         self.status = Status(
             session_id=run_config.session_id, supervisor_pid=os.getpid(),
             host=socket.gethostname(), total_timesteps=run_config.total_timesteps,
         )
         self._stop_signal: int | None = None
+        self._signals = 0  # how many have arrived: a new one cuts the final publish short
         self._proc: subprocess.Popen[bytes] | None = None
         self._syncer: Syncer | None = None
         self._last_write = 0.0
@@ -258,6 +279,7 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only a flag: the loop does the stopping, never the handler.
         self._stop_signal = signum
+        self._signals += 1
 
     # status -----------------------------------------------------------------------------
 
@@ -274,6 +296,17 @@ class Supervisor:
     def _on_published(self, step: int) -> None:
         self.status.last_synced_step = step
 
+    def _fold_sync_state(self) -> bool:
+        """Unsynced checkpoints and the last sync error into the status; True if changed."""
+        if self._syncer is None:
+            return False
+        before = (self.status.unsynced_steps, self.status.sync_error)
+        self.status.unsynced_steps = unsynced_steps(
+            local_steps(self.layout.checkpoints), self._syncer.published_steps,
+            self._syncer.damaged_steps)
+        self.status.sync_error = self._syncer.last_error
+        return (self.status.unsynced_steps, self.status.sync_error) != before
+
     def _progress_is_current(self) -> bool:
         """progress.json from this run: an earlier run's may be ahead of the resume point."""
         try:
@@ -288,7 +321,11 @@ class Supervisor:
             for key in ("step", "episodes", "mean_return"):
                 if key in progress:
                     setattr(self.status, key, progress[key])
-        changed = False
+        changed = self._fold_sync_state()
+        if self._monitor is not None:
+            notices = self._monitor.state()
+            changed = changed or notices != self.status.notices
+            self.status.notices = notices
         step = newest_local_step(self.layout.checkpoints)
         if step is not None and step != self.status.last_checkpoint_step:
             manifest = load_manifest(self.layout.checkpoints / step_dirname(step)) or {}
@@ -311,6 +348,8 @@ class Supervisor:
         try:
             return self._run()
         finally:
+            if self._monitor is not None:
+                self._monitor.stop()
             os.close(lock_fd)
 
     def _run(self) -> int:
@@ -330,7 +369,12 @@ class Supervisor:
             log.info("resuming from checkpoint %s", folder)
         if self.watchers is None:
             self.watchers = build_watchers(
-                config.notices, config.imds_endpoint, config.on_rebalance, os.environ)
+                config.notices, config.imds_endpoint, config.on_rebalance, os.environ,
+                sys_root=self.sys_root, retry_base=self.notice_retry[0],
+                retry_cap=self.notice_retry[1])
+        self._monitor = NoticeMonitor(self.watchers, self.notice_interval, config.notices)
+        self.status.notices = self._monitor.state()
+        self._monitor.start()
         self._syncer = Syncer(
             storage, layout, interval=config.sync_interval,
             keep_local=config.checkpoint_keep_local, on_published=self._on_published,
@@ -363,9 +407,8 @@ class Supervisor:
             )
 
     def _loop(self) -> int:
-        assert self._proc is not None
+        assert self._proc is not None and self._monitor is not None
         started = time.monotonic()
-        next_notice = started
         while True:
             code = self._proc.poll()
             if code is not None:
@@ -381,25 +424,13 @@ class Supervisor:
             if self.config.max_duration and now - started >= self.config.max_duration:
                 log.info("max_duration of %s s reached", self.config.max_duration)
                 return self._shutdown("timeout")
-            if self.watchers and now >= next_notice:
-                next_notice = now + self.notice_interval
-                notice = self._poll_watchers()
-                if notice and self._on_notice(notice) == STOP:
-                    return self._shutdown("interrupted", exit_reason=notice.reason)
+            notice = self._monitor.take()  # never waits: the monitor's thread polls
+            if notice and self._on_notice(notice) == STOP:
+                self._monitor.stop()
+                return self._shutdown("interrupted", exit_reason=notice.reason)
             self._follow_notice_checkpoint()
             self._refresh()
             time.sleep(self.poll_interval)
-
-    def _poll_watchers(self) -> Notice | None:
-        for watcher in self.watchers or ():
-            try:
-                notice = watcher.poll()
-            except Exception:  # a flaky metadata endpoint must not end the session
-                log.exception("notice watcher %r failed", watcher)
-                continue
-            if notice:
-                return Notice(notice) if isinstance(notice, str) else notice
-        return None
 
     def _job_has_progress(self) -> bool:
         """The job has done something in this run: a progress report or a new checkpoint."""
@@ -485,5 +516,41 @@ class Supervisor:
         self.status.exit_code = exit_code
         self.status.exit_reason = exit_reason
         self._set_state(state)
-        self._syncer.sync_once()  # status.json with the final state
+        self._publish_final()
         return 1 if state == "failed" else 0
+
+    def _publish_final(self) -> None:
+        """Sync status.json with the final state and whatever is still missing; while
+        storage is away, retry with backoff for up to final_sync_timeout seconds (a new
+        signal cuts it short). What is left shows in status.json's unsynced_steps, for
+        `rlops-run publish` to send later."""
+        syncer, timeout = self._syncer, self.config.final_sync_timeout
+        deadline = time.monotonic() + timeout
+        backoff = Backoff(FINAL_SYNC_RETRY_BASE, FINAL_SYNC_RETRY_CAP)
+        signals = self._signals
+        while True:
+            syncer.sync_once()
+            changed = self._fold_sync_state()
+            if changed:
+                self._write_status()
+            if syncer.last_error is None:
+                if changed:
+                    syncer.sync_once()  # the status.json that says so
+                if backoff.failures:
+                    log.info("storage is back: the final sync went through")
+                return
+            now = time.monotonic()
+            if now >= deadline or self._signals != signals:
+                break
+            delay = min(backoff.failed(now), deadline - now)
+            if backoff.failures == 1:
+                log.warning("final sync failed (%s); retrying for up to %s s", syncer.last_error,
+                            timeout)
+            while time.monotonic() < now + delay and self._signals == signals:
+                time.sleep(min(0.2, delay))
+        pending = self.status.unsynced_steps
+        log.warning(
+            "storage still unreachable after %s s: %s; `rlops-run publish --session-dir %s` "
+            "sends them when it is back (status.yml, retrieve.yml and resume.yml run it)",
+            timeout, f"{len(pending)} checkpoints not in storage (newest {pending[-1]})"
+            if pending else "status and logs not in storage", self.layout.root)

@@ -3,7 +3,9 @@
 Every `interval` seconds: publish complete local checkpoints not yet published (oldest
 first, so LATEST ends on the newest), copy changed TensorBoard events, logs, eval,
 report, status and config files, then rotate local checkpoints if asked. Errors are
-logged and retried on the next round; they never reach the job.
+logged and retried on the next round; they never reach the job. The first round that
+reaches storage learns which local checkpoints it already has (an earlier run published
+them), so that only what storage lacks is sent and `unsynced()` is true from then on.
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .checkpoints import local_steps, rotate_local
 from .manifest import MANIFEST, step_dirname
-from .publish import publish_checkpoint
+from .publish import publish_checkpoint, raise_latest, stored_steps
 from .session import SessionLayout
 from .storage import Storage
 
 log = logging.getLogger(__name__)
+
+
+def unsynced_steps(local: Iterable[int], published: Iterable[int],
+                   damaged: Iterable[int] = ()) -> list[int]:
+    """Local checkpoints still to publish, ascending: neither published nor damaged (a
+    damaged folder is never published, so it is not waiting for storage)."""
+    done = set(published) | set(damaged)
+    return sorted(step for step in set(local) if step not in done)
 
 
 class Syncer:
@@ -39,6 +49,12 @@ class Syncer:
         self.last_published: int | None = None
         self.last_error: str | None = None
         self._published: set[int] = set()
+        # Whether storage was asked which local checkpoints it already has.
+        self._confirmed = False
+        # Snapshots for other threads (the supervisor's status), replaced whole, never
+        # changed in place.
+        self.published_steps: frozenset[int] = frozenset()
+        self.damaged_steps: frozenset[int] = frozenset()
         # step -> manifest mtime of a folder that failed verification: not re-hashed
         # every round unless it is replaced.
         self._damaged: dict[int, int] = {}
@@ -88,9 +104,38 @@ class Syncer:
             except Exception as exc:  # the job must never see a sync failure
                 self.last_error = str(exc)
                 log.warning("sync of %s failed, will retry: %s", self.layout.session_id, exc)
+            self.published_steps = frozenset(self._published)
+            self.damaged_steps = frozenset(self._damaged)
         return published
 
+    @property
+    def storage_checked(self) -> bool:
+        """Whether storage said which local checkpoints it has: until then `unsynced()`
+        counts every local checkpoint not published by this Syncer."""
+        return self._confirmed
+
+    def unsynced(self) -> list[int]:
+        """Complete local checkpoints not known to be in storage yet, ascending."""
+        return unsynced_steps(local_steps(self.layout.checkpoints), self.published_steps,
+                              self.damaged_steps)
+
+    def _confirm_stored(self) -> None:
+        """Count what storage already has as published; LATEST up to the newest of it."""
+        session_id = self.layout.session_id
+        found = stored_steps(self.storage, session_id, self.layout.checkpoints)
+        if found:
+            if raise_latest(self.storage, session_id, max(found)):
+                log.info("LATEST of %s moved up to %d, already in storage", session_id,
+                         max(found))
+            self._published |= found
+            self.last_published = max(found)
+            if self.on_published is not None:
+                self.on_published(max(found))
+        self._confirmed = True
+
     def _publish_new(self, published: list[int]) -> None:
+        if not self._confirmed:
+            self._confirm_stored()
         for step in local_steps(self.layout.checkpoints):
             if step in self._published:
                 continue

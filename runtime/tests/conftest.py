@@ -38,30 +38,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def _serve(args: list[str], port: int) -> Iterator[str]:
-    """Run `python ARGS` (a server on `port`) for the duration of the block; yields its URL."""
+def _start_server(args: list[str], port: int) -> subprocess.Popen:
+    """Start `python ARGS` (a server on `port`) and wait until it accepts connections."""
     proc = subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_server(proc)
+                raise RuntimeError(f"server {args} did not start on port {port}") from None
+            time.sleep(0.1)
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server {args} did not start on port {port}") from None
-                time.sleep(0.1)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _serve(args: list[str], port: int) -> Iterator[str]:
+    """Run `python ARGS` (a server on `port`) for the duration of the block; yields its URL."""
+    proc = _start_server(args, port)
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop_server(proc)
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +143,57 @@ def localbucket_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     args = ["-m", "localbucket", str(data), "--host", "127.0.0.1", "--port", str(port)]
     with _serve(args, port) as endpoint:
         yield endpoint
+
+
+class RestartableS3:
+    """An S3 server that a test stops and starts again: localbucket on a fixed loopback
+    port, its buckets on disk. Stopped, the endpoint refuses connections; started again,
+    it has everything it had (moto keeps its buckets in memory and would come back empty).
+    """
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.uri = ""
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        assert self._proc is None, "already running"
+        self._proc = _start_server(
+            ["-m", "localbucket", str(self.data), "--host", "127.0.0.1",
+             "--port", str(self.port)], self.port)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_server(self._proc)
+            self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
+    def env(self) -> dict[str, str]:
+        """What a session's config/storage.env holds to reach it."""
+        return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "RLOPS_S3_ENDPOINT_URL": self.url,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials"}
+
+
+@pytest.fixture
+def restartable_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RestartableS3]:
+    """A running RestartableS3 with a fresh bucket; `.uri` is `s3://<bucket>/prefix` and
+    this process's environment reaches it."""
+    server = RestartableS3(tmp_path / "s3-data")
+    server.data.mkdir()
+    server.start()
+    try:
+        server.uri = _new_bucket(server.url, monkeypatch)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -334,8 +334,78 @@ def test_notices_none_never_asks_imds(tmp_path: Path, fake_imds: FakeImds,
     assert fake_imds.requests == []
 
 
+def ec2_firmware(tmp_path: Path) -> str:
+    """A /sys whose DMI data says Amazon EC2 (what a Nitro instance shows)."""
+    sys_root = tmp_path / "sys"
+    (sys_root / "class/dmi/id").mkdir(parents=True)
+    (sys_root / "class/dmi/id/sys_vendor").write_text("Amazon EC2\n")
+    return str(sys_root)
+
+
+@pytest.mark.parametrize("trouble", ["slow", "dropped"])
+def test_a_metadata_service_slow_at_start_still_delivers_the_notice(
+        tmp_path: Path, fake_imds: FakeImds, monkeypatch: pytest.MonkeyPatch,
+        trouble: str) -> None:
+    """notices: auto on an EC2 instance by its DMI data, IMDS at run.json's endpoint. It
+    answers slowly (beyond the 1 s timeout) or not at all for the first seconds: the
+    supervisor says so in status.json, keeps going, keeps trying, and acts on the spot
+    notice that follows (checkpoint, publish, `interrupted`)."""
+    monkeypatch.delenv("RLOPS_IMDS_ENDPOINT")
+    if trouble == "slow":
+        fake_imds.delay = 1.5
+    else:
+        fake_imds.drop = True
+    layout = make_session(tmp_path, imds_endpoint=fake_imds.url, env={
+        "FAKE_CHECKPOINT_SECONDS": "3600", "FAKE_PROGRESS_SECONDS": "0.1"})
+    run = SupervisorThread(layout, notice_interval=0.2, status_interval=0.2,
+                           sys_root=ec2_firmware(tmp_path), notice_retry=(0.5, 1))
+    run.start()
+    try:
+        wait_for(lambda: ((read_status(layout.status) or Status(SESSION)).notices or {}).get(
+            "last_error"))
+        notices = read_status(layout.status).notices
+        assert (notices["mode"], notices["source"], notices["watching"]) == (
+            "auto", "ec2-imds", False)
+        assert notices["last_error"].startswith(f"IMDS at {fake_imds.url}: PUT")
+        # The loop is not held up: the job's progress keeps reaching status.json.
+        step = read_status(layout.status).step
+        wait_for(lambda: read_status(layout.status).step > step, timeout=5)
+        assert run.is_alive() and state_of(layout) == "running"
+
+        fake_imds.delay, fake_imds.drop = 0.0, False
+        wait_for(lambda: read_status(layout.status).notices["watching"], timeout=10)
+        notices = read_status(layout.status).notices
+        assert notices["last_error"] is None and notices["since"]
+        fake_imds.set_instance_action("stop", "2026-11-22T08:00:00Z")
+        run.join(30)
+    finally:
+        if run.is_alive():
+            run.stop()
+    assert run.code == 0
+    status = read_status(layout.status)
+    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
+    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    [requested] = requested_steps(layout)
+    assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= requested > 0
+    assert status.last_synced_step == newest(layout) and status.unsynced_steps == []
+    assert stored_status(tmp_path)["notices"]["watching"] is True
+
+
+def test_notices_auto_off_ec2_never_asks_imds(tmp_path: Path, fake_imds: FakeImds,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RLOPS_IMDS_ENDPOINT")
+    fake_imds.set_instance_action("stop")
+    layout = make_session(tmp_path, imds_endpoint=fake_imds.url, total_timesteps=10)
+    code, status = supervise(layout, notice_interval=0.05, sys_root=str(tmp_path / "sys"))
+    assert code == 0 and status.state == "completed" and status.notice is None
+    assert fake_imds.requests == []
+    assert status.notices == {"mode": "auto", "source": None, "watching": False,
+                              "since": None, "last_error": None}
+
+
 @pytest.mark.parametrize("key, value", [
     ("notices", "ec2"), ("on_rebalance", "ignore"), ("imds_endpoint", "169.254.169.254"),
+    ("final_sync_timeout", -1), ("final_sync_timeout", "3m"),
 ])
 def test_run_config_rejects_bad_notice_settings(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=key):
