@@ -278,11 +278,15 @@ def validate_hyperparameters(algo: str, hp: dict[str, Any],
 
 
 def validate_env_id(env_id: str) -> str | None:
-    """None when gymnasium knows `env_id`, else a message naming close matches."""
+    """None when gymnasium knows `env_id` and the env builds in this venv, else a message:
+    close matches of an unknown id, the pip requirement of a missing extra (LunarLander-v3
+    needs gymnasium[box2d]), or why building it failed."""
     import gymnasium
 
+    from .envs import build_problem, missing_extra
+
     if env_id in gymnasium.registry:
-        return None
+        return missing_extra(env_id) or build_problem(env_id)
     close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     return f"unknown env id {env_id!r}{hint}"
