@@ -7,7 +7,7 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lint unit runtime-test integration e2e lab lab-e2e aws-e2e molecule bench build clean
+.PHONY: train test venv dev lock lint unit runtime-test integration e2e lab lab-e2e aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
@@ -26,12 +26,62 @@ $(VENV)/bin/python:
 	  { echo "rlops.fleet needs Python 3.11 or newer for $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.controller-installed: requirements.txt | $(VENV)/bin/python
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+## Installs come from the locks: exact versions, made by `make lock` from the ranges of
+## requirements*.txt and runtime/pyproject.toml. A changed lock installs again.
+$(VENV)/.controller-installed: requirements.lock | $(VENV)/bin/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt runtime/pyproject.toml $(VENV)/.controller-installed
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+# The runtime itself is installed editable beside the lock, which holds its dependencies
+# (an editable path in a lock would be this machine's absolute path).
+$(VENV)/.dev-installed: requirements-dev.lock runtime/pyproject.toml $(VENV)/.controller-installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e ./runtime
+	touch $@
+
+## make lock: refresh the locks on purpose (README, "Upgrading a dependency"). Pins are kept
+## while their range admits them; LOCK_ARGS="--upgrade-package NAME" moves one (~2 min).
+## - requirements.lock (controller) and requirements-dev.lock (make dev, CI), for this venv's
+##   Python, with pip and pip-tools themselves;
+## - runtime/locks/python<X.Y>.txt: the training hosts' venvs (rlops-runtime with every extra
+##   the trainer role may install), one per Python of LOCK_PYTHONS, each made under that
+##   Python (on PATH or pyenv's). torch stays out of them: its build is host-specific (CPU
+##   or CUDA) and trainer_torch_requirement pins it; its dependencies are locked for the
+##   torch version pinned there. Only PyPI is asked (no local wheels or indexes), so the
+##   locks hold what any host can install.
+LOCK_PYTHONS ?= 3.10 3.11 3.12
+LOCK_TOOLS := build/lock-tools
+PIP_COMPILE_ARGS = --quiet --max-rounds 50 --strip-extras --no-emit-index-url --no-emit-find-links \
+  --no-emit-trusted-host $(LOCK_ARGS)
+RUNTIME_EXTRAS_LOCKED := --extra sb3 --extra s3 --extra box2d --extra mujoco
+TORCH_REQUIREMENT = $(shell sed -n 's/^trainer_torch_requirement: *//p' roles/trainer/defaults/main.yml)
+VENV_PYTHON_MINOR = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+
+lock: dev $(LOCK_PYTHONS:%=$(LOCK_TOOLS)/python%/.installed)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(PIP_COMPILE_ARGS) --allow-unsafe \
+	  -o requirements.lock requirements.txt
+	echo "$(TORCH_REQUIREMENT)" > $(LOCK_TOOLS)/torch.txt
+	for v in $(LOCK_PYTHONS); do \
+	  CUSTOM_COMPILE_COMMAND="make lock" PIP_CONFIG_FILE=/dev/null \
+	  env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
+	  $(LOCK_TOOLS)/python$$v/bin/pip-compile $(PIP_COMPILE_ARGS) --unsafe-package torch \
+	    -c $(LOCK_TOOLS)/torch.txt $(RUNTIME_EXTRAS_LOCKED) \
+	    -o runtime/locks/python$$v.txt runtime/pyproject.toml || exit 1; \
+	done
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(PIP_COMPILE_ARGS) --allow-unsafe \
+	  -c requirements.lock -c runtime/locks/python$(VENV_PYTHON_MINOR).txt \
+	  --extra sb3 --extra s3 --extra box2d \
+	  -o requirements-dev.lock requirements-dev.txt runtime/pyproject.toml
+
+# A venv with pip-tools (as pinned in requirements-dev.lock) for each Python a lock is made for.
+$(LOCK_TOOLS)/python%/.installed: requirements-dev.lock
+	@py=$$(for c in python$* $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$*.*/bin/python$*; do \
+	  "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$*".split("."))))' \
+	    2>/dev/null && { echo "$$c"; break; }; done); \
+	[ -n "$$py" ] || { echo "make lock: no Python $* (on PATH or under pyenv): install it or set LOCK_PYTHONS"; exit 1; }; \
+	echo "make lock: Python $* is $$py"; \
+	rm -rf $(@D) && "$$py" -m venv $(@D)
+	$(@D)/bin/pip install --disable-pip-version-check -q -c requirements-dev.lock pip pip-tools
 	touch $@
 
 $(COLLECTION_LINK): | $(VENV)/bin/python
