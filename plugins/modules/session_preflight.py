@@ -16,19 +16,31 @@ description:
   - Runs on the controller at the start of every rlops.fleet playbook.
   - Validates the session id (or builds one as C(<name>-<UTC timestamp>)), the gymnasium
     env id, the hyperparameters (JSON, and for the builtin agent the key names), and the
-    storage URI; optionally reaches S3 storage with the given credentials.
-  - Fails with one message saying what is wrong and why. Changes nothing anywhere.
+    storage URI (C(file://) or C(s3://); C(az://) is refused, Azure Blob storage is not
+    available yet).
+  - Reaches C(s3://) storage from the controller as the runtime's storage check does on
+    the host (O(storage_check)). It lists under the prefix (C(s3:ListBucket)), writes the
+    probe object C(<prefix>/.rlops-check/<controller host name>) (C(s3:PutObject)) and
+    reads it back (C(s3:GetObject)). The S3 client is the collection's own (Python
+    standard library, AWS Signature Version 4), the same as M(rlops.fleet.storage_check)
+    uses on the training host; boto3 is not needed.
+  - Fails with one message saying what is wrong and why. Changes nothing but its own
+    probe object (overwritten by every check, never deleted), and not even that in check
+    mode.
 author:
   - rlops.fleet developers (!UNKNOWN)
 attributes:
   check_mode:
-    description: Reads only; runs the same in check mode.
+    description:
+      - Checks in check mode too (checking is what a C(--check) run asks for), with read
+        requests only (the listing, and a read of the probe object, which may be absent)
+        so that nothing in storage changes; C(s3:PutObject) is then left to the real run.
     support: full
   diff_mode:
-    description: Reads only; nothing to show a difference of.
+    description: Changes nothing to show a difference of.
     support: none
   idempotent:
-    description: Reads only.
+    description: The same request gives the same answer; the probe object is overwritten.
     support: full
 options:
   session:
@@ -57,23 +69,68 @@ options:
     description: A mapping, or a JSON object as a string.
     type: raw
   storage_uri:
-    description: C(file:///path), C(s3://bucket/prefix) or C(az://container/prefix).
+    description:
+      - C(file:///path) or C(s3://bucket/prefix). C(az://) is refused (Azure Blob storage
+        is not available yet).
     type: str
   storage_credentials:
     description:
-      - Environment for storage clients (C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY),
-        C(RLOPS_S3_ENDPOINT_URL), ...). Used only for O(check_storage).
+      - The environment the runtime gets for storage on the training host, as the trainer
+        role's C(trainer_storage_credentials) - C(AWS_ACCESS_KEY_ID),
+        C(AWS_SECRET_ACCESS_KEY), C(AWS_SESSION_TOKEN), C(AWS_DEFAULT_REGION) or
+        C(AWS_REGION), C(RLOPS_S3_ENDPOINT_URL) (or C(AWS_ENDPOINT_URL)) for an
+        S3-compatible server, C(AWS_PROFILE), C(AWS_CA_BUNDLE).
+      - The values of secret keys (names with SECRET, TOKEN, PASSWORD, ACCESS_KEY, ...) are
+        masked in every result, a refusal of bad arguments included; endpoints and regions
+        stay readable.
+      - Without an access key here, the controller checks with its own credentials -
+        C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY) (and C(AWS_SESSION_TOKEN)) of its
+        environment, else the profile C(AWS_PROFILE) (named here, else in its environment,
+        else C(default)) of C(~/.aws/credentials) or C(~/.aws/config). With none of these
+        (an instance role, SSO and assumed roles need the AWS SDK, which the runtime on the
+        host has) storage is left to the host, see O(storage_check).
     type: dict
     default: {}
+  storage_check:
+    description:
+      - Where C(s3://) storage is reached. C(file://) storage is a folder on the training
+        host and is never checked here.
+      - C(auto) - from the controller. An endpoint the controller cannot connect to
+        (connection refused, unknown host name, no route, no connection within
+        O(connect_timeout)), or no credentials the controller can use, is not a failure -
+        RV(storage_checked) is false with the reason, and the training host checks storage
+        before anything changes there. Everything else fails here - rejected credentials,
+        a missing bucket, a missing permission, an endpoint that accepts connections and
+        does not answer within O(read_timeout).
+      - C(controller) - from the controller; an unreachable endpoint or missing
+        credentials fail too.
+      - C(host) - not here; the training host checks it.
+    type: str
+    choices: [auto, controller, host]
+    default: auto
   check_storage:
     description:
-      - Reach C(s3://) storage from the controller (endpoint, credentials, bucket).
-      - Turn off when the endpoint is reachable only from the training hosts; the
-        trainer role checks it there in any case.
+      - Deprecated, use O(storage_check). V(true) is O(storage_check=controller), V(false)
+        is O(storage_check=host). When given, it wins over O(storage_check).
     type: bool
-    default: false
-requirements:
-  - boto3 (only for O(check_storage) with C(s3://))
+  connect_timeout:
+    description: Seconds to connect to the S3 endpoint, for each request.
+    type: float
+    default: 5
+  read_timeout:
+    description:
+      - Seconds for the whole answer to each request once connected. An endpoint that
+        accepts connections and never answers fails after O(connect_timeout) +
+        O(read_timeout) at most (the host name lookup aside).
+    type: float
+    default: 10
+notes:
+  - The S3 client addresses an S3-compatible endpoint path-style and AWS itself
+    virtual-hosted style (path-style for bucket names with dots), follows the bucket's
+    region once when AWS names another one, and retries a 5xx answer once. It does not use
+    HTTP proxies.
+seealso:
+  - module: rlops.fleet.storage_check
 """
 
 EXAMPLES = r"""
@@ -86,8 +143,21 @@ EXAMPLES = r"""
     storage_uri: s3://training/rl
     storage_credentials:
       RLOPS_S3_ENDPOINT_URL: http://127.0.0.1:9000
-    check_storage: true
+      AWS_ACCESS_KEY_ID: "{{ vault_s3_access_key }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret_key }}"
   register: preflight
+
+- name: Say where storage is checked
+  ansible.builtin.debug:
+    msg: >-
+      {{ 'checked from the controller' if preflight.storage_checked
+      else preflight.storage_check_reason }}
+
+- name: Require the check from the controller (an unreachable endpoint fails too)
+  rlops.fleet.session_preflight:
+    storage_uri: s3://training/rl
+    storage_credentials: "{{ rlops_storage_credentials }}"
+    storage_check: controller
 """
 
 RETURN = r"""
@@ -106,11 +176,34 @@ storage:
   returned: when storage_uri is given
   type: dict
   sample: {"scheme": "s3", "location": "training", "prefix": "rl"}
+storage_checked:
+  description: Whether storage was reached from the controller and passed the check.
+  returned: when storage_uri is given
+  type: bool
+  sample: false
+storage_check_reason:
+  description: Why storage was not checked from the controller; empty when it was.
+  returned: when storage_uri is given
+  type: str
+  sample: >-
+    the controller cannot reach the S3 endpoint: storage s3://training/rl: listing
+    s3://training/rl/ failed: cannot reach the S3 endpoint http://10.0.0.5:9000
+    (no connection within 5 s); the training host checks storage
+storage_check_permissions:
+  description: The S3 permissions the check exercised (C(s3:PutObject) not in check mode).
+  returned: when storage_uri is given
+  type: list
+  elements: str
+  sample: ["s3:ListBucket", "s3:PutObject", "s3:GetObject"]
 """
 
-import re
+import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
+    UNREACHABLE,
+    CheckError,
+    check_storage,
+)
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
     env_id_error,
     hyperparameter_errors,
@@ -119,9 +212,13 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import 
     parse_storage_uri,
     session_id_error,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
+    STORAGE_ARGUMENT_SPEC,
+    StorageModule,
+    timeout_error,
+)
 
-SECRET_KEY_RE = re.compile(r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS)",
-                           re.IGNORECASE)
+HOST_CHECKS = "the training host checks storage"
 
 
 def _gymnasium_registry():
@@ -133,44 +230,50 @@ def _gymnasium_registry():
     return set(gymnasium.registry.keys())
 
 
-def _s3_error(bucket, credentials):
-    """Reach the bucket with the given credentials; one message or None."""
-    try:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-    except ImportError:
-        return "checking s3:// storage from the controller needs boto3 (pip install boto3)"
-    endpoint = credentials.get("RLOPS_S3_ENDPOINT_URL") or credentials.get("AWS_ENDPOINT_URL")
-    client = boto3.session.Session(
-        aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
-        region_name=credentials.get("AWS_DEFAULT_REGION") or credentials.get("AWS_REGION"),
-        profile_name=credentials.get("AWS_PROFILE"),
-    ).client(
-        "s3",
-        endpoint_url=endpoint,
-        config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}),
-    )
-    where = "s3://%s%s" % (bucket, " at %s" % endpoint if endpoint else "")
-    try:
-        client.head_bucket(Bucket=bucket)
-    except NoCredentialsError:
-        return "storage %s: no AWS credentials found (set storage credentials or a profile)" % where
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchBucket"):
-            return "storage %s: the bucket does not exist" % where
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return "storage %s: the credentials were rejected (%s)" % (where, code)
-        return "storage %s: %s" % (where, exc)
-    except BotoCoreError as exc:
-        return "storage %s: endpoint unreachable: %s" % (where, exc)
-    return None
+def storage_mode(params):
+    """auto, controller or host; the deprecated check_storage bool wins when given."""
+    if params.get("check_storage") is not None:
+        return "controller" if params["check_storage"] else "host"
+    return params.get("storage_check") or "auto"
 
 
-def run_checks(params, registry=None, s3_check=_s3_error):
+def controller_storage_check(params, scheme, location, prefix, check_mode=False, environ=None,
+                             run=check_storage):
+    """({storage_checked, storage_check_reason, storage_check_permissions}, error):
+    what is checked here, what is left to the host, and what fails, per the mode."""
+    mode = storage_mode(params)
+    result = {"storage_checked": False, "storage_check_reason": "",
+              "storage_check_permissions": []}
+    if scheme != "s3":
+        result["storage_check_reason"] = (
+            "%s:// storage is a folder on the training host: %s" % (scheme, HOST_CHECKS))
+        return result, None
+    if mode == "host":
+        result["storage_check_reason"] = "storage_check is host: %s" % HOST_CHECKS
+        return result, None
+    try:
+        found = run(params["storage_uri"], location, prefix, params["storage_credentials"] or {},
+                    environ=dict(os.environ) if environ is None else environ,
+                    write=not check_mode, connect_timeout=params["connect_timeout"],
+                    read_timeout=params["read_timeout"])
+    except CheckError as exc:
+        if exc.kind == UNREACHABLE and mode == "auto":
+            result["storage_check_reason"] = (
+                "the controller cannot reach the S3 endpoint: %s; %s" % (exc, HOST_CHECKS))
+            return result, None
+        return result, str(exc)
+    if not found["checked"]:
+        if mode == "controller":
+            return result, "storage %s cannot be checked from the controller: %s" % (
+                params["storage_uri"], found["reason"])
+        result["storage_check_reason"] = "%s; %s" % (found["reason"], HOST_CHECKS)
+        return result, None
+    result["storage_checked"] = True
+    result["storage_check_permissions"] = found["permissions"]
+    return result, None
+
+
+def run_checks(params, registry=None, check_mode=False, environ=None, s3_check=check_storage):
     """All checks in order; returns (result, first error)."""
     result = {"changed": False}
     if params["session"]:
@@ -204,35 +307,33 @@ def run_checks(params, registry=None, s3_check=_s3_error):
             return result, error
         scheme, location, prefix = parsed
         result["storage"] = {"scheme": scheme, "location": location, "prefix": prefix}
-        if params["check_storage"] and scheme == "s3":
-            error = s3_check(location, params["storage_credentials"] or {})
-            if error:
-                return result, error
+        error = timeout_error(params)
+        if error:
+            return result, error
+        checked, error = controller_storage_check(params, scheme, location, prefix, check_mode,
+                                                  environ, s3_check)
+        result.update(checked)
+        if error:
+            return result, error
     return result, None
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            session=dict(type="str"),
-            name=dict(type="str", default="session"),
-            env_id=dict(type="str"),
-            algo=dict(type="str", choices=["ppo", "dqn"], default="ppo"),
-            source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
-            hyperparameters=dict(type="raw"),
-            storage_uri=dict(type="str"),
-            # Only the secret values are masked (below): endpoints and regions stay readable
-            # in messages.
-            storage_credentials=dict(type="dict", default={}, no_log=False),
-            check_storage=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
+    argument_spec = dict(
+        session=dict(type="str"),
+        name=dict(type="str", default="session"),
+        env_id=dict(type="str"),
+        algo=dict(type="str", choices=["ppo", "dqn"], default="ppo"),
+        source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
+        hyperparameters=dict(type="raw"),
+        storage_check=dict(type="str", choices=["auto", "controller", "host"], default="auto"),
+        check_storage=dict(type="bool", removed_in_version="1.0.0",
+                           removed_from_collection="rlops.fleet"),
     )
-    for key, value in (module.params["storage_credentials"] or {}).items():
-        if SECRET_KEY_RE.search(key) and value:
-            module.no_log_values.add(str(value))
+    argument_spec.update(STORAGE_ARGUMENT_SPEC)
+    module = StorageModule(argument_spec=argument_spec, supports_check_mode=True)
     registry = _gymnasium_registry() if module.params["env_id"] else None
-    result, error = run_checks(module.params, registry=registry)
+    result, error = run_checks(module.params, registry=registry, check_mode=module.check_mode)
     if error:
         module.fail_json(msg=error, **result)
     module.exit_json(**result)

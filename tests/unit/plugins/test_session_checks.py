@@ -3,6 +3,12 @@ from datetime import datetime, timezone
 
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils import session_checks as sc
+from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
+    BUCKET,
+    NO_ANSWER,
+    UNREACHABLE,
+    CheckError,
+)
 from ansible_collections.rlops.fleet.plugins.modules.session_preflight import run_checks
 
 NOW = datetime(2026, 11, 22, 5, 15, 0, tzinfo=timezone.utc)
@@ -11,7 +17,8 @@ NOW = datetime(2026, 11, 22, 5, 15, 0, tzinfo=timezone.utc)
 def params(**overrides):
     base = dict(session=None, name="cartpole", env_id="CartPole-v1", algo="ppo",
                 source="builtin", hyperparameters=None, storage_uri="file:///tmp/s",
-                storage_credentials={}, check_storage=False)
+                storage_credentials={}, storage_check="auto", check_storage=None,
+                connect_timeout=5.0, read_timeout=10.0)
     base.update(overrides)
     return base
 
@@ -67,7 +74,6 @@ def test_env_ids():
 @pytest.mark.parametrize("uri,expected", [
     ("file:///data/store/", ("file", "/data/store", "")),
     ("s3://my-bucket/rl/runs/", ("s3", "my-bucket", "rl/runs")),
-    ("az://models/x", ("az", "models", "x")),
 ])
 def test_storage_uris(uri, expected):
     assert sc.parse_storage_uri(uri) == (expected, None)
@@ -78,6 +84,8 @@ def test_storage_uris(uri, expected):
     ("/data", "is not a URI"),
     ("file://relative/x", "must be absolute"),
     ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+    ("az://models/x", "storage URI 'az://models/x': Azure Blob storage is not available yet: "
+                      "use file:///path or s3://bucket/prefix"),
 ])
 def test_bad_storage_uris(uri, fragment):
     parsed, error = sc.parse_storage_uri(uri)
@@ -86,9 +94,11 @@ def test_bad_storage_uris(uri, fragment):
 
 def test_run_checks_stops_at_first_problem_and_never_touches_storage_for_file():
     calls = []
-    result, error = run_checks(params(), s3_check=lambda *a: calls.append(a))
+    result, error = run_checks(params(), s3_check=lambda *a, **k: calls.append(a))
     assert error is None and result["session_id"].startswith("cartpole-")
     assert result["storage"] == {"scheme": "file", "location": "/tmp/s", "prefix": ""}
+    assert result["storage_checked"] is False
+    assert "file:// storage is a folder on the training host" in result["storage_check_reason"]
     assert not calls
     _result, error = run_checks(params(session="Bad"))
     assert "session id 'Bad' is invalid" in error
@@ -98,15 +108,99 @@ def test_run_checks_stops_at_first_problem_and_never_touches_storage_for_file():
     assert error is None
 
 
-def test_run_checks_reports_s3_problem():
-    seen = []
+def test_az_is_refused_before_any_storage_check():
+    calls = []
+    _result, error = run_checks(params(storage_uri="az://models/x"),
+                                s3_check=lambda *a, **k: calls.append(a))
+    assert "Azure Blob storage is not available yet" in error and not calls
 
-    def s3_check(bucket, credentials):
-        seen.append((bucket, credentials))
-        return "storage s3://b: the bucket does not exist"
 
-    _result, error = run_checks(params(storage_uri="s3://bbb/p", check_storage=True,
-                                       storage_credentials={"AWS_ACCESS_KEY_ID": "k"}),
-                                s3_check=s3_check)
-    assert error == "storage s3://b: the bucket does not exist"
-    assert seen == [("bbb", {"AWS_ACCESS_KEY_ID": "k"})]
+class FakeCheck:
+    """Stands in for s3_probe.check_storage: records its calls, answers or raises."""
+
+    def __init__(self, answer=None, error=None):
+        self.answer = answer or {"checked": True, "reason": "",
+                                 "permissions": ["s3:ListBucket", "s3:PutObject", "s3:GetObject"]}
+        self.error = error
+        self.calls = []
+
+    def __call__(self, uri, bucket, prefix, given, environ=None, write=True, **timeouts):
+        self.calls.append(dict(uri=uri, bucket=bucket, prefix=prefix, given=given,
+                               environ=environ, write=write, **timeouts))
+        if self.error:
+            raise self.error
+        return self.answer
+
+
+S3 = dict(storage_uri="s3://bbb/p", storage_credentials={"AWS_ACCESS_KEY_ID": "k"})
+UNREACHABLE_ERROR = CheckError("storage s3://bbb/p: listing s3://bbb/p/ failed: cannot reach "
+                               "the S3 endpoint http://10.9.9.9:9000 (connection refused)",
+                               UNREACHABLE)
+NO_CREDENTIALS = {"checked": False, "reason": "no AWS access key in the storage credentials, "
+                  "nor in the controller's environment or shared AWS files", "permissions": []}
+
+
+def test_the_check_gets_the_request_and_the_controller_environment():
+    check = FakeCheck()
+    result, error = run_checks(params(**S3), environ={"HOME": "/h"}, s3_check=check)
+    assert error is None and result["storage_checked"] is True
+    assert result["storage_check_permissions"] == ["s3:ListBucket", "s3:PutObject",
+                                                   "s3:GetObject"]
+    assert check.calls == [dict(uri="s3://bbb/p", bucket="bbb", prefix="p",
+                                given={"AWS_ACCESS_KEY_ID": "k"}, environ={"HOME": "/h"},
+                                write=True, connect_timeout=5.0, read_timeout=10.0)]
+
+
+def test_check_mode_only_reads():
+    check = FakeCheck()
+    run_checks(params(**S3), check_mode=True, environ={}, s3_check=check)
+    assert check.calls[0]["write"] is False
+
+
+@pytest.mark.parametrize("mode, check, error_fragment, reason_fragment", [
+    # auto: an endpoint the controller cannot connect to, or no credentials here: the host.
+    ("auto", FakeCheck(error=UNREACHABLE_ERROR), None,
+     "the controller cannot reach the S3 endpoint: storage s3://bbb/p: listing"),
+    ("auto", FakeCheck(answer=NO_CREDENTIALS), None, "no AWS access key"),
+    # Anything else fails at once, in auto mode too.
+    ("auto", FakeCheck(error=CheckError("storage s3://bbb/p: listing s3://bbb/p/ failed: the "
+                                        "S3 endpoint E accepted the connection but sent no "
+                                        "answer within 10 s", NO_ANSWER)),
+     "accepted the connection but sent no answer within 10 s", ""),
+    ("auto", FakeCheck(error=CheckError("bucket 'bbb' does not exist at E", BUCKET)),
+     "bucket 'bbb' does not exist at E", ""),
+    # controller: unreachable and no credentials fail too.
+    ("controller", FakeCheck(error=UNREACHABLE_ERROR), "cannot reach the S3 endpoint", ""),
+    ("controller", FakeCheck(answer=NO_CREDENTIALS),
+     "storage s3://bbb/p cannot be checked from the controller: no AWS access key", ""),
+])
+def test_what_each_mode_does(mode, check, error_fragment, reason_fragment):
+    result, error = run_checks(params(storage_check=mode, **S3), environ={}, s3_check=check)
+    if error_fragment:
+        assert error_fragment in error
+    else:
+        assert error is None
+    assert result["storage_checked"] is False
+    assert reason_fragment in result["storage_check_reason"]
+    if reason_fragment:
+        assert result["storage_check_reason"].endswith("; the training host checks storage")
+
+
+def test_host_mode_and_the_deprecated_bool():
+    check = FakeCheck()
+    result, error = run_checks(params(storage_check="host", **S3), s3_check=check)
+    assert (error, result["storage_checked"], check.calls) == (None, False, [])
+    assert result["storage_check_reason"] == (
+        "storage_check is host: the training host checks storage")
+    run_checks(params(check_storage=False, **S3), s3_check=check)
+    assert check.calls == []
+    # check_storage true is storage_check controller: unreachable fails.
+    _result, error = run_checks(params(check_storage=True, **S3), environ={},
+                                s3_check=FakeCheck(error=UNREACHABLE_ERROR))
+    assert "cannot reach the S3 endpoint" in error
+
+
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout"])
+def test_timeouts_must_be_positive(name):
+    _result, error = run_checks(params(**{name: 0.0}, **S3), s3_check=FakeCheck())
+    assert error == f"{name} must be more than 0 seconds, got 0.0"

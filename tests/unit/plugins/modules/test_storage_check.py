@@ -1,0 +1,149 @@
+"""storage_check and session_preflight as modules, in-process: their documentation is
+their argument spec, what the host module decides, and no secret of the storage
+credentials in any result, a refusal of bad arguments included. Real S3 requests:
+tests/integration/moto/test_s3_probe_moto.py."""
+
+import contextlib
+import json
+
+import pytest
+import yaml
+from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import BUCKET, CheckError
+from ansible_collections.rlops.fleet.plugins.modules import session_preflight, storage_check
+
+try:  # ansible-core >= 2.19
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core 2.17 / 2.18
+    from ansible.module_utils import basic
+
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}).encode()
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-known-secret"
+TOKEN = "FQoGZXIvYXdzEXAMPLE-known-token"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAKNOWNKEY00000000", "AWS_SECRET_ACCESS_KEY": SECRET,
+               "AWS_SESSION_TOKEN": TOKEN, "RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:1"}
+KEYS = ("type", "default", "choices", "required", "elements")
+
+
+class _Captured(Exception):
+    pass
+
+
+def _argument_spec(module, monkeypatch):
+    captured = {}
+
+    def fake_init(self, **kwargs):
+        captured.update(kwargs)
+        raise _Captured()
+
+    monkeypatch.setattr(module.StorageModule, "__init__", fake_init)
+    with pytest.raises(_Captured):
+        module.main()
+    return captured["argument_spec"]
+
+
+def _normalised(spec):
+    out = {key: spec.get(key) for key in KEYS}
+    out["type"] = out["type"] or "str"
+    out["required"] = bool(out["required"])
+    if out["type"] == "float" and out["default"] is not None:
+        out["default"] = float(out["default"])
+    return out
+
+
+@pytest.mark.parametrize("module", [storage_check, session_preflight],
+                         ids=["storage_check", "session_preflight"])
+def test_documented_options_are_the_argument_spec(module, monkeypatch):
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    spec = _argument_spec(module, monkeypatch)
+    assert sorted(doc["options"]) == sorted(spec)
+    for name, option in spec.items():
+        assert _normalised(doc["options"][name]) == _normalised(option), name
+    assert doc["attributes"]["check_mode"]["support"] == "full"
+    returned = yaml.safe_load(module.RETURN)
+    assert all({"description", "returned", "type"} <= set(v) for v in returned.values())
+
+
+def test_both_modules_share_the_storage_options(monkeypatch):
+    host = yaml.safe_load(storage_check.DOCUMENTATION)["options"]
+    controller = yaml.safe_load(session_preflight.DOCUMENTATION)["options"]
+    for name in ("storage_credentials", "connect_timeout", "read_timeout"):
+        assert host[name]["type"] == controller[name]["type"]
+        assert host[name].get("default") == controller[name].get("default")
+
+
+class Check:
+    def __init__(self, answer=None, error=None):
+        self.answer, self.error, self.calls = answer, error, []
+
+    def __call__(self, uri, bucket, prefix, given, environ=None, write=True, **timeouts):
+        self.calls.append((uri, bucket, prefix, environ, write))
+        if self.error:
+            raise self.error
+        return self.answer
+
+
+PARAMS = {"storage_uri": "s3://bkt/p", "storage_credentials": CREDENTIALS,
+          "connect_timeout": 5.0, "read_timeout": 10.0}
+
+
+def test_host_check_never_reads_the_hosts_environment_and_only_reads_in_check_mode():
+    answer = {"checked": True, "reason": "", "endpoint": "http://127.0.0.1:1",
+              "region": "us-east-1", "permissions": ["s3:ListBucket", "s3:GetObject"],
+              "wrote_probe": False, "probe_key": "p/.rlops-check/h"}
+    check = Check(answer)
+    result, error = storage_check.host_storage_check(PARAMS, check_mode=True, run=check)
+    assert error is None and check.calls == [("s3://bkt/p", "bkt", "p", None, False)]
+    assert result == dict(answer, changed=False)
+
+
+@pytest.mark.parametrize("uri, fragment", [
+    ("file:///srv/rl", "file:// storage is a folder on this host"),
+])
+def test_host_check_leaves_file_storage_to_the_runtime(uri, fragment):
+    check = Check()
+    result, error = storage_check.host_storage_check(dict(PARAMS, storage_uri=uri), run=check)
+    assert error is None and not result["checked"] and fragment in result["reason"]
+    assert check.calls == []
+
+
+def test_host_check_refuses_az_and_reports_failures():
+    result, error = storage_check.host_storage_check(dict(PARAMS, storage_uri="az://c/p"),
+                                                     run=Check())
+    assert error == ("storage URI 'az://c/p': Azure Blob storage is not available yet: "
+                     "use file:///path or s3://bucket/prefix")
+    _result, error = storage_check.host_storage_check(
+        PARAMS, run=Check(error=CheckError("bucket 'bkt' does not exist at E", BUCKET)))
+    assert error == "bucket 'bkt' does not exist at E"
+
+
+def _run(monkeypatch, main, args, capsys):
+    """Run a module's main() as Ansible does (arguments in, JSON out, exit code)."""
+    with patch_module_args(args), pytest.raises(SystemExit):
+        main()
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("main, args", [
+    # Refused by AnsibleModule itself, before main() could mask anything.
+    (storage_check.main, {"storage_uri": "s3://bkt/p", "read_timeout": "soon"}),
+    (session_preflight.main, {"storage_uri": "s3://bkt/p", "storage_check": "everywhere"}),
+    # Refused by the check (nothing listens on port 1).
+    (storage_check.main, {"storage_uri": "s3://bkt/p", "connect_timeout": 2}),
+    (session_preflight.main, {"storage_uri": "s3://bkt/p", "storage_check": "controller"}),
+    # Accepted.
+    (storage_check.main, {"storage_uri": "file:///srv/rl"}),
+])
+def test_no_secret_in_any_result(monkeypatch, capsys, main, args):
+    out = _run(monkeypatch, main, dict(args, storage_credentials=CREDENTIALS), capsys)
+    result = json.loads(out)
+    assert "invocation" in result  # the arguments are echoed, masked
+    assert SECRET not in out and TOKEN not in out and "AKIAKNOWNKEY" not in out
+    assert "http://127.0.0.1:1" in out  # the endpoint stays readable
