@@ -123,8 +123,8 @@ aws-e2e: dev
 	$(BIN)/pytest -q -s tests/e2e_aws
 
 ## Every role's Molecule scenario in lab hosts, one after another (~16 min on 2 cores,
-## times in molecule/README.md). A failed scenario fails it; a failure or Ctrl-C leaves
-## no container or loop device behind.
+## times in molecule/README.md; gpu_host/driver_present adds ~75 s). A failed scenario
+## fails it; a failure or Ctrl-C leaves no container or loop device behind.
 molecule: lab
 	molecule/test.sh
 
