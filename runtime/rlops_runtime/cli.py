@@ -221,7 +221,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 def restore_config(storage: Storage, layout: SessionLayout) -> list[str]:
     """Download the session's config files that are missing here; never overwrite one."""
     restored = []
-    for local in (layout.run_json, layout.hyperparameters):
+    for local in (layout.run_json, layout.hyperparameters, layout.requirements_lock):
         key = f"{layout.session_id}/config/{local.name}"
         if not local.exists() and storage.exists(key):
             storage.get_file(key, local)
@@ -238,6 +238,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
     layout = SessionLayout(Path(args.session_dir).resolve())
     validate_session_id(layout.session_id)
     print(json.dumps(restore_config(open_storage(args.storage_uri), layout)))
+    return 0
+
+
+CONFIG_FILES = ("run.json", "hyperparameters.json", "requirements.lock")
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    """Print a config file of a session from storage; nothing when storage lacks it. The
+    trainer role reads requirements.lock with it on a host that has only storage, before
+    it installs the venv the session recorded (no session folder exists yet)."""
+    validate_session_id(args.session)
+    data = open_storage(args.storage_uri).get_bytes(f"{args.session}/config/{args.name}")
+    sys.stdout.write(data.decode() if data is not None else "")
     return 0
 
 
@@ -420,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore = session_command("restore", cmd_restore,
                               "download config/ of the session from storage if missing")
     restore.add_argument("--storage-uri", required=True)
+    show_config = sub.add_parser("show-config",
+                                 help="print a config file of a session from storage")
+    show_config.add_argument("--storage-uri", required=True)
+    show_config.add_argument("--session", required=True)
+    show_config.add_argument("name", choices=CONFIG_FILES)
+    show_config.set_defaults(func=cmd_show_config)
     publish = session_command(
         "publish", cmd_publish,
         "publish the complete local checkpoints that storage lacks (no supervisor running)")

@@ -67,6 +67,11 @@ class SessionLayout:
         return self.config_dir / "hyperparameters.json"
 
     @property
+    def requirements_lock(self) -> Path:
+        """The set the session's venv was installed with (the trainer role writes it)."""
+        return self.config_dir / "requirements.lock"
+
+    @property
     def storage_env(self) -> Path:
         return self.config_dir / "storage.env"
 

@@ -158,7 +158,8 @@ class Syncer:
     def _files_to_copy(self) -> list[Path]:
         layout = self.layout
         # config/ file by file: config/storage.env holds credentials and never leaves the host.
-        files = [layout.status, layout.progress, layout.run_json, layout.hyperparameters]
+        files = [layout.status, layout.progress, layout.run_json, layout.hyperparameters,
+                 layout.requirements_lock]
         for folder in (layout.tensorboard, layout.logs, layout.eval_dir, layout.report_dir):
             if folder.is_dir():
                 files += sorted(folder.rglob("*"))

@@ -259,3 +259,27 @@ def test_restore_downloads_missing_config_only(tmp_path: Path, capsys) -> None:
     code, _out, err = run_main(capsys, "restore", "--session-dir", str(unknown),
                                "--storage-uri", f"file://{storage}")
     assert code == 2 and "is unknown to storage" in err
+
+
+def test_requirements_lock_travels_with_config(tmp_path: Path, capsys) -> None:
+    """The set a session's venv was installed with: shown from storage before a host that
+    has only storage installs it, and restored with the rest of config/."""
+    storage = tmp_path / "storage"
+    stored = storage / SESSION / "config"
+    stored.mkdir(parents=True)
+    (stored / "run.json").write_text(json.dumps({"session_id": SESSION}))
+    (stored / "requirements.lock").write_text("# python: 3.11\nnumpy==2.4.6\n")
+    uri = f"file://{storage}"
+    assert run_main(capsys, "show-config", "--storage-uri", uri, "--session", SESSION,
+                    "requirements.lock")[:2] == (0, "# python: 3.11\nnumpy==2.4.6\n")
+    # A session that recorded none (made before sessions recorded their set): nothing.
+    assert run_main(capsys, "show-config", "--storage-uri", uri, "--session", SESSION,
+                    "hyperparameters.json")[:2] == (0, "")
+    with pytest.raises(SystemExit) as exited:  # credentials never leave the host
+        main(["show-config", "--storage-uri", uri, "--session", SESSION, "storage.env"])
+    assert exited.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    session_dir = tmp_path / "host" / "sessions" / SESSION
+    args = ["restore", "--session-dir", str(session_dir), "--storage-uri", uri]
+    assert run_main(capsys, *args)[:2] == (0, '["run.json", "requirements.lock"]\n')
+    assert (session_dir / "config" / "requirements.lock").read_text() == \
+        (stored / "requirements.lock").read_text()
