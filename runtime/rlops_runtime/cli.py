@@ -343,7 +343,7 @@ def cmd_configure(args: argparse.Namespace) -> int:
     resume may change; print what changed. Reads {"settings": {...}, "hyperparameters":
     {...} | null} from stdin."""
     from .jsonio import read_json, write_json_atomic
-    from .settings import SettingsError, new_config, plan_resume
+    from .settings import SettingsError, describe_changes, new_config, plan_resume
 
     layout = SessionLayout(Path(args.session_dir).resolve())
     validate_session_id(layout.session_id)
@@ -378,8 +378,8 @@ def cmd_configure(args: argparse.Namespace) -> int:
             write_json_atomic(layout.run_json, config)
         if write_hp:
             write_json_atomic(layout.hyperparameters, hp)
-    print(json.dumps({"changed": bool(changes), "changes": changes, "config": config},
-                     indent=2))
+    print(json.dumps({"changed": bool(changes), "changes": changes,
+                      "summary": describe_changes(changes), "config": config}, indent=2))
     return 0
 
 
@@ -457,8 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     validate = sub.add_parser("validate", help="check env id and hyperparameters")
-    validate.add_argument("--env-id", required=True)
-    validate.add_argument("--algo", default="ppo")
+    # Unset: the defaults of a new session's run.json.
+    validate.add_argument("--env-id", default=RunConfig.env_id)
+    validate.add_argument("--algo", default=RunConfig.algo)
     validate.add_argument("--hyperparameters", help="JSON file of hyperparameters")
     validate.set_defaults(func=cmd_validate)
 

@@ -48,6 +48,9 @@ INPUT_PREFIX = "trainer_"
 # The reference agent's command after its interpreter.
 AGENT_ARGS = ["-m", "rlops_runtime.agents.sb3", "train"]
 
+# Values the reference agent understands (a job of its own reads them as it likes, but
+# these are the contract's).
+CHOICES = {"device": ("auto", "cpu", "cuda"), "algo": ("ppo", "dqn")}
 _INT_SETTINGS = {"total_timesteps", "checkpoint_interval", "checkpoint_keep_local"}
 _FLOAT_SETTINGS = {"sync_interval", "max_duration", "stop_grace", "final_sync_timeout"}
 
@@ -88,7 +91,10 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _check_ranges(config: dict[str, Any]) -> list[str]:
-    problems = []
+    problems = [
+        f"{INPUT_PREFIX}{name} must be one of {', '.join(choices)}, got {config[name]!r}"
+        for name, choices in CHOICES.items() if config.get(name) not in choices
+    ]
     for name in ("total_timesteps", "checkpoint_interval", "sync_interval"):
         if config[name] <= 0:
             problems.append(f"{INPUT_PREFIX}{name} must be greater than 0, got {config[name]}")
@@ -137,6 +143,7 @@ def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
     config = dict(current)
     changes: dict[str, Any] = {}
     problems: list[str] = []
+    fixed: list[str] = []
     env_update = {**_coerce("env", request.get("env_base") or {}), **settings.pop("env", {})}
     for name, value in settings.items():
         old = current.get(name)
@@ -144,11 +151,7 @@ def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
             continue
         policy = RESUME_POLICY.get(name, REFUSE)
         if policy == REFUSE:
-            problems.append(
-                f"{INPUT_PREFIX}{name} is {old!r} for this session and cannot change on "
-                f"resume (asked for {value!r}): the checkpoints were made with it; start a "
-                "new session (train_new) for another value"
-            )
+            fixed.append(f"{INPUT_PREFIX}{name} ({old!r}, asked for {value!r})")
         elif policy == HOST and name == "command" and _is_agent(old) != _is_agent(value):
             problems.append(
                 f"this session runs {_describe_command(old)}, the request "
@@ -170,11 +173,13 @@ def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
         changes["env"] = changed_keys
     requested_hp = requested_hyperparameters
     if requested_hp is not None and requested_hp != (hyperparameters or {}):
-        problems.append(
-            f"{INPUT_PREFIX}hyperparameters differ from the session's "
-            f"({_describe_difference(hyperparameters or {}, requested_hp)}): "
-            "the model was built with them; start a new session (train_new) to change them"
-        )
+        fixed.append(f"{INPUT_PREFIX}hyperparameters "
+                     f"({_describe_difference(hyperparameters or {}, requested_hp)})")
+    if fixed:
+        problems.insert(0, (
+            f"{' and '.join(fixed)} cannot change on resume: the session's checkpoints were "
+            "made with the values it has; resume without them, or start a new session "
+            "(train_new) for other values"))
     if problems:
         raise SettingsError("; ".join(problems))
     problems = _check_ranges({**_range_defaults(), **config})
@@ -182,6 +187,13 @@ def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
         raise SettingsError("; ".join(problems))
     RunConfig.from_dict(config)
     return ResumePlan(config=config, changes=changes)
+
+
+def describe_changes(changes: dict[str, Any]) -> list[str]:
+    """One line per changed setting a user named, e.g. "total_timesteps 100000 -> 300000"
+    (the host's venv paths are left out: they follow the host)."""
+    return [f"{name} {values[0]} -> {values[1]}" for name, values in changes.items()
+            if RESUME_POLICY.get(name) != HOST and name != "env" and isinstance(values, list)]
 
 
 def _is_agent(command: Any) -> bool:

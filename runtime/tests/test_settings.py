@@ -44,6 +44,8 @@ def test_new_config_takes_runconfig_defaults_and_coerces_strings():
     ({"stop_grace": -1}, "trainer_stop_grace must not be negative"),
     ({"total_timesteps": "many"}, "trainer_total_timesteps must be a number"),
     ({"notices": "always"}, "notices must be one of"),
+    ({"device": "gpu"}, "trainer_device must be one of auto, cpu, cuda, got 'gpu'"),
+    ({"algo": "a2c"}, "trainer_algo must be one of ppo, dqn"),
     ({"colour": "red"}, "unknown settings: colour"),
 ])
 def test_new_config_refuses_bad_values(settings, message):
@@ -78,8 +80,8 @@ def test_resume_refuses_what_the_checkpoints_depend_on_all_at_once():
         plan_resume(current(), {"env_id": "Acrobot-v1", "algo": "dqn",
                                 "total_timesteps": 500_000}, step=0)
     message = str(err.value)
-    assert "trainer_env_id is 'CartPole-v1' for this session" in message
-    assert "trainer_algo is 'ppo'" in message
+    assert message.startswith("trainer_env_id ('CartPole-v1', asked for 'Acrobot-v1') and "
+                              "trainer_algo ('ppo', asked for 'dqn') cannot change on resume")
     assert "start a new session" in message
 
 
@@ -137,6 +139,7 @@ def test_configure_resume_applies_or_refuses_and_leaves_run_json_alone(tmp_path,
     code, out = run_configure(layout, "resume", {"settings": {"total_timesteps": 400_000}},
                               monkeypatch, capsys)
     assert code == 0 and out["changes"] == {"total_timesteps": [100_000, 400_000]}
+    assert out["summary"] == ["total_timesteps 100000 -> 400000"]
     assert read_json(layout.run_json)["total_timesteps"] == 400_000
 
 

@@ -7,7 +7,8 @@ Rules, for each role under roles/ (found by glob, so new roles are covered):
 - every option and every default is prefixed `<role>_` (the session role holds the
   playbooks' own settings, `rlops_*`, under its entry point `settings`);
 - every option has a non-empty description and a type; `elements` for lists;
-  `choices` contain the default.
+  `choices` contain the default, unless it is null (an unset input whose value comes from
+  elsewhere, e.g. a resumed session's own setting).
 """
 
 from __future__ import annotations
@@ -95,5 +96,5 @@ def test_documented(role: Path) -> None:
         assert option.get("type") in TYPES, f"{name}: type {option.get('type')!r}"
         if option["type"] == "list":
             assert "elements" in option, f"{name}: a list needs elements"
-        if "choices" in option and "default" in option:
+        if "choices" in option and option.get("default") is not None:
             assert option["default"] in option["choices"], f"{name}: default not among choices"
