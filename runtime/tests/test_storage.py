@@ -130,12 +130,12 @@ def test_large_files_go_multipart(request, bucket_fixture: str, tmp_path: Path):
 @pytest.mark.parametrize(
     "uri, message",
     [
-        ("ftp://x", "unsupported storage URI 'ftp://x': use file:///path, s3://bucket/prefix "
-                    "or az://container/prefix"),
+        ("ftp://x", "unsupported storage URI 'ftp://x': use file:///path or s3://bucket/prefix"),
         ("/plain/path", "unsupported storage URI"),
         ("file://relative/path", "use file:///absolute/path"),
         ("s3:///prefix", "has no bucket"),
-        ("az://container/prefix", "az:// (Azure Blob) is reserved but not implemented yet"),
+        ("az://container/prefix", "storage URI 'az://container/prefix': Azure Blob storage is "
+                                  "not available yet: use file:///path or s3://bucket/prefix"),
     ],
 )
 def test_bad_uris(uri: str, message: str):
@@ -172,6 +172,25 @@ def test_check_unreachable_endpoint_names_url_and_fails_fast(monkeypatch):
         open_storage("s3://bucket/prefix").check()
     assert time.monotonic() - started < 12
     assert f"cannot reach the S3 endpoint {endpoint}" in str(err.value)
+
+
+def test_check_endpoint_that_never_answers_times_out_clearly(monkeypatch):
+    """An endpoint that accepts connections and never answers (a hung proxy, a stopped
+    server's port forwarded): a timeout message within ATTEMPTS x RLOPS_S3_READ_TIMEOUT."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever reads or answers
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        set_aws_env(monkeypatch, endpoint)
+        monkeypatch.setenv("RLOPS_S3_READ_TIMEOUT", "1")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as err:
+            open_storage("s3://bucket/prefix").check()
+        took = time.monotonic() - started
+    assert took < 2 * 1 + 3, took  # two attempts of 1 s, the backoff between them
+    assert str(err.value) == (
+        f"storage s3://bucket/prefix: listing s3://bucket/prefix/ failed: the S3 endpoint "
+        f"{endpoint} accepted the connection but sent no answer within 1 s (2 attempts)")
 
 
 def test_check_missing_bucket(s3_endpoint: str, monkeypatch):

@@ -9,6 +9,7 @@ import shutil
 
 import boto3
 import pytest
+from recap import changed_hosts
 
 # Large enough that the job is still training when stop.yml arrives, small enough to
 # finish in about a minute on 2 cores after the resume.
@@ -28,6 +29,9 @@ def test_spine_with_file_storage(playbooks):
     status = playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
     table = playbooks.run("status").stdout
     assert session in table and "running" in table
+    # Resume of a running session, the host already prepared: nothing changes.
+    out = playbooks.run("resume", rlops_session=session).stdout
+    assert changed_hosts(out) == {}, out[-4000:]
 
     playbooks.run("stop", rlops_session=session)
     stopped = playbooks.status(session)
@@ -46,6 +50,10 @@ def test_spine_with_file_storage(playbooks):
                    if p.name.isdigit())
     after = [int(name) for name in ckpts if int(name) > stopped_at]
     assert after and min(after) > stopped_at
+    # Resume of a completed session leaves it alone: nothing changes, nothing trains.
+    out = playbooks.run("resume", rlops_session=session).stdout
+    assert changed_hosts(out) == {}, out[-4000:]
+    assert playbooks.status(session)["state"] == "completed"
 
     playbooks.run("retrieve", rlops_session=session)
     home = playbooks.results / session
@@ -77,7 +85,7 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
                    "AWS_DEFAULT_REGION": "us-east-1", "RLOPS_S3_ENDPOINT_URL": moto_endpoint}
     playbooks.extra.update(rlops_storage_uri="s3://rl-e2e/runs",
                            rlops_storage_credentials=credentials,
-                           rlops_check_storage_from_controller=True)
+                           rlops_storage_check="controller")
     out = playbooks.run("train_new", **BUDGET, rlops_name="e2e-s3").stdout
     session = playbooks.session_from(out)
     playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
@@ -102,10 +110,12 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
     ({"trainer_hyperparameters": "{n_steps: 3"}, "hyperparameters are not valid JSON"),
     ({"trainer_hyperparameters": {"n_step": 64}}, "'n_step' is not a PPO hyperparameter"),
     ({"rlops_storage_uri": "ftp://host/x"}, "unsupported storage URI 'ftp://host/x'"),
-    ({"rlops_storage_uri": "s3://rl-missing/x", "rlops_check_storage_from_controller": True,
+    ({"rlops_storage_uri": "az://models/x"},
+     "storage URI 'az://models/x': Azure Blob storage is not available yet"),
+    ({"rlops_storage_uri": "s3://rl-missing/x",
       "rlops_storage_credentials": {"RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9",
                                     "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}},
-     "endpoint unreachable"),
+     "cannot reach the S3 endpoint http://127.0.0.1:9 (connection refused)"),
 ])
 def test_train_new_refuses_bad_input_before_any_change(playbooks, extra, message):
     out = playbooks.run("train_new", ok=False, **extra).stdout

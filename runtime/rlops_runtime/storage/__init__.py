@@ -9,7 +9,7 @@ from .base import Storage, StorageError
 
 __all__ = ["Storage", "StorageError", "open_storage", "parse_uri"]
 
-_SUPPORTED = "use file:///path, s3://bucket/prefix or az://container/prefix"
+_SUPPORTED = "use file:///path or s3://bucket/prefix"
 
 
 def parse_uri(uri: str) -> tuple[str, str, str]:
@@ -40,7 +40,8 @@ def open_storage(uri: str) -> Storage:
                 f"storage URI {uri!r} needs boto3: pip install 'rlops-runtime[s3]'"
             ) from exc
         return S3Storage(uri, bucket, path)
+    # az:// is reserved for Azure Blob storage; the collection's session_checks refuses it
+    # on the controller in the same words.
     raise StorageError(
-        f"storage URI {uri!r}: az:// (Azure Blob) is reserved but not implemented yet; "
-        "use file:///path or s3://bucket/prefix"
+        f"storage URI {uri!r}: Azure Blob storage is not available yet: {_SUPPORTED}"
     )

@@ -15,6 +15,7 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -35,6 +36,10 @@ _DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled"}
 # Servers differ in which request of a check they deny first (moto 5.2.6 refuses a
 # read-only user's listing that 5.2.5 allowed), so every request says its own.
 WRITE, READ, LIST = "s3:PutObject", "s3:GetObject", "s3:ListBucket"
+# Seconds to wait for an answer once connected, for each of the ATTEMPTS of a request
+# (RLOPS_S3_READ_TIMEOUT): an endpoint that accepts connections and never answers fails
+# after ATTEMPTS x READ_TIMEOUT s and a little backoff.
+READ_TIMEOUT, ATTEMPTS = 30.0, 2
 
 
 def endpoint_from_env() -> str | None:
@@ -58,12 +63,13 @@ class S3Storage(Storage):
         self._root = dir_prefix(prefix)
         endpoint = endpoint_from_env()
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        self._read_timeout = float(os.environ.get("RLOPS_S3_READ_TIMEOUT") or READ_TIMEOUT)
         config = Config(
             # Short connect timeout and two attempts: an unreachable endpoint fails in
             # about 10 s instead of botocore's default minutes.
             connect_timeout=4,
-            read_timeout=30,
-            retries={"total_max_attempts": 2, "mode": "standard"},
+            read_timeout=self._read_timeout,
+            retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
             # S3-compatible servers (MinIO, moto, localbucket) rarely do virtual hosts.
             s3={"addressing_style": "path"} if endpoint else None,
         )
@@ -84,7 +90,12 @@ class S3Storage(Storage):
         if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
             exc = exc.__context__  # boto3 wraps the real error in a generic one
         code = _code(exc)
-        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        if isinstance(exc, ReadTimeoutError):
+            why = (
+                f"the S3 endpoint {self.endpoint} accepted the connection but sent no answer "
+                f"within {self._read_timeout:g} s ({ATTEMPTS} attempts)"
+            )
+        elif isinstance(exc, (BotoConnectionError, HTTPClientError)):
             why = f"cannot reach the S3 endpoint {self.endpoint} ({exc})"
         elif isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             why = (
