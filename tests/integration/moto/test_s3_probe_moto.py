@@ -286,7 +286,7 @@ def test_tls_to_a_plain_http_endpoint(moto):
 SECRET_MARK = "known-secret-Zx81"
 
 
-def _playbook(tmp_path, tasks, check=False, env=None):
+def _playbook(tmp_path, tasks, check=False, env=None, python=sys.executable):
     play = [{"name": "Storage checks", "hosts": "localhost", "gather_facts": False,
              "tasks": [dict(task, ignore_errors=True) for task in tasks]}]
     path = tmp_path / "play.yml"
@@ -295,7 +295,7 @@ def _playbook(tmp_path, tasks, check=False, env=None):
                "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **(env or {})}
     proc = subprocess.run(
         [str(PLAYBOOK), "-vvv", "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", str(path)]
+         "-e", f"ansible_python_interpreter={python}", str(path)]
         + (["--check"] if check else []),
         cwd=REPO, env=run_env, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -374,3 +374,22 @@ def test_modules_in_check_mode_write_nothing(moto, tmp_path):
     assert controller["storage_check_permissions"] == ["s3:ListBucket", "s3:GetObject"]
     listed = _s3_as(endpoint, keys["writer"]).list_objects_v2(Bucket=BUCKET, Prefix="check-mode/")
     assert listed["KeyCount"] == 0
+
+
+def _oldest_python():
+    """The oldest Python a training host may have (3.9), where this machine has one."""
+    found = sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9"))
+    return str(found[-1]) if found else None
+
+
+@pytest.mark.skipif(_oldest_python() is None, reason="no Python 3.9 on this machine")
+def test_storage_check_runs_on_python_3_9_without_boto3(moto, tmp_path):
+    endpoint, keys = moto
+    python = _oldest_python()
+    probe = subprocess.run([python, "-c", "import boto3"], capture_output=True, check=False)
+    assert probe.returncode != 0, "this Python has boto3: the test would prove nothing"
+    tasks = [{"rlops.fleet.storage_check": {
+        "storage_uri": URI, "storage_credentials": _given(endpoint, keys["writer"])}}]
+    (result,), output = _playbook(tmp_path, tasks, python=python)
+    assert result["checked"] and result["wrote_probe"], result
+    assert f"{python} " in output and "AnsiballZ_storage_check.py" in output  # -vvv: the command
