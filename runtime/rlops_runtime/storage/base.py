@@ -60,14 +60,16 @@ class Storage(ABC):
     uri: str
 
     @abstractmethod
-    def put_file(self, local: Path, key: str) -> None: ...
+    def put_file(self, local: Path, key: str) -> None:
+        """Upload the file `local` as `key`, replacing what is there."""
 
     @abstractmethod
     def get_file(self, key: str, local: Path) -> None:
         """Download to `local` atomically; StorageError if the key does not exist."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` as `key`, replacing what is there."""
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
