@@ -58,3 +58,37 @@ def moto_server() -> Iterator[str]:
     """A moto server on a free loopback port for the block; yields its URL."""
     with serve_moto() as (url, _proc):
         yield url
+
+
+class Localbucket:
+    """localbucket (an S3 server that keeps its buckets as folders) on a fixed loopback
+    port: stop() takes the endpoint away (connections refused), start() brings it back
+    with every bucket it had. moto keeps its buckets in memory and would come back empty.
+    """
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "localbucket", self.data, "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"localbucket did not start on {self.url}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None

@@ -15,6 +15,9 @@ version_added: 0.1.0
 description:
   - Turns the records printed by C(rlops-run status), each with a C(host) key added, into
     aligned lines (session, host, state, step, last return, checkpoint age).
+  - Below the table, one line per thing to know about a session - checkpoints not in
+    storage yet (C(unsynced_steps)), what C(rlops-run publish) did or would do about them,
+    spot notices that are not being watched (C(notices)).
 positional: _input
 options:
   _input:
@@ -25,6 +28,15 @@ options:
   now:
     description: Current UTC time as C(YYYY-MM-DDTHH:MM:SSZ); defaults to the clock.
     type: str
+  publishes:
+    description:
+      - Results of C(rlops-run publish) on the hosts, each with C(host) added - the
+        registered results of a loop over status records (the record under
+        C(ansible_loop_var)), or dicts with C(session_id), C(rc), C(stdout) and C(stderr).
+        C(stdout) holds C(published) or, with C(--dry-run), C(would_publish). Skipped
+        results are ignored.
+    type: list
+    elements: dict
 """
 
 EXAMPLES = r"""
@@ -40,10 +52,13 @@ _value:
   elements: str
 """
 
+import json
 from datetime import datetime, timezone
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _COLUMNS = ("SESSION", "HOST", "STATE", "STEP", "RETURN", "CHECKPOINT AGE")
+_ACTIVE_STATES = ("starting", "running", "stopping")
+_ERROR_PREFIX = "rlops-run: error: "
 
 
 def _parse_time(value):
@@ -83,11 +98,92 @@ def session_row(record, now):
     )
 
 
-def session_table(records, now=None):
+def _checkpoints(steps, what):
+    """'2 checkpoints <what> (newest 60160)'."""
+    return "%d checkpoint%s %s (newest %d)" % (
+        len(steps), "" if len(steps) == 1 else "s", what, max(steps))
+
+
+def publish_outcome(result):
+    """What one `rlops-run publish` result says: ('published' | 'would_publish', steps) or
+    ('error', message)."""
+    if result.get("rc") != 0:
+        lines = [line for line in (result.get("stderr") or "").splitlines() if line.strip()]
+        message = lines[-1] if lines else "rlops-run publish exited %s" % result.get("rc")
+        if message.startswith(_ERROR_PREFIX):
+            message = message[len(_ERROR_PREFIX):]
+        return "error", message
+    try:
+        data = json.loads(result.get("stdout") or "{}")
+    except ValueError:
+        return "error", "rlops-run publish printed no JSON"
+    if "would_publish" in data:
+        return "would_publish", data["would_publish"] or []
+    return "published", data.get("published") or []
+
+
+def storage_note(record, publish=None):
+    """The line about checkpoints that are not in storage, or None."""
+    pending = record.get("unsynced_steps") or []
+    error = record.get("sync_error")
+    if publish is not None:
+        kind, what = publish_outcome(publish)
+        if kind == "published" and what:
+            return "published " + _checkpoints(what, "that storage lacked")
+        if kind == "would_publish" and what:
+            return _checkpoints(what, "not in storage yet") + ": publish would send them"
+        if kind == "error" and pending:
+            return "%s, not published now: %s" % (_checkpoints(pending, "not in storage yet"),
+                                                  what)
+    if not pending:
+        return None
+    if record.get("state") in _ACTIVE_STATES and not error:
+        return None  # the supervisor's next sync takes them
+    note = _checkpoints(pending, "not in storage yet")
+    if record.get("supervisor_alive") and record.get("state") not in _ACTIVE_STATES:
+        note += ": the supervisor keeps trying"
+    return note + (" (%s)" % error if error else "")
+
+
+def notices_note(record):
+    """The line about spot notices a supervisor should watch and does not, or None."""
+    notices = record.get("notices") or {}
+    if not notices.get("source") or notices.get("watching"):
+        return None
+    if record.get("state") not in _ACTIVE_STATES:
+        return None
+    note = "spot notices not watched"
+    if notices.get("since"):
+        note += " since %s" % notices["since"]
+    return note + (": %s" % notices["last_error"] if notices.get("last_error") else "")
+
+
+def _publish_key(result):
+    """(host, session id) of a publish result, plain or from a loop over records."""
+    record = result.get(result.get("ansible_loop_var") or "") or {}
+    return result.get("host"), result.get("session_id") or record.get("session_id")
+
+
+def session_notes(records, publishes=None):
+    """Lines below the table: '<session> on <host>: <note>'."""
+    by_session = dict(
+        (_publish_key(p), p) for p in publishes or () if not p.get("skipped"))
+    lines = []
+    for record in records:
+        publish = by_session.get((record.get("host"), record.get("session_id")))
+        for note in (storage_note(record, publish), notices_note(record)):
+            if note:
+                lines.append("%s on %s: %s" % (record.get("session_id", "?"),
+                                               record.get("host", "?"), note))
+    return lines
+
+
+def session_table(records, now=None, publishes=None):
     moment = _parse_time(now) if now else datetime.now(timezone.utc)
     rows = [_COLUMNS] + [session_row(r, moment) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    table = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return table + session_notes(records, publishes)
 
 
 class FilterModule(object):

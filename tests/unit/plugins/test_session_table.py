@@ -19,3 +19,72 @@ def test_table_aligns_and_computes_checkpoint_age():
     assert lines[2].split() == ["b", "lab-2", "stopped", "-", "-", "-"]
     column = lines[0].index("HOST")
     assert lines[1][column:].startswith("localhost") and lines[2][column:].startswith("lab-2")
+
+
+def _record(**fields):
+    record = {"session_id": "s-1", "host": "h1", "state": "completed", "unsynced_steps": [],
+              "sync_error": None, "supervisor_alive": False, "notices": None}
+    record.update(fields)
+    return record
+
+
+def _publish(rc=0, stdout="", stderr="", host="h1", session_id="s-1"):
+    return {"host": host, "session_id": session_id, "rc": rc, "stdout": stdout,
+            "stderr": stderr}
+
+
+def test_no_notes_for_a_session_that_is_all_in_storage():
+    lines = session_table([_record()], now="2026-11-22T05:17:30Z")
+    assert len(lines) == 2
+
+
+def test_checkpoints_not_in_storage_after_the_supervisor_is_gone():
+    record = _record(unsynced_steps=[57344, 60160], sync_error="cannot reach the S3 endpoint")
+    assert session_table([record], now="2026-11-22T05:17:30Z")[2:] == [
+        "s-1 on h1: 2 checkpoints not in storage yet (newest 60160) "
+        "(cannot reach the S3 endpoint)"]
+
+
+def test_a_supervisor_still_trying_and_a_running_session_behind_by_one_sync():
+    trying = _record(unsynced_steps=[60160], sync_error="down", supervisor_alive=True)
+    running = _record(session_id="s-2", state="running", unsynced_steps=[8192],
+                      supervisor_alive=True)
+    assert session_table([trying, running], now="2026-11-22T05:17:30Z")[3:] == [
+        "s-1 on h1: 1 checkpoint not in storage yet (newest 60160): the supervisor keeps "
+        "trying (down)"]
+
+
+def test_what_publish_did_would_do_or_could_not_do():
+    pending = _record(unsynced_steps=[32768, 57344, 60160], sync_error="down")
+    done = _publish(stdout='{"published": [57344, 60160], "unsynced_steps": []}')
+    dry = _publish(stdout='{"would_publish": [57344, 60160], "damaged": []}')
+    failed = _publish(rc=2, stderr="WARNING ...\nrlops-run: error: storage s3://b/p: down; "
+                      "3 checkpoints not in storage yet (newest 60160)\n")
+    notes = [session_table([pending], publishes=[p])[2:] for p in (done, dry, failed)]
+    assert notes == [
+        ["s-1 on h1: published 2 checkpoints that storage lacked (newest 60160)"],
+        ["s-1 on h1: 2 checkpoints not in storage yet (newest 60160): publish would send them"],
+        ["s-1 on h1: 3 checkpoints not in storage yet (newest 60160), not published now: "
+         "storage s3://b/p: down; 3 checkpoints not in storage yet (newest 60160)"],
+    ]
+    # As a loop over records registers it; a skipped one says nothing.
+    looped = {"host": "h1", "rc": 0, "stdout": '{"published": [60160]}', "stderr": "",
+              "ansible_loop_var": "__rlops_record", "__rlops_record": pending}
+    assert session_table([pending], publishes=[looped])[2:] == [
+        "s-1 on h1: published 1 checkpoint that storage lacked (newest 60160)"]
+    skipped = {"host": "h1", "skipped": True, "ansible_loop_var": "r", "r": pending}
+    assert session_table([pending], publishes=[skipped])[2:] == [
+        "s-1 on h1: 3 checkpoints not in storage yet (newest 60160) (down)"]
+    # A result of another host's session of the same name says nothing about this one.
+    assert session_table([pending], publishes=[_publish(host="h2", stdout="{}")])[2:] == [
+        "s-1 on h1: 3 checkpoints not in storage yet (newest 60160) (down)"]
+
+
+def test_spot_notices_not_watched_while_running():
+    notices = {"mode": "auto", "source": "ec2-imds", "watching": False,
+               "since": "2026-11-22T05:15:31Z", "last_error": "IMDS at x: timed out"}
+    running = _record(state="running", notices=notices)
+    watching = _record(session_id="s-2", state="running", notices=dict(notices, watching=True))
+    off_ec2 = _record(session_id="s-3", state="running", notices={"source": None})
+    assert session_table([running, watching, off_ec2], now="2026-11-22T05:17:30Z")[4:] == [
+        "s-1 on h1: spot notices not watched since 2026-11-22T05:15:31Z: IMDS at x: timed out"]
