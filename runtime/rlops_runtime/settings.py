@@ -19,8 +19,9 @@ from .supervisor import RunConfig
 APPLY = "apply"        # safe to change between runs of the job
 REFUSE = "refuse"      # fixed when the session started: the checkpoints depend on it
 GROW = "grow"          # total_timesteps: only beyond the step the session has reached
-HOST = "host"          # where the job runs on this host (its venv): the host's, for the
-                       # same job (the reference agent stays the reference agent)
+# where the job runs on this host (its venv): the host's, for the same job (the reference
+# agent stays the reference agent)
+HOST = "host"
 
 RESUME_POLICY: dict[str, str] = {
     "session_id": REFUSE,

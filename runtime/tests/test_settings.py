@@ -125,8 +125,8 @@ def test_configure_writes_a_new_session_once(tmp_path, monkeypatch, capsys):
     assert code == 0 and not out["changed"]
 
 
-def test_configure_resume_applies_or_refuses_and_leaves_run_json_alone(tmp_path, monkeypatch,
-                                                                      capsys):
+def test_configure_resume_applies_or_refuses_and_leaves_run_json_alone(
+        tmp_path, monkeypatch, capsys):
     layout = SessionLayout.for_session(tmp_path, SESSION)
     layout.config_dir.mkdir(parents=True)
     write_json_atomic(layout.run_json, current())

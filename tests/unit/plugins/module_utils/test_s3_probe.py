@@ -127,7 +127,7 @@ def test_host_header_names_the_port_only_when_it_is_not_the_default():
 
 
 def _files(**content):
-    return lambda path: content.get(path)
+    return content.get
 
 
 def test_explicit_keys_win_and_name_their_region_and_endpoint():
