@@ -32,10 +32,10 @@ import re
 import socket
 import ssl
 import time
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DEFAULT_REGION = "us-east-1"
