@@ -151,6 +151,8 @@ preflight() {
         -e trainer_source=local -e trainer_source_path=/nonexistent/job \
         -e '{"trainer_entrypoint": ["python", "train.py"]}'
     expect_refused "storage scheme" "has an unsupported scheme" "${s[@]}" -e trainer_storage_uri=ftp://x/y
+    expect_refused "azure storage" "Azure Blob storage is not available yet" "${s[@]}" \
+        -e trainer_storage_uri=az://models/rl
     expect_refused "relative file storage" "must name an absolute folder" "${s[@]}" \
         -e trainer_storage_uri=file://relative/path
     expect_refused "zero timesteps" "trainer_total_timesteps must be greater than 0" "${s[@]}" \
