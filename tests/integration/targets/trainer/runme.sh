@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015  # `test && ok "..." || bad "..."` is if/else here: ok only echoes
 # Integration test of rlops.fleet.trainer.
 #   tests/integration/targets/trainer/runme.sh [preflight|live|systemd|all]  (default: all =
 #   preflight + live; systemd needs root and podman, see tests/lab/README.md)
@@ -32,7 +33,7 @@ FAILS=0
 # The target: this machine by default; use_lab switches to a lab host.
 HOST=localhost
 DATA_ROOT="$WORK/data"
-TARGET=(-i localhost, -c local -e ansible_python_interpreter="$PYTHON" -e trainer_data_root="$DATA_ROOT"
+TARGET=(-i "localhost," -c local -e ansible_python_interpreter="$PYTHON" -e trainer_data_root="$DATA_ROOT"
         ${VENV_ROOT:+-e trainer_venv_root="$VENV_ROOT"})
 ON_HOST=()          # prefix that runs a command on the target
 LAB_STATE=""
