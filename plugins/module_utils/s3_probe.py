@@ -465,20 +465,20 @@ class S3Client:
     def _context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.settings.ca_bundle or None)
 
-    def request(self, method: str, bucket: str, key: str = "", query=(), body: bytes = b"",
-                doing: str = "") -> Response:
+    def request(self, method: str, bucket: str, key: str = "", query=(),
+                body: bytes = b"") -> Response:
         """One request; a region redirect (AWS) is followed once, a 5xx retried once."""
-        response = self._send(method, bucket, key, query, body, doing)
+        response = self._send(method, bucket, key, query, body)
         hinted = region_hint(response)
         if hinted and hinted != self.region:
             self.region = hinted
-            response = self._send(method, bucket, key, query, body, doing)
+            response = self._send(method, bucket, key, query, body)
         if response.status in RETRY_STATUS:
             time.sleep(0.5)
-            response = self._send(method, bucket, key, query, body, doing)
+            response = self._send(method, bucket, key, query, body)
         return response
 
-    def _send(self, method, bucket, key, query, body, doing) -> Response:
+    def _send(self, method, bucket, key, query, body) -> Response:
         scheme, host, port, path = address(self.settings.endpoint, self.region, bucket, key)
         payload_hash = hashlib.sha256(body).hexdigest()
         headers = sign_s3(method, host_header(scheme, host, port), path, query,
@@ -557,7 +557,7 @@ def check_s3(client: S3Client, uri: str, bucket: str, prefix: str, hostname: str
 
     def ask(method, doing, permission, object_key="", query=(), body=b"", missing_ok=False):
         try:
-            response = client.request(method, bucket, object_key, query, body, doing)
+            response = client.request(method, bucket, object_key, query, body)
         except CheckError as exc:
             raise CheckError(endpoint_error % (doing, exc), exc.kind) from exc
         if response.status >= 300 and not (

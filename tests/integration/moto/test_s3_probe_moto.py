@@ -273,6 +273,64 @@ def test_an_endpoint_that_is_not_s3():
                           "answered HTTP 200 without an S3 listing: is it an S3 endpoint?")
 
 
+@contextlib.contextmanager
+def regional_server(region):
+    """A tiny S3 on 127.0.0.1 whose bucket lives in `region`: a request signed for another
+    region gets AWS's answer (400 AuthorizationHeaderMalformed naming the region)."""
+    objects, seen = {}, []
+
+    class Regional(http.server.BaseHTTPRequestHandler):
+        def _answer(self, status, body=b""):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _signed_for(self):
+            scope = self.headers["Authorization"].split("Credential=", 1)[1].split(",", 1)[0]
+            seen.append((self.command, scope.split("/")[2]))
+            if scope.split("/")[2] == region:
+                return True
+            self._answer(400, (
+                "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region "
+                f"'{scope.split('/')[2]}' is wrong; expecting '{region}'</Message>"
+                f"<Region>{region}</Region></Error>").encode())
+            return False
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            if not self._signed_for():
+                return
+            if "list-type=2" in self.path:
+                self._answer(200, b"<ListBucketResult></ListBucketResult>")
+            else:
+                self._answer(200, objects[self.path])
+
+        def do_PUT(self):  # noqa: N802
+            if self._signed_for():
+                objects[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+                self._answer(200)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Regional)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_buckets_region_is_followed_once():
+    with regional_server("eu-west-1") as (endpoint, seen):
+        result = _check(_given(endpoint, ("AKIAX", "s")))
+    assert result["checked"] and result["region"] == "eu-west-1"
+    assert seen == [("GET", "us-east-1"), ("GET", "eu-west-1"), ("PUT", "eu-west-1"),
+                    ("GET", "eu-west-1")]
+
+
 def test_tls_to_a_plain_http_endpoint(moto):
     endpoint, keys = moto
     https = endpoint.replace("http:", "https:")
