@@ -433,10 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore = session_command("restore", cmd_restore,
                               "download config/ of the session from storage if missing")
     restore.add_argument("--storage-uri", required=True)
+    _storage_env_option(restore)
     show_config = sub.add_parser("show-config",
                                  help="print a config file of a session from storage")
     show_config.add_argument("--storage-uri", required=True)
     show_config.add_argument("--session", required=True)
+    _storage_env_option(show_config)
     show_config.add_argument("name", choices=CONFIG_FILES)
     show_config.set_defaults(func=cmd_show_config)
     publish = session_command(
@@ -465,15 +467,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-storage", help="check storage access and write permission")
     check.add_argument("uri")
+    _storage_env_option(check)
     check.set_defaults(func=cmd_check_storage)
 
     sessions = sub.add_parser("sessions", help="session ids known locally and in storage")
     sessions.add_argument("--data-root", required=True)
     sessions.add_argument("--storage-uri")
+    _storage_env_option(sessions)
     sessions.add_argument("--check", action="store_true",
                           help="first check storage access and write permission (check-storage)")
     sessions.set_defaults(func=cmd_sessions)
     return parser
+
+
+def _storage_env_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--storage-env-stdin", action="store_true",
+        help="read the storage client's environment (credentials) from stdin as a JSON "
+             "object: never on a command line, where process lists and logs show it")
+
+
+def read_storage_env(text: str) -> dict[str, str]:
+    """The storage client's environment from stdin: a JSON object of names to values."""
+    try:
+        env = json.loads(text or "{}")
+    except ValueError as exc:
+        raise CliError(f"--storage-env-stdin: stdin is not a JSON object: {exc.msg}") from None
+    if not isinstance(env, dict):
+        raise CliError("--storage-env-stdin: stdin is not a JSON object")
+    return {str(key): str(value) for key, value in env.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("rlops_runtime").setLevel(logging.INFO)  # not every library's chatter
     try:
+        if getattr(args, "storage_env_stdin", False):
+            os.environ.update(read_storage_env(sys.stdin.read()))
         return args.func(args)
     except (CliError, StorageError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

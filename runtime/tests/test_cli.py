@@ -283,3 +283,26 @@ def test_requirements_lock_travels_with_config(tmp_path: Path, capsys) -> None:
     assert run_main(capsys, *args)[:2] == (0, '["run.json", "requirements.lock"]\n')
     assert (session_dir / "config" / "requirements.lock").read_text() == \
         (stored / "requirements.lock").read_text()
+
+
+def test_storage_env_comes_from_stdin_not_the_command_line(tmp_path, monkeypatch, capsys):
+    """Credentials for storage commands arrive on stdin (a JSON object), so that neither
+    the process list nor Ansible's -vvv output shows them."""
+    import io
+
+    from rlops_runtime import cli
+
+    monkeypatch.setenv("RLOPS_TEST_SECRET", "")  # restored (removed) after the test
+    seen = {}
+
+    def fake_sessions(args):
+        seen["secret"] = os.environ.get("RLOPS_TEST_SECRET")
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_sessions", fake_sessions)
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"RLOPS_TEST_SECRET": "s3cr3t"}'))
+    assert cli.main(["sessions", "--data-root", str(tmp_path), "--storage-env-stdin"]) == 0
+    assert seen["secret"] == "s3cr3t"
+    monkeypatch.setattr("sys.stdin", io.StringIO("AWS_SECRET_ACCESS_KEY=x"))
+    assert cli.main(["sessions", "--data-root", str(tmp_path), "--storage-env-stdin"]) == 2
+    assert "stdin is not a JSON object" in capsys.readouterr().err

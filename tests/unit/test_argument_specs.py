@@ -8,7 +8,7 @@ Rules, for each role under roles/ (found by glob, so new roles are covered):
   playbooks' own settings, `rlops_*`, under its entry point `settings`);
 - every option has a non-empty description and a type; `elements` for lists;
   `choices` contain the default, unless it is null (an unset input whose value comes from
-  elsewhere, e.g. a resumed session's own setting).
+  elsewhere, e.g. a resumed session's own setting) or a template (a playbook setting's value).
 """
 
 from __future__ import annotations
@@ -96,5 +96,6 @@ def test_documented(role: Path) -> None:
         assert option.get("type") in TYPES, f"{name}: type {option.get('type')!r}"
         if option["type"] == "list":
             assert "elements" in option, f"{name}: a list needs elements"
-        if "choices" in option and option.get("default") is not None:
+        default = option.get("default")
+        if "choices" in option and default is not None and "{{" not in str(default):
             assert option["default"] in option["choices"], f"{name}: default not among choices"
