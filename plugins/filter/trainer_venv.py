@@ -57,6 +57,7 @@ _LOCK_NAME = re.compile(r"^python(\d+)\.(\d+)\.txt$")
 _HEADER = "# rlops.fleet trainer: the set this venv was installed with; a resume installs the same."
 _PYTHON = re.compile(r"^# python: (\d+\.\d+)$", re.M)
 _REQUIREMENT = re.compile(r"^# requirement: (.+)$", re.M)
+_FILE = re.compile(r"^# requirements file: (.+)$", re.M)
 
 
 def _minor(version):
@@ -85,19 +86,26 @@ def lock_for(paths, python):
     return ""
 
 
-def venv_spec(requirements, lock_text, python):
+def _lines(label, values):
+    if isinstance(values, str):
+        raise AnsibleFilterError("trainer_venv_spec wants lists, got %r" % (values,))
+    lines = []
+    for value in sorted(set(str(v).strip() for v in values or [])):
+        if not value or "\n" in value:
+            raise AnsibleFilterError("invalid requirement %r" % (value,))
+        lines.append("# %s: %s" % (label, value))
+    return lines
+
+
+def venv_spec(requirements, lock_text, python, files=None):
     """The text that says what a venv is installed with: the requirements (in comments, so
-    that the whole text stays a pip constraints file) and the lock they are installed under.
+    that the whole text stays a pip constraints file), what identifies the job's requirements
+    files (installed later from the job's source), and the lock they are installed under.
 
     Requirements are sorted and deduplicated: their order does not change the venv.
     """
-    if isinstance(requirements, str):
-        raise AnsibleFilterError("trainer_venv_spec wants a list of requirements")
     lines = [_HEADER, "# python: %d.%d" % _minor(python)]
-    for requirement in sorted(set(str(r).strip() for r in requirements)):
-        if not requirement or "\n" in requirement:
-            raise AnsibleFilterError("invalid requirement %r" % (requirement,))
-        lines.append("# requirement: " + requirement)
+    lines += _lines("requirement", requirements) + _lines("requirements file", files)
     lock = (lock_text or "").strip("\n")
     return "\n".join(lines + ["#", lock] if lock else lines) + "\n"
 
@@ -111,13 +119,15 @@ def venv_spec_info(text):
     python = _PYTHON.search(text)
     if not python:
         raise AnsibleFilterError("the venv set names no python")
-    return {"python": python.group(1), "requirements": _REQUIREMENT.findall(text)}
+    return {"python": python.group(1), "requirements": _REQUIREMENT.findall(text),
+            "files": _FILE.findall(text)}
 
 
 def venv_id(spec, python_version, python_executable):
     """12 hex digits naming the venv of `spec` for an interpreter (its version and real
     path): hosts and sessions with the same ones share the venv; any change is a new venv."""
-    key = "%s %s|%s" % (python_version, python_executable, spec)
+    # A spec read back through a command's output may have lost its last newline.
+    key = "%s %s|%s\n" % (python_version, python_executable, (spec or "").rstrip("\n"))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 

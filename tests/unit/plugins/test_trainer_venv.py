@@ -63,12 +63,16 @@ def test_spec_round_trip_and_order_does_not_matter():
     again = ["rlops-runtime[s3,sb3]", "torch==2.13.0", "torch==2.13.0"]
     assert venv_spec(again, LOCK, "3.11") == spec
     assert venv_spec_info(spec) == {
-        "python": "3.11", "requirements": ["rlops-runtime[s3,sb3]", "torch==2.13.0"]}
+        "python": "3.11", "requirements": ["rlops-runtime[s3,sb3]", "torch==2.13.0"], "files": []}
+    with_file = venv_spec(["rlops-runtime"], LOCK, "3.11", ["-r req.txt sha256:ab12"])
+    assert venv_spec_info(with_file)["files"] == ["-r req.txt sha256:ab12"]
+    assert "# requirements file: -r req.txt sha256:ab12\n#\n" in with_file
 
 
 def test_spec_without_lock():
     spec = venv_spec(["rlops-runtime"], "", "3.12")
-    assert venv_spec_info(spec) == {"python": "3.12", "requirements": ["rlops-runtime"]}
+    assert venv_spec_info(spec) == {"python": "3.12", "requirements": ["rlops-runtime"],
+                                    "files": []}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -93,6 +97,7 @@ def test_venv_identity():
     one = venv_id(spec, "3.11", "/usr/bin/python3.11")
     assert len(one) == 12 and int(one, 16) >= 0
     assert venv_id(spec, "3.11", "/usr/bin/python3.11") == one  # stable
+    assert venv_id(spec.rstrip("\n"), "3.11", "/usr/bin/python3.11") == one  # read back
     # Another lock, another requirement set or another interpreter: another venv.
     assert venv_id(venv_spec(["rlops-runtime[s3,sb3]"], LOCK + "six==1.17.0\n", "3.11"),
                    "3.11", "/usr/bin/python3.11") != one
