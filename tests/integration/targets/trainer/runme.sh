@@ -41,7 +41,7 @@ LAB_STATE=""
 cleanup() {
     # Stop a local supervisor this test started (by its own pid file), take a lab down.
     local pidfile
-    for pidfile in "$WORK"/data/sessions/*/supervisor.pid; do
+    for pidfile in "$WORK"/data*/sessions/*/supervisor.pid; do
         [[ -f "$pidfile" ]] || continue
         kill "$(cat "$pidfile")" 2>/dev/null || true
         sleep 3
@@ -299,6 +299,72 @@ git_source() {
     expect_run "git job re-run is idempotent" 0 "${g[@]}" -e trainer_mode=resume
     expect_run "git job stopped" any "${g[@]}" -e trainer_mode=resume -e trainer_state=stopped \
         -e '{"expect_states": ["stopped"]}'
+}
+
+venv_of() {
+    # venv_of RUN_JSON: the venv the session's job runs in (its command's interpreter).
+    "$PYTHON" -c 'import json, os, sys; print(os.path.dirname(os.path.dirname(json.load(open(sys.argv[1]))["command"][0])))' "$1"
+}
+
+recorded_set() {
+    # Exact versions. A Python without a lock is refused before anything changes. A new
+    # session takes a lock of its own (trainer_runtime_lock: the collection's with six one
+    # release older) and LunarLander-v3, whose Box2D extra the role adds; it records that set
+    # in config/requirements.lock, which reaches storage. The host then loses its data disk
+    # and its venvs: a resume with the default inputs (no lock given, no env id) reads the
+    # recorded set from storage and installs exactly it, in a venv of the same identity.
+    local id="$SESSION-lock" own="$WORK/own.lock" data2="$WORK/data2" venvs2="$WORK/venvs2" minor
+    minor="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    sed 's/^six==.*/six==1.16.0/' "$WORK/runtime/locks/python$minor.txt" >"$own"
+    local n=(-e trainer_session_id="$id" -e trainer_storage_uri="file://$WORK/lock-storage"
+             -e trainer_total_timesteps=1000000 -e trainer_checkpoint_interval=2048
+             -e trainer_sync_interval=2 -e trainer_start_timeout=300)
+    local old_python
+    local candidates=("${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9.*/bin/python3.9)
+    old_python=""
+    [[ -x "${candidates[0]}" ]] && old_python="${candidates[0]}"
+    if [[ -n "$old_python" ]]; then
+        expect_refused "a Python without a lock" "is Python 3.9, for which the collection locks no versions" \
+            "${n[@]}" -e trainer_python="$old_python"
+        [[ ! -e "$DATA_ROOT/sessions/$id" ]] && ok "nothing made for the refused Python" \
+            || bad "a session folder for the refused Python"
+    else
+        echo "    (no Python 3.9 here: the refusal of a Python without a lock is not run)"
+    fi
+    expect_run "LunarLander-v3 with a lock of its own" any "${n[@]}" -e trainer_env_id=LunarLander-v3 \
+        -e trainer_runtime_lock="$own"
+    local record="$DATA_ROOT/sessions/$id/config/requirements.lock" venv
+    venv="$(venv_of "$DATA_ROOT/sessions/$id/config/run.json")"
+    grep -qx '# requirement: rlops-runtime\[box2d,s3,sb3\]' "$record" && grep -qx 'six==1.16.0' "$record" \
+        && ok "recorded: rlops-runtime[box2d,s3,sb3] under the session's own lock" || bad "record: $(head -5 "$record")"
+    [[ "$("$venv/bin/python" -c 'import Box2D, six; print(six.__version__)')" == 1.16.0 ]] \
+        && ok "the venv holds the lock's six 1.16.0 and Box2D" || bad "venv $venv: not the lock's versions"
+    local step
+    for _ in $(seq 180); do
+        step="$(cat "$WORK/lock-storage/$id/checkpoints/LATEST" 2>/dev/null || echo 0)"
+        ((10#$step > 0)) && [[ -f "$WORK/lock-storage/$id/config/requirements.lock" ]] && break
+        sleep 1
+    done
+    cmp -s "$record" "$WORK/lock-storage/$id/config/requirements.lock" \
+        && ok "the record is in storage (checkpoint $((10#$step)) too)" || bad "no record in storage"
+    expect_run "stop" any "${n[@]}" -e trainer_mode=resume -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
+    step="$(status_field last_checkpoint_step "$id")"
+    local r2=("${n[@]}" -e trainer_mode=resume -e trainer_data_root="$data2" -e trainer_venv_root="$venvs2")
+    expect_run "resume on a fresh data root and venv root" any "${r2[@]}"
+    cmp -s "$record" "$data2/sessions/$id/config/requirements.lock" \
+        && ok "the recorded set came back from storage" || bad "record on the new data root differs"
+    local venv2
+    venv2="$(venv_of "$data2/sessions/$id/config/run.json")"
+    [[ "$venv2" == "$venvs2/$(basename "$venv")" ]] && ok "same venv identity ($(basename "$venv"))" \
+        || bad "venv $venv2, first ran in $venv"
+    [[ "$("$venv2/bin/python" -c 'import Box2D, six; print(six.__version__)')" == 1.16.0 ]] \
+        && ok "the new venv holds the recorded set (six 1.16.0, Box2D)" || bad "venv $venv2: not the recorded set"
+    local resumed
+    resumed="$("$data2/bin/rlops-run" status --data-root "$data2" --session "$id" \
+        | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)[0]['resumed_from_step'])")"
+    [[ "$resumed" != None && "$resumed" -ge "$step" ]] && ok "resumed from step $resumed (stopped at $step)" \
+        || bad "resumed_from_step $resumed, stopped at $step"
+    expect_run "resumed session stopped" any "${r2[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
 }
 
 systemd() {
