@@ -286,16 +286,24 @@ def _record_sync(layout: SessionLayout, syncer: Any) -> list[int]:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .manifest import check_folder, step_dirname
-    from .publish import read_latest, stored_steps
-    from .supervisor import load_storage_env, lock_session
-    from .sync import Syncer, unsynced_steps
+    from .supervisor import load_storage_env
 
     layout = _session_layout(args.session_dir)
     config = _load_config(layout)
-    # Credentials from the session's own file, as its supervisor takes them.
-    os.environ.update(load_storage_env(layout))
-    storage = open_storage(config.storage_uri)
+    try:
+        # Credentials from the session's own file, as its supervisor takes them.
+        os.environ.update(load_storage_env(layout))
+        return _publish(args, layout, open_storage(config.storage_uri))
+    except OSError as exc:  # the session's files, e.g. not readable by this user
+        raise CliError(f"cannot publish session {layout.session_id}: {exc}") from None
+
+
+def _publish(args: argparse.Namespace, layout: SessionLayout, storage: Storage) -> int:
+    from .manifest import check_folder, step_dirname
+    from .publish import read_latest, stored_steps
+    from .supervisor import lock_session
+    from .sync import Syncer, unsynced_steps
+
     if args.dry_run:
         missing = unsynced_steps(local_steps(layout.checkpoints),
                                  stored_steps(storage, layout.session_id, layout.checkpoints))

@@ -208,14 +208,20 @@ def test_publish_never_sends_a_damaged_checkpoint(
     assert remote_steps(storage, SESSION) == [10, 20]
 
 
-@pytest.mark.parametrize("missing", ["run.json", "session"])
-def test_publish_refuses_what_is_no_session(tmp_path: Path, missing: str) -> None:
+@pytest.mark.parametrize("trouble, message", [
+    ("no run.json", "run.json: missing"),
+    ("no session", "does not exist"),
+    ("unusable lock", "cannot publish session fake-20261122t000000z: "),
+])
+def test_publish_refuses_with_one_line(tmp_path: Path, trouble: str, message: str) -> None:
     layout = make_session(tmp_path)
-    if missing == "run.json":
+    target = layout.root
+    if trouble == "no run.json":
         layout.run_json.unlink()
-        target = layout.root
-    else:
+    elif trouble == "no session":
         target = tmp_path / "nowhere"
+    else:
+        layout.lockfile.mkdir()  # what root cannot open either
     out = rlops_run("publish", "--session-dir", str(target))
     assert out.returncode == 2 and out.stderr.startswith("rlops-run: error: ")
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
