@@ -67,8 +67,9 @@ def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks,
                    "AWS_DEFAULT_REGION": "us-east-1", "RLOPS_S3_ENDPOINT_URL": s3.url,
                    "AWS_EC2_METADATA_DISABLED": "true"}
     # The host as the trainer role leaves it: the runtime's CLI, the session's config.
-    (playbooks.data_root / "bin").mkdir(parents=True)
-    (playbooks.data_root / "bin" / "rlops-run").symlink_to(Path(sys.executable).parent / "rlops-run")
+    cli = playbooks.data_root / "bin" / "rlops-run"
+    cli.parent.mkdir(parents=True)
+    cli.symlink_to(Path(sys.executable).parent / "rlops-run")
     session_dir = playbooks.session_dir(SESSION)
     (session_dir / "config").mkdir(parents=True)
     (session_dir / "config" / "run.json").write_text(json.dumps({
@@ -84,9 +85,8 @@ def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks,
     s3.stop()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("AWS_", "RLOPS_"))}
-    subprocess.run([str(playbooks.data_root / "bin" / "rlops-run"), "run", "--session-dir",
-                    str(session_dir)], env=env, check=True, timeout=120,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([str(cli), "run", "--session-dir", str(session_dir)], env=env, check=True,
+                   timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ended = playbooks.status(SESSION)
     steps = _local_steps(session_dir)
     assert ended["state"] == "completed" and ended["unsynced_steps"] == steps and steps[-1] == 100
@@ -117,3 +117,47 @@ def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks,
     assert "not in storage" not in again and "published" not in again, again[-3000:]
     assert _changed(again) == 0
     assert _local_steps(session_dir) == steps  # nothing deleted
+
+
+def _supervisor_gone(status: dict) -> bool:
+    try:
+        os.kill(status["supervisor_pid"], 0)
+    except (KeyError, TypeError, ProcessLookupError):
+        return True
+    return False
+
+
+def test_resume_publishes_what_storage_lacked_before_it_starts(playbooks, s3):
+    """train_new with S3 storage, which goes away once the job runs: the job completes,
+    the supervisor's short final retry gives up; storage comes back; resume.yml publishes
+    every checkpoint before it would start anything (a completed session is not started
+    again, so no supervisor's sync would)."""
+    _client(s3).create_bucket(Bucket=BUCKET)
+    playbooks.extra.update(
+        rlops_storage_uri=f"s3://{BUCKET}/runs",
+        rlops_storage_credentials={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                                   "AWS_DEFAULT_REGION": "us-east-1",
+                                   "RLOPS_S3_ENDPOINT_URL": s3.url})
+    out = playbooks.run("train_new", rlops_name="e2e-away", trainer_total_timesteps=30000,
+                        trainer_checkpoint_interval=8192, trainer_final_sync_timeout=2).stdout
+    session = playbooks.session_from(out)
+    s3.stop()
+    ended = playbooks.wait(session, lambda s: s.get("state") == "completed"
+                           and _supervisor_gone(s), 400, "completed, its supervisor gone")
+    session_dir = playbooks.session_dir(session)
+    steps = sorted(int(p.name) for p in (session_dir / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert ended["unsynced_steps"] == steps and steps[-1] >= 30000, ended
+    assert "cannot reach the S3 endpoint" in ended["sync_error"]
+
+    s3.start()
+    out = playbooks.run("resume", rlops_session=session).stdout
+    keys = [item["Key"] for item in _client(s3).list_objects_v2(
+        Bucket=BUCKET, Prefix=f"runs/{session}/checkpoints/").get("Contents", [])]
+    stored = sorted(int(key.split("/")[3]) for key in keys if key.endswith("/manifest.json"))
+    latest = _client(s3).get_object(Bucket=BUCKET, Key=f"runs/{session}/checkpoints/LATEST")
+    assert stored == steps and int(latest["Body"].read()) == steps[-1], out[-3000:]
+    status = playbooks.status(session)
+    assert (status["state"], status["unsynced_steps"], status["sync_error"]) == (
+        "completed", [], None)
+    assert status["supervisor_pid"] == ended["supervisor_pid"]  # not started again
