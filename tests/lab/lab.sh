@@ -5,7 +5,8 @@
 #
 #   lab.sh setup                 install podman & co, write the podman settings
 #   lab.sh image [--force]       build localhost/rlops-lab:bookworm (cached by recipe hash)
-#   lab.sh up N [--name PREFIX] [--privileged] [--timeout S]
+#   lab.sh trainer-image [--force]  the same with the trainer's venv in it (trainer_image.py)
+#   lab.sh up N [--name PREFIX] [--privileged] [--trainer] [--timeout S]
 #   lab.sh down [--all]          remove lab containers, network, loop devices
 #   lab.sh status
 set -euo pipefail
@@ -13,6 +14,9 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE_DIR=${RLOPS_LAB_STATE_DIR:-$LAB_DIR/.state}
 IMAGE=${RLOPS_LAB_IMAGE:-localhost/rlops-lab:bookworm}
+# The lab image with the trainer's venv in it, made by tests/lab/trainer_image.py.
+TRAINER_IMAGE=${RLOPS_LAB_TRAINER_IMAGE:-localhost/rlops-lab-trainer:bookworm}
+PYTHON=${RLOPS_VENV:-$LAB_DIR/../../.venv}/bin/python
 SUITE=bookworm
 NETWORK=rlops-lab
 PREFIX_DEFAULT=rlops-lab
@@ -311,6 +315,17 @@ unmount_under() {
   done
 }
 
+# ---------------------------------------------------------------------------- trainer image
+
+# The lab image with the trainer's venv already in it: tests/lab/trainer_image.py boots a
+# host of the lab image, runs the trainer role's install phase on it and commits it
+# (cached by a hash of what went in; it needs the controller's venv: make dev).
+cmd_trainer_image() {
+  need_root trainer-image
+  [ -x "$PYTHON" ] || die "trainer-image: no $PYTHON (run make dev)"
+  "$PYTHON" "$LAB_DIR/trainer_image.py" "$@"
+}
+
 # ---------------------------------------------------------------------------- up
 
 ensure_ssh_key() {
@@ -335,32 +350,35 @@ lab_containers() {  # names of this lab's containers (every prefix); --all: ever
 
 cmd_up() {
   need_root up
-  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=()
+  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=() image=$IMAGE trainer=0
   while [ $# -gt 0 ]; do
     case $1 in
       --name) prefix=${2:?--name needs a value}; shift ;;
       --privileged) privileged=(--privileged) ;;
+      --trainer) trainer=1 image=$TRAINER_IMAGE ;;
       --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
       [0-9]*) count=$1 ;;
       *) die "up: unknown argument $1" ;;
     esac
     shift
   done
-  [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: $0 up N [--name PREFIX] [--privileged] [--timeout S]"
+  [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: $0 up N [--name PREFIX] [--privileged] [--trainer] [--timeout S]"
   [[ "$prefix" =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "--name: use [a-z0-9-] (it becomes host names)"
   local start=$SECONDS
   cmd_image
+  if [ "$trainer" = 1 ]; then cmd_trainer_image >/dev/null; fi
   ensure_ssh_key
   podman network exists "$NETWORK" || podman network create "$NETWORK" >/dev/null
 
-  # Containers of this prefix beyond N, stopped, or privileged otherwise than asked go;
-  # the others stay.
-  local name i state want_privileged=false
+  # Containers of this prefix beyond N, stopped, privileged otherwise than asked or of
+  # another image go; the others stay.
+  local name i state want_privileged=false image_id
   [ ${#privileged[@]} -eq 0 ] || want_privileged=true
+  image_id=$(podman image inspect --format '{{.Id}}' "$image")
   for name in $(lab_containers); do
     [[ "$name" =~ ^$prefix-([0-9]+)$ ]] || continue
-    state=$(podman inspect --format '{{.State.Status}} {{.HostConfig.Privileged}}' "$name")
-    if [ "${BASH_REMATCH[1]}" -gt "$count" ] || [ "$state" != "running $want_privileged" ]; then
+    state=$(podman inspect --format '{{.State.Status}} {{.HostConfig.Privileged}} {{.Image}}' "$name")
+    if [ "${BASH_REMATCH[1]}" -gt "$count" ] || [ "$state" != "running $want_privileged $image_id" ]; then
       podman rm -f -t 3 "$name" >/dev/null
     fi
   done
@@ -378,7 +396,7 @@ cmd_up() {
       --publish 127.0.0.1::22 \
       --volume "$SSH_KEY.pub:/home/lab/.ssh/authorized_keys:ro" \
       --volume "$STATE_DIR/disks/$name:/var/lib/rlops-lab/disks" \
-      "$IMAGE" >/dev/null 2>"$STATE_DIR/podman-run.err" \
+      "$image" >/dev/null 2>"$STATE_DIR/podman-run.err" \
       || { cat "$STATE_DIR/podman-run.err" >&2; die "$name: podman run failed"; }
     # aardvark-dns, the network's DNS server, finds no syslog on this host and says so.
     # Not through a pipe: conmon and aardvark-dns keep every inherited descriptor open
@@ -523,6 +541,8 @@ cmd_status() {
   else
     echo "image: $IMAGE stale (built from $label, recipe now $hash)"
   fi
+  label=$(podman image inspect --format '{{ index .Labels "rlops.lab.trainer" }}' "$TRAINER_IMAGE" 2>/dev/null || true)
+  echo "trainer image: $TRAINER_IMAGE ${label:+built from recipe $label}${label:-missing}"
   if podman network exists "$NETWORK"; then echo "network: $NETWORK"; else echo "network: none"; fi
   echo "containers:"
   for name in $(lab_containers); do
@@ -540,10 +560,11 @@ main() {
   case $cmd in
     setup) cmd_setup "$@" ;;
     image) cmd_image "$@" ;;
+    trainer-image) cmd_trainer_image "$@" ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Check the lab end to end, in a lab of its own that is always taken down:
 # N hosts answer Ansible over SSH with become, run systemd, resolve each other by name,
-# have their own host keys; loop devices attached inside a privileged host (to a file in
-# its disks/ dir and to one in its own /tmp) are gone after `down`.
+# have their own host keys; a host of the trainer image (lab.sh up --trainer) has the
+# runtime's CLI and a host key and machine id of its own; loop devices attached inside a
+# privileged host (to a file in its disks/ dir and to one in its own /tmp) are gone after
+# `down`.
 #
 #   tests/lab/smoke.sh [N]        (default 3; needs root and `lab.sh setup` done)
 #
@@ -42,6 +44,17 @@ keys=$(ansible -i "$INVENTORY" trainers -b -m ansible.builtin.command \
   || fail "reading host keys"
 [ "$keys" -eq "$COUNT" ] || fail "$keys distinct host keys for $COUNT hosts"
 step "names resolve, host keys distinct"
+
+start=$SECONDS
+"$LAB" up 1 --name "$PREFIX-trainer" --trainer >/dev/null
+trainer=$PREFIX-trainer-1
+ansible -i "$INVENTORY" "$trainer" -b -m ansible.builtin.command -a '/var/lib/rlops/bin/rlops-run --help' \
+  >/dev/null || fail "$trainer (trainer image): no runtime CLI"
+for what in /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub; do
+  [ "$(for name in "$PREFIX-1" "$trainer"; do podman exec "$name" cat "$what"; done | sort -u | wc -l)" -eq 2 ] \
+    || fail "$trainer (trainer image) has the $what of $PREFIX-1"
+done
+step "a host of the trainer image (up in $((SECONDS - start)) s): runtime CLI, own machine id and host key"
 
 "$LAB" up 1 --name "$PREFIX-priv" --privileged >/dev/null
 loops=$(ansible -i "$INVENTORY" "$PREFIX-priv-1" -b -m ansible.builtin.shell -a '

@@ -1,0 +1,291 @@
+"""The lab's trainer image: the lab image with the trainer's runtime and venv (torch CPU,
+SB3, the runtime's dependencies) already in it, made by the trainer role itself.
+
+    tests/lab/trainer_image.py [--force]     (or: tests/lab/lab.sh trainer-image [--force])
+
+Every suite that boots lab hosts for sessions (lab-e2e, the trainer's Molecule scenario,
+aws-e2e, runme.sh systemd) would otherwise install the same venv on each host: minutes of
+pip and torch's unpacking per host on two cores. Here it is installed once:
+
+1. a container of the lab image (tests/lab/lab.sh image) runs tests/lab/trainer_image.yml,
+   the trainer role's install phase (--tags trainer_install) with the lab's settings
+   (lab_hosts.LAB_VARS: the CPU torch from the controller's wheel);
+2. the stopped container, without what is its own (SSH host keys, machine id, logs, pip's
+   cache, the wheels), is committed as a candidate image;
+3. a host booted from the candidate runs the same play again: it must change nothing (the
+   venv is complete, the runtime current). Only then is the candidate tagged as the image.
+
+The image carries a label with a hash of everything that went in (the lab image, the
+trainer and session roles, the modules the role calls, the runtime's source and locks,
+this script and its play, the settings and the wheels): a second call with the same
+inputs does nothing, a change rebuilds. The image is a cache, never a source of truth: the
+role checks the venv on every run and reinstalls what is stale. The suites then pass the
+settings of LAB_VARS (the venv's path is a hash of its requirement set) and keep the
+playbooks' data root, where the venv lies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from lab_hosts import LAB_VARS, build_wheelhouse  # noqa: E402
+from recap import play_recap  # noqa: E402
+
+BASE_IMAGE = os.environ.get("RLOPS_LAB_IMAGE", "localhost/rlops-lab:bookworm")
+IMAGE = os.environ.get("RLOPS_LAB_TRAINER_IMAGE", "localhost/rlops-lab-trainer:bookworm")
+LABEL = "rlops.lab.trainer"
+PLAY = HERE / "trainer_image.yml"
+LAB_SH = HERE / "lab.sh"
+LOCK = Path("/run/lock/rlops-lab-trainer-image.lock")
+# Where the wheels wait inside the build container (on its disk, not the /tmp tmpfs).
+WHEELS_IN = "/var/tmp/rlops-image-wheels"
+# Files of runtime/ the role leaves on the controller (its own filter, tasks/install.yml).
+_SKIP = re.compile(r"(^|/)(tests|build|dist|__pycache__|[^/]*\.egg-info|\.[^/]+)/|\.py[co]$")
+
+
+def log(message: str) -> None:
+    print(f"trainer-image: {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- the key
+
+def _files(root: Path, skip: re.Pattern[str] = _SKIP) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not skip.search(p.relative_to(root).as_posix()))
+
+
+def role_modules(repo: Path = REPO) -> list[Path]:
+    """The collection's modules the trainer role calls, and the module_utils they import."""
+    names = set()
+    for task_file in (repo / "roles" / "trainer" / "tasks").glob("*.yml"):
+        names |= set(re.findall(r"rlops\.fleet\.([a-z0-9_]+)", task_file.read_text()))
+    modules = [repo / "plugins" / "modules" / f"{name}.py" for name in sorted(names)]
+    modules = [m for m in modules if m.is_file()]
+    utils = set()
+    for module in modules:
+        utils |= set(re.findall(r"rlops\.fleet\.plugins\.module_utils\.([a-z0-9_]+)",
+                                module.read_text()))
+    return modules + [repo / "plugins" / "module_utils" / f"{name}.py" for name in sorted(utils)]
+
+
+def inputs(repo: Path = REPO) -> list[Path]:
+    """Every file whose content can change what the image holds."""
+    docs = re.compile(r"(^|/)(molecule|__pycache__)/|\.md$|\.py[co]$")
+    return (_files(repo / "roles" / "trainer", docs) + _files(repo / "roles" / "session", docs)
+            + role_modules(repo) + _files(repo / "runtime") + [PLAY, Path(__file__).resolve()])
+
+
+def recipe_key(base_id: str, settings: dict, wheels: list[str], repo: Path = REPO) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{base_id}\n{json.dumps(settings, sort_keys=True)}\n{sorted(wheels)}\n".encode())
+    for path in inputs(repo):
+        digest.update(f"{path.relative_to(repo)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- podman
+
+def podman(*args: str, check: bool = True, timeout: float = 600, **kwargs) -> str:
+    proc = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
+                          check=False, **kwargs)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"podman {shlex.join(args)} exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-2000:]}")
+    return proc.stdout.strip()
+
+
+def podman_ok(*args: str, timeout: float = 300) -> bool:
+    return subprocess.run(["podman", *args], capture_output=True, timeout=timeout,
+                          check=False).returncode == 0
+
+
+def image_label(image: str) -> str:
+    return podman("image", "inspect", "--format", f'{{{{ index .Labels "{LABEL}" }}}}',
+                  image, check=False)
+
+
+def image_id(image: str) -> str:
+    return podman("image", "inspect", "--format", "{{.Id}}", image, check=False)
+
+
+class Host:
+    """A container of an image, booted with systemd, reached by Ansible over SSH through
+    `podman exec -i <name> sshd -i` (no network port, pipelining works); always removed."""
+
+    def __init__(self, image: str, scratch: Path, name: str) -> None:
+        self.image, self.scratch, self.name = image, scratch, name
+        self.inventory = scratch / f"{name}.yml"
+
+    def __enter__(self) -> Host:
+        key = self.scratch / "id_ed25519"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "trainer-image",
+                            "-f", str(key)], check=True)
+        podman("run", "-d", "--name", self.name, "--hostname", self.name, "--systemd=always",
+               self.image)
+        try:
+            deadline = time.monotonic() + 120
+            # sshd -i needs the host keys the image's first-boot unit makes.
+            while not self._keys_ready():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: no SSH host keys after 120 s")
+                time.sleep(0.5)
+            podman("exec", "-i", self.name, "sh", "-c",
+                   "install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys",
+                   input=(key.with_suffix(".pub")).read_text())
+        except BaseException:
+            self.remove()
+            raise
+        self.inventory.write_text(json.dumps({"all": {"hosts": {self.name: {
+            "ansible_connection": "ssh", "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": '-o ProxyCommand="podman exec -i %h /usr/sbin/sshd -i"'
+                                       " -o StrictHostKeyChecking=no"
+                                       " -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+        return self
+
+    def _keys_ready(self) -> bool:
+        return podman_ok("exec", self.name, "test", "-s", "/etc/ssh/ssh_host_ed25519_key",
+                         timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        podman("rm", "-f", "-t", "3", self.name, check=False, timeout=120)
+
+
+def install(host: Host, settings: dict) -> tuple[float, str]:
+    """The play on the host; (seconds, output). Fails with the output's tail."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0"}
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    started = time.monotonic()
+    proc = subprocess.run([str(playbook), "-i", str(host.inventory), str(PLAY),
+                           "--tags", "trainer_install", "-e", json.dumps(settings)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+                          check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{PLAY.name} failed on {host.name} after {seconds:.0f} s:\n"
+                           f"{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+# What the build container leaves that is its own, removed from its stopped file system:
+# host keys (each host makes its own at boot), the machine id, logs, pip's and Ansible's
+# files, the build's SSH key, the wheels.
+_OWN = ["etc/ssh/ssh_host_*", "var/log/journal/*", "root/.cache", "root/.ansible", "root/.ssh",
+        "var/tmp/*", "var/cache/apt/archives/*.deb"]
+
+
+def build(key: str) -> None:
+    base_id = image_id(BASE_IMAGE)
+    candidate = f"{IMAGE.rsplit(':', 1)[0]}:candidate-{os.getpid()}"
+    wheelhouse = build_wheelhouse()
+    settings = {**LAB_VARS, "trainer_pip_find_links": [WHEELS_IN]}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rlops-trainer-image.") as tmp:
+        scratch = Path(tmp)
+        try:
+            with Host(BASE_IMAGE, scratch, f"rlops-trainer-image-{os.getpid()}") as host:
+                podman("exec", host.name, "mkdir", "-p", WHEELS_IN)
+                for wheel in sorted(wheelhouse.glob("*.whl")):
+                    podman("cp", str(wheel), f"{host.name}:{WHEELS_IN}/")
+                seconds, _output = install(host, settings)
+                log(f"installed on {host.name} in {seconds:.0f} s")
+                podman("stop", "-t", "30", host.name, timeout=120)
+                root = Path(podman("mount", host.name))
+                try:
+                    for pattern in _OWN:
+                        for path in root.glob(pattern):
+                            subprocess.run(["rm", "-rf", "--one-file-system", str(path)],
+                                           check=True)
+                    (root / "etc" / "machine-id").write_text("")
+                finally:
+                    podman("unmount", host.name, check=False)
+                committed = time.monotonic()
+                podman("commit", "-q", "--change", 'CMD ["/sbin/init"]',
+                       "--change", f"LABEL {LABEL}={key}", host.name, candidate, timeout=1800)
+                log(f"committed in {time.monotonic() - committed:.0f} s")
+            # The check: a host of the candidate has the venv complete.
+            with Host(candidate, scratch, f"rlops-trainer-image-check-{os.getpid()}") as host:
+                seconds, output = install(host, settings)
+                changed = {h: c["changed"] for h, c in play_recap(output).items() if c["changed"]}
+                if changed:
+                    tasks = re.findall(r"^TASK \[(.*)\].*\n(?:.*\n)*?changed:", output, re.M)
+                    raise RuntimeError(f"a host of the new image still changed {changed} "
+                                       f"(tasks: {tasks}): the image would not save the install")
+                log(f"checked: a host of the image changes nothing ({seconds:.0f} s)")
+            old_id = image_id(IMAGE)
+            podman("tag", candidate, IMAGE)
+        finally:
+            # Tagged: only the candidate's name goes; not (a failure): the candidate goes.
+            if image_id(candidate) and image_id(candidate) == image_id(IMAGE):
+                podman("untag", candidate, candidate, check=False)
+            elif image_id(candidate):
+                podman("rmi", candidate, check=False)
+    if old_id and old_id != image_id(IMAGE) and not podman_ok("rmi", old_id):
+        log(f"previous image {old_id[:12]} still in use, kept")
+    log(f"built {IMAGE} (recipe {key}, on {base_id[:12]}) in {time.monotonic() - started:.0f} s")
+
+
+def ensure(force: bool = False) -> str:
+    """The trainer image, built when missing or made from other inputs; returns its name."""
+    subprocess.run([str(LAB_SH), "image"], check=True)
+    key = recipe_key(image_id(BASE_IMAGE), LAB_VARS,
+                     [w.name for w in build_wheelhouse().glob("*.whl")])
+    if not force and image_label(IMAGE) == key:
+        log(f"{IMAGE} is up to date (recipe {key})")
+        return IMAGE
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per machine; others wait and reuse it
+        if not force and image_label(IMAGE) == key:
+            log(f"{IMAGE} is up to date (recipe {key}, built meanwhile)")
+            return IMAGE
+        log(f"building {IMAGE} (recipe {key})")
+        build(key)
+    return IMAGE
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        log("needs root (rootful podman), like tests/lab/lab.sh")
+        return 1
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout unwinds: containers removed
+    try:
+        print(ensure(args.force))
+    except RuntimeError as error:
+        log(f"error: {error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
