@@ -30,6 +30,14 @@ if [ ${#roles[@]} -eq 0 ]; then
 fi
 
 "$REPO/tests/lab/lab.sh" image
+# Scenarios that boot the trainer image (the lab image with the trainer's venv) need it
+# up to date: built once, by the trainer role, when its inputs changed.
+for role in "${roles[@]}"; do
+  if grep -qs 'rlops-lab-trainer' "$REPO/roles/$role"/molecule/*/molecule.yml; then
+    "$REPO/tests/lab/lab.sh" trainer-image >/dev/null
+    break
+  fi
+done
 
 # The scenario runs as a background job in a process group of its own (set -m), so that
 # a signal to this script stops it at once (bash runs traps only between foreground
