@@ -166,8 +166,7 @@ def _publish_key(result):
 
 def session_notes(records, publishes=None):
     """Lines below the table: '<session> on <host>: <note>'."""
-    by_session = dict(
-        (_publish_key(p), p) for p in publishes or () if not p.get("skipped"))
+    by_session = {_publish_key(p): p for p in publishes or () if not p.get("skipped")}
     lines = []
     for record in records:
         publish = by_session.get((record.get("host"), record.get("session_id")))
