@@ -45,6 +45,7 @@ CHECK_FOLDER = ".rlops-check"
 
 # The IAM permission each request of the check needs: a denial names it (as the runtime).
 LIST, WRITE, READ = "s3:ListBucket", "s3:PutObject", "s3:GetObject"
+CREATE_BUCKET = "s3:CreateBucket"
 
 # Kinds of failure. UNREACHABLE: no connection was made (refused, unknown name, no route, no
 # connection within connect_timeout); the controller may leave such an endpoint to the host.
@@ -387,12 +388,15 @@ def region_hint(response: Response) -> str:
     return ""
 
 
-def failure(response: Response, bucket: str, endpoint: str, permission: str) -> tuple:
-    """(kind, why) of an S3 error answer, in the runtime's words."""
+def failure(response: Response, bucket: str, endpoint: str, permission: str,
+            credential_names: str = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            region_name: str = "AWS_DEFAULT_REGION") -> tuple:
+    """(kind, why) of an S3 error answer, in the runtime's words; a module names its own
+    options for the credentials and the region."""
     code = response.error.get("Code") or str(response.status)
     if code in CREDENTIAL_CODES:
-        return CREDENTIALS, ("credentials rejected by %s (%s): check AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY" % (endpoint, code))
+        return CREDENTIALS, ("credentials rejected by %s (%s): check %s"
+                             % (endpoint, code, credential_names))
     if code == "NoSuchBucket":
         return BUCKET, "bucket '%s' does not exist at %s" % (bucket, endpoint)
     if code in DENIED_CODES:
@@ -401,8 +405,8 @@ def failure(response: Response, bucket: str, endpoint: str, permission: str) -> 
             what, code, permission, bucket)
     if code in REGION_CODES:
         region = response.headers.get("x-amz-bucket-region") or response.error.get("Region", "")
-        return REGION, "bucket '%s' is in another region%s (%s): set AWS_DEFAULT_REGION" % (
-            bucket, " (%s)" % region if region else "", code)
+        return REGION, "bucket '%s' is in another region%s (%s): set %s" % (
+            bucket, " (%s)" % region if region else "", code, region_name)
     message = response.error.get("Message", "")
     if not response.error:
         text = response.body[:200].decode("utf-8", "replace").strip()
@@ -613,3 +617,50 @@ def check_storage(uri: str, bucket: str, prefix: str, given: dict, environ: dict
         raise
     result.update({"checked": True, "reason": "", "credentials_source": source})
     return result
+
+
+# --- Buckets (rlops.fleet.s3_bucket) ---------------------------------------------------------
+
+S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def create_bucket_body(region: str) -> bytes:
+    """CreateBucket's body: none in us-east-1, the region's LocationConstraint elsewhere
+    (AWS and moto refuse a bucket of another region without it; MinIO accepts its own)."""
+    if region == DEFAULT_REGION:
+        return b""
+    return ('<CreateBucketConfiguration xmlns="%s"><LocationConstraint>%s</LocationConstraint>'
+            "</CreateBucketConfiguration>" % (S3_XMLNS, region)).encode("utf-8")
+
+
+def bucket_exists(client: S3Client, bucket: str, **words) -> bool:
+    """Whether `bucket` exists (HeadBucket, s3:ListBucket); raises CheckError saying why it
+    cannot tell. A HEAD answer has no body to say why it refused: the refusal is asked
+    again as a GET of the bucket's location, whose error document names the reason (a
+    rejected secret and a missing permission are both 403 to HEAD). `words`: failure()'s."""
+    head = client.request("HEAD", bucket)
+    if head.status < 300:
+        return True
+    if head.status == 404:
+        return False
+    answer = head
+    if not head.error:
+        located = client.request("GET", bucket, query=(("location", ""),))
+        if located.error:
+            answer = located
+    if answer.error.get("Code") in NOT_FOUND_CODES | {"NoSuchBucket"}:
+        return False
+    kind, why = failure(answer, bucket, client.endpoint, LIST, **words)
+    raise CheckError(why, kind)
+
+
+def create_bucket(client: S3Client, bucket: str, **words) -> bool:
+    """Create `bucket` in the client's region (s3:CreateBucket): True when this request made
+    it, False when it already was ours (made meanwhile); raises CheckError saying why not."""
+    response = client.request("PUT", bucket, body=create_bucket_body(client.region))
+    if response.status < 300:
+        return True
+    if response.error.get("Code") == "BucketAlreadyOwnedByYou":
+        return False
+    kind, why = failure(response, bucket, client.endpoint, CREATE_BUCKET, **words)
+    raise CheckError(why, kind)
