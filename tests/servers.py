@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -28,14 +28,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @contextmanager
-def serve_moto(new_session: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_moto(new_session: bool = False, server: Sequence[str] = ("-m", "moto.server")
+               ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A moto server on a free loopback port for the block; yields (URL, process).
 
-    `new_session` puts it in its own session (benchmarks measure their own process group).
+    `new_session` puts it in its own session (benchmarks measure their own process group);
+    `server` is what Python runs, given moto.server's host and port options.
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *server, "-H", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=new_session)
     try:
@@ -54,9 +56,9 @@ def serve_moto(new_session: bool = False) -> Iterator[tuple[str, subprocess.Pope
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(server: Sequence[str] = ("-m", "moto.server")) -> Iterator[str]:
     """A moto server on a free loopback port for the block; yields its URL."""
-    with serve_moto() as (url, _proc):
+    with serve_moto(server=server) as (url, _proc):
         yield url
 
 

@@ -36,6 +36,9 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 IMDS_PORT = 8169
 S3_PORT = 9000
 BUCKET = "rlops-e2e"
+# USD/h of every spot type and zone in the tests' moto (priced_moto.py): a g4dn.xlarge's
+# typical spot price, so that minutes of running cost a sum status shows to the millionth.
+SPOT_PRICE = "0.2133"
 MOUNT = "/mnt/rlops"
 DATA_ROOT = f"{MOUNT}/rlops"
 DISK_SIZE = "4G"  # sparse: the job's venv and wheels take ~1.7 GB of it
@@ -249,25 +252,27 @@ class AwsPlaybooks:
         self.runs = 0
 
     def run(self, name: str, ok: bool = True, env: dict | None = None, timeout: float = 1200,
-            **extra) -> subprocess.CompletedProcess:
+            check: bool = False, **extra) -> subprocess.CompletedProcess:
+        """Run playbooks/<name>.yml (with --check when `check`)."""
         variables = {**self.extra, **extra}
         check_network_rule(variables)
         vars_file = self.workdir / f"vars-{name}-{time.monotonic_ns()}.json"
         vars_file.write_text(json.dumps(variables))
         cmd = [str(PLAYBOOK), "-i", "inventories/aws", f"playbooks/{name}.yml",
-               "-e", f"@{vars_file}"]
+               "-e", f"@{vars_file}"] + (["--check"] if check else [])
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=REPO, env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout, check=False)
         self.runs += 1
-        saved = self.workdir / f"{self.runs:02d}-{name}.log"
+        shown = name + (" --check" if check else "")
+        saved = self.workdir / f"{self.runs:02d}-{name}{'-check' if check else ''}.log"
         saved.write_text(proc.stdout + proc.stderr)
-        log(f"{name}: rc {proc.returncode} in {time.monotonic() - start:.0f} s ({saved})")
+        log(f"{shown}: rc {proc.returncode} in {time.monotonic() - start:.0f} s ({saved})")
         if ok and proc.returncode != 0:
-            pytest.fail(f"{name} failed ({proc.returncode}):\n"
+            pytest.fail(f"{shown} failed ({proc.returncode}):\n"
                         f"{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}")
         if not ok and proc.returncode == 0:
-            pytest.fail(f"{name} should have failed:\n{proc.stdout[-4000:]}")
+            pytest.fail(f"{shown} should have failed:\n{proc.stdout[-4000:]}")
         return proc
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from awslab import BUCKET, CREDENTIALS, REGION, S3_PORT, Lab, log, run, wait_until
+from awslab import BUCKET, CREDENTIALS, REGION, S3_PORT, SPOT_PRICE, Lab, log, run, wait_until
 from botocore.config import Config
 from servers import moto_server
 
 
 @pytest.fixture(scope="session")
 def moto_url():
-    with moto_server() as url:
+    """moto, answering spot price queries with SPOT_PRICE (priced_moto.py says why)."""
+    with moto_server(server=[str(Path(__file__).with_name("priced_moto.py")), SPOT_PRICE]) as url:
         yield url
 
 

@@ -3,24 +3,35 @@ train_new provisions a spot instance and a volume, mounts it and trains; a spot
 interruption notice makes the job flush its checkpoint to S3; EC2 takes the instance;
 resume finds the volume by its tags, launches a new instance in its zone, re-attaches the
 volume, and training continues from the checkpoint; status shows the instance and its cost;
-retrieve works from the running instance and, once stop terminated it, from S3."""
+retrieve works from the running instance and, once stop terminated it, from S3.
+
+Along the way, every playbook runs with --check where it has something to plan (before the
+session exists; with its instance running and its job interrupted; with the instance gone)
+and must change nothing in moto, in S3, on the lab hosts or in the results folder
+(checkmode.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import datetime, timezone
+from decimal import Decimal
 
+import boto3
 from awslab import (
     BUCKET,
     DATA_ROOT,
     MOUNT,
     REGION,
+    SPOT_PRICE,
     AwsPlaybooks,
     EbsBridge,
     log,
     run,
     wait_until,
 )
+from checkmode import Unchanged
 
 PREFIX = "sessions"
 # Long enough to still be training when stop.yml comes (~2-5k steps/s here under load);
@@ -51,6 +62,40 @@ def data_volume(ec2, session):
         {"Name": "tag:rlops:session", "Values": [session]},
         {"Name": "tag:rlops:role", "Values": ["data"]}])["Volumes"]
     return volume
+
+
+def ended(instance) -> float:
+    """When EC2 took the instance: the time in its StateTransitionReason (to the second)."""
+    match = re.search(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:UTC|GMT)\)",
+                      instance["StateTransitionReason"])
+    assert match, instance["StateTransitionReason"]
+    return datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").replace(
+        tzinfo=timezone.utc).timestamp()
+
+
+def assert_cost(row: list[str], shortest: float, longest: float) -> None:
+    """A status row (... HOURS USD/H COST) of a spot instance that ran between `shortest`
+    and `longest` seconds, at the stubbed SPOT_PRICE. The hours are shown to 0.01 h and
+    the cost to $0.000001: the tolerances are those roundings, and the run time's range."""
+    hours, usd_h, cost = Decimal(row[6]), row[7], Decimal(row[8].removeprefix("$"))
+    price, half_hour_digit = Decimal(SPOT_PRICE), Decimal("0.005")
+    low, high = Decimal(str(shortest)) / 3600, Decimal(str(longest)) / 3600
+
+    def shown(usd: Decimal) -> Decimal:  # rounded as status rounds it (half to even)
+        return usd.quantize(Decimal("0.000001"))
+
+    assert usd_h == f"{price:.4f}", row
+    assert low - half_hour_digit <= hours <= high + half_hour_digit, (row, low, high)
+    # The price times the run time, as the test measured it and as status shows it.
+    assert shown(price * low) <= cost <= shown(price * high), (row, low, high)
+    assert abs(cost - price * hours) <= price * half_hour_digit + Decimal("0.0000005"), row
+    # A run long enough that a cost of zero fails the first of the two.
+    assert shown(price * low) > 0, (row, low)
+
+
+def s3_client(url: str):
+    return boto3.client("s3", endpoint_url=url, region_name=REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, ami, moto_url,
@@ -86,10 +131,27 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
     })
     status_file = f"{DATA_ROOT}/sessions/{session}/status.json"
     bridge = EbsBridge(ec2, lab, session)
-    bridge.target = first
+    s3_clients = {"moto": s3_client(moto_url), "storage": s3}
     bridge.start()
     try:
+        # --- check mode before anything exists: what train_new would create ------------
+        unchanged = Unchanged(ec2, s3_clients, lab, [first, second], results)
+        out = playbooks.run("train_new", check=True, rlops_session=session,
+                            rlops_aws_connect=lab.connect(first)).stdout
+        unchanged.check("train_new --check")
+        would = debug_lines(out, "would launch")
+        assert f"session {session}: would import the key pair rlops from {lab.key}.pub" in would
+        assert (f"session {session}: would create the security group rlops-{session}: "
+                "tcp/22 from 127.0.0.1/32") in would
+        assert any(f"session {session}: would launch a spot g4dn.xlarge in {REGION}" in line
+                   and f"({SPOT_PRICE} USD/h)" in line for line in would), would
+        assert any(f"would create a 4 GiB gp3 volume in {REGION}" in line
+                   and "attach it at /dev/sdf" in line for line in would), would
+        assert "its host can be neither checked nor prepared" in would[-1]
+        assert "PLAY [Start the training job] ***" in out and "skipping: no hosts matched" in out
+
         # --- provision -> attach -> mount -> train -------------------------------------
+        bridge.target = first
         out = playbooks.run("train_new", rlops_session=session,
                             rlops_aws_connect=lab.connect(first)).stdout
         assert bridge.error is None, bridge.error
@@ -131,10 +193,51 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         )["Body"].read())
         assert manifest["step"] == step and manifest["files"]
 
+        # --- check mode with the instance running and its job interrupted -------------
+        wait_until(lambda: not lab.exec(first, "pgrep -af '[r]lops' || true").stdout.strip(),
+                   60, "the supervisor gone")
+        unchanged = Unchanged(ec2, s3_clients, lab, [first], results)
+        connect = lab.connect(first)
+        out = playbooks.run("status", check=True, rlops_aws_connect=connect).stdout
+        jobs = {row.split()[1]: row.split() for row in debug_lines(out, "CHECKPOINT AGE")[1:]}
+        assert jobs[first_id][:3] == [session, first_id, "interrupted"], jobs
+        out = playbooks.run("resume", check=True, rlops_session=session,
+                            rlops_aws_connect=connect).stdout
+        assert (f"session {session}: spot g4dn.xlarge {first_id} in {zone} ({SPOT_PRICE} USD/h) "
+                f"with volume {volume['VolumeId']} at /dev/sdf") in out, out[-3000:]
+        assert "would launch" not in out
+        playbooks.run("retrieve", check=True, rlops_session=session, rlops_aws_connect=connect)
+        playbooks.run("evaluate", check=True, rlops_session=session, rlops_aws_connect=connect)
+        out = playbooks.run("stop", check=True, rlops_session=session, rlops_aws_terminate=True,
+                            rlops_aws_snapshot=True, rlops_aws_connect=connect).stdout
+        assert f"instance: would terminate {first_id}" in out, out[-3000:]
+        assert f"volume: {volume['VolumeId']} would be snapshotted and kept" in out
+        unchanged.check("status, resume, retrieve, evaluate, stop --check on a running instance")
+
         # --- EC2 takes the instance away ------------------------------------------------
         ec2.terminate_instances(InstanceIds=[first_id])
         lab.unplug(first, volume["VolumeId"])
         run(["podman", "stop", "-t", "10", first])
+
+        # --- check mode with the instance gone: resume would launch and attach ---------
+        unchanged = Unchanged(ec2, s3_clients, lab, [second], results)
+        connect = lab.connect(second)
+        out = playbooks.run("resume", check=True, rlops_session=session,
+                            rlops_aws_connect=connect).stdout
+        would = debug_lines(out, "would launch")
+        assert would[:2] == [
+            f"session {session}: would launch a spot g4dn.xlarge in {zone} ({SPOT_PRICE} USD/h)",
+            f"session {session}: would attach volume {volume['VolumeId']} at /dev/sdf"], would
+        assert "the trainer resume the session there" in would[-1]
+        out = playbooks.run("retrieve", check=True, rlops_session=session,
+                            rlops_aws_connect=connect).stdout
+        assert f"from storage s3://{BUCKET}/{PREFIX}" in out and "not copied in check mode" in out
+        out = playbooks.run("stop", check=True, rlops_session=session, rlops_aws_terminate=True,
+                            rlops_aws_snapshot=True, rlops_aws_delete_volume=True,
+                            rlops_aws_connect=connect).stdout
+        assert "instance: none running" in out, out[-3000:]
+        assert f"volume: {volume['VolumeId']} would be snapshotted and deleted" in out
+        unchanged.check("resume, retrieve, stop --check without an instance")
 
         # --- resume on a new instance, same volume -------------------------------------
         bridge.target = second
@@ -155,16 +258,24 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         assert resumed["resumed_from_step"] == step
         log(f"resumed on {second} from step {step}, now at {resumed['step']}")
 
-        # Both instances, each with its cost so far (moto's price: 0.00001 USD/h), the
-        # session's job on the running one, and the volume attached to it.
+        # Both instances, each with its cost so far, the session's job on the running one,
+        # and the volume attached to it.
+        asked = time.time()
         out = playbooks.run("status", rlops_aws_connect=lab.connect(second)).stdout
+        answered = time.time()
         jobs = {row.split()[1]: row.split() for row in debug_lines(out, "CHECKPOINT AGE")[1:]}
         assert jobs[second_id][:3] == [session, second_id, "running"], jobs
         lines = debug_lines(out, "COST SO FAR")
         rows = {line.split()[1]: line.split() for line in lines[1:] if line.startswith(session)}
-        # moto's spot price is 0.00001 USD/h: a few millionths of a dollar so far.
-        assert rows[first_id][5] == "terminated" and rows[first_id][8].startswith("$0.0000"), lines
-        assert rows[second_id][5] == "running" and rows[second_id][8].startswith("$0.0000"), lines
+        assert rows[first_id][5] == "terminated" and rows[second_id][5] == "running", lines
+        ran = {i["InstanceId"]: i
+               for i in session_instances(ec2, session, ("running", "terminated"))}
+        # The first ran from its launch until EC2 took it, to the second; the second runs
+        # until status reads the clock, somewhere during the status run.
+        first_run = ended(ran[first_id]) - ran[first_id]["LaunchTime"].timestamp()
+        assert_cost(rows[first_id], first_run, first_run)
+        launched = ran[second_id]["LaunchTime"].timestamp()
+        assert_cost(rows[second_id], asked - launched, answered - launched)
         assert (f"volume {volume['VolumeId']} of {session}: 4 GiB gp3 in {zone}, in-use, "
                 f"attached to {second_id} (running)") in lines
 
