@@ -1,0 +1,115 @@
+"""--check on all six playbooks on this machine: each reports what it would change and
+changes nothing, checked by comparing the host's state (every file under the data root and
+the results folder, the session's supervisor) before and after. Then resume with other
+settings: what the checkpoints depend on is refused, a new budget applied.
+
+About 2.5 min on 2 cores with the trainer venv cached (one short session).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recap import play_recap
+
+BUDGET = {"trainer_total_timesteps": 400000, "trainer_checkpoint_interval": 8192}
+
+
+def tree_state(*roots: Path) -> dict[str, tuple]:
+    """Every file and folder under the roots: type, size, mode, mtime (a write shows)."""
+    state = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted(root.rglob("*")):
+            info = path.lstat()
+            state[str(path)] = (path.is_dir(), info.st_size, info.st_mode, info.st_mtime_ns)
+    return state
+
+
+def recap(output: str) -> dict[str, int]:
+    return play_recap(output)["localhost"]
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    return sorted(
+        [f"new {p}" for p in after.keys() - before.keys()]
+        + [f"gone {p}" for p in before.keys() - after.keys()]
+        + [f"changed {p}" for p in before.keys() & after.keys() if before[p] != after[p]]
+    )
+
+
+def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
+    roots = (playbooks.data_root, playbooks.results)
+
+    # A fresh host: train_new --check says what it would do and leaves no trace.
+    out = playbooks.run("train_new", "--check", **BUDGET, rlops_name="check").stdout
+    assert recap(out)["failed"] == 0
+    assert not playbooks.data_root.exists() and not playbooks.results.exists()
+
+    out = playbooks.run("train_new", **BUDGET, rlops_name="check").stdout
+    session = playbooks.session_from(out)
+    running = playbooks.wait(session, lambda s: (s.get("last_checkpoint_step") or 0) > 0
+                             and s.get("state") == "running", 180, "checkpointed while running")
+
+    # A running session: stop --check would stop it, and it keeps running.
+    out = playbooks.run("stop", "--check", rlops_session=session).stdout
+    assert recap(out)["changed"] >= 1 and "would stop session" in out, out[-3000:]
+    after = playbooks.status(session)
+    assert after["state"] == "running"
+    assert after["supervisor_pid"] == running["supervisor_pid"]
+
+    playbooks.run("stop", rlops_session=session)
+    assert playbooks.status(session)["state"] == "stopped"
+
+    # A stopped session: nothing any playbook does in check mode changes a file.
+    before = tree_state(*roots)
+    outputs = {
+        "status": playbooks.run("status", "--check").stdout,
+        "stop": playbooks.run("stop", "--check", rlops_session=session).stdout,
+        "resume": playbooks.run("resume", "--check", rlops_session=session).stdout,
+        "resume longer": playbooks.run("resume", "--check", rlops_session=session,
+                                       trainer_total_timesteps=800000).stdout,
+        "retrieve": playbooks.run("retrieve", "--check", rlops_session=session).stdout,
+        "evaluate": playbooks.run("evaluate", "--check", rlops_session=session).stdout,
+        "train_new": playbooks.run("train_new", "--check", **BUDGET, rlops_name="check2").stdout,
+    }
+    assert differences(before, tree_state(*roots)) == []
+    assert playbooks.status(session)["state"] == "stopped"
+
+    assert recap(outputs["stop"])["changed"] == 0          # already stopped
+    assert recap(outputs["status"])["changed"] == 0
+    assert "would start session" in outputs["resume"]
+    assert recap(outputs["resume"])["changed"] >= 1
+    assert "new or changed files would be copied" in outputs["retrieve"]
+    assert "would run 10 episodes" in outputs["evaluate"]
+    assert recap(outputs["evaluate"])["changed"] >= 1
+    run_json = json.loads((playbooks.session_dir(session) / "config" / "run.json").read_text())
+    assert run_json["total_timesteps"] == BUDGET["trainer_total_timesteps"]
+    assert not any((playbooks.data_root / "sessions").glob("check2-*"))
+
+    # Resume with other settings: what the checkpoints depend on is refused, and nothing
+    # changes; a new budget beyond the step reached is applied.
+    out = playbooks.run("resume", ok=False, rlops_session=session, trainer_env_id="Acrobot-v1",
+                        trainer_seed=7).stdout
+    assert ("trainer_env_id ('CartPole-v1', asked for 'Acrobot-v1') and trainer_seed (0, asked "
+            "for 7) cannot change on resume") in out, out[-3000:]
+    assert json.loads((playbooks.session_dir(session) / "config" / "run.json").read_text()) \
+        == run_json
+    assert playbooks.status(session)["state"] == "stopped"
+
+    stopped_at = playbooks.status(session)["last_checkpoint_step"]
+    longer = stopped_at + 8192
+    out = playbooks.run("resume", rlops_session=session, trainer_total_timesteps=longer).stdout
+    assert f"changed total_timesteps {BUDGET['trainer_total_timesteps']} -> {longer}" in out
+    done = playbooks.wait(session, lambda s: s.get("state") == "completed", 240, "completed")
+    assert done["resumed_from_step"] == stopped_at and done["step"] >= longer
+
+    # A completed session given more to do starts again; without a change it stays put.
+    out = playbooks.run("resume", rlops_session=session).stdout
+    assert recap(out)["changed"] == 0 and playbooks.status(session)["state"] == "completed"
+    playbooks.run("resume", rlops_session=session, trainer_total_timesteps=longer + 8192)
+    again = playbooks.wait(session, lambda s: s.get("state") == "completed"
+                           and s["step"] >= longer + 8192, 240, "completed again")
+    assert again["resumed_from_step"] >= longer
