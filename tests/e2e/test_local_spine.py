@@ -77,19 +77,32 @@ def test_spine_with_file_storage(playbooks):
     assert "mean return" in out
 
 
+# A secret only this test uses: it must appear in no playbook output, even at -vvv.
+SECRET = "e2e-secret-7f3a9c0d51b2"
+
+
 def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
+    """The spine on S3 storage, every playbook at -vvv: the storage secret reaches the
+    runtime (through stdin and the 0600 storage.env) and appears in none of the outputs."""
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                 aws_access_key_id="test", aws_secret_access_key="test"
+                 aws_access_key_id="test", aws_secret_access_key=SECRET
                  ).create_bucket(Bucket="rl-e2e")
-    credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+    credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": SECRET,
                    "AWS_DEFAULT_REGION": "us-east-1", "RLOPS_S3_ENDPOINT_URL": moto_endpoint}
     playbooks.extra.update(rlops_storage_uri="s3://rl-e2e/runs",
                            rlops_storage_credentials=credentials,
                            rlops_storage_check="controller")
-    out = playbooks.run("train_new", **BUDGET, rlops_name="e2e-s3").stdout
-    session = playbooks.session_from(out)
+    outputs = []
+
+    def run(name, **extra):
+        proc = playbooks.run(name, "-vvv", **extra)
+        outputs.append((name, proc.stdout + proc.stderr))
+        return proc.stdout
+
+    session = playbooks.session_from(run("train_new", **BUDGET, rlops_name="e2e-s3"))
     playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
-    playbooks.run("stop", rlops_session=session)
+    run("status")
+    run("stop", rlops_session=session)
     stopped_at = playbooks.status(session)["last_checkpoint_step"]
 
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
@@ -99,9 +112,18 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
 
     # The host loses its checkpoints: resume takes them from storage.
     shutil.rmtree(playbooks.session_dir(session) / "checkpoints")
-    playbooks.run("resume", rlops_session=session)
+    run("resume", rlops_session=session)
     resumed = playbooks.wait(session, lambda s: s.get("state") == "completed", 400, "completed")
     assert resumed["resumed_from_step"] == stopped_at
+    run("retrieve", rlops_session=session)
+    run("evaluate", rlops_session=session, rlops_eval_episodes=2, rlops_eval_video=False)
+
+    leaked = [name for name, output in outputs if SECRET in output]
+    assert not leaked, f"the storage secret is in the -vvv output of {leaked}"
+    # -vvv did show what Ansible runs (where an `environment:` secret used to appear).
+    assert all("EXEC /bin/sh -c" in output for _name, output in outputs)
+    storage_env = playbooks.session_dir(session) / "config" / "storage.env"
+    assert storage_env.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("extra,message", [
