@@ -46,7 +46,9 @@ def test_every_admitted_ansible_core_has_an_ignore_file():
 
 def test_every_ignore_line_names_an_existing_file_and_says_why():
     for path in ignore_files():
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        lines = path.read_text().splitlines()
+        assert lines == sorted(lines), f"{path.name}: lines not sorted (LC_ALL=C sort)"
+        for number, line in enumerate(lines, start=1):
             where = f"{path.name}:{number}: {line!r}"
             match = LINE.match(line)
             assert match, f"{where}: not `<path> <test>[:<code>]  # <reason>`"
