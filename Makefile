@@ -125,8 +125,8 @@ lab-e2e: lab
 ## The AWS path end to end: the playbooks with rlops_provider aws against a moto server,
 ## each instance played by a lab host (bad input, then a spot session through an
 ## interruption and a resume on a new instance, with --check runs of all six playbooks
-## that must change nothing; docs/aws.md). Needs root and podman. ~5.5 min on 2 cores
-## (bad input ~1 min, the session ~4.3 min, of which the --check runs ~1.5 min).
+## that must change nothing; docs/aws.md). Needs root and podman. ~5 min on 2 cores
+## (bad input ~0.5 min, the session ~4 min, of which the --check runs ~1.5 min).
 aws-e2e: dev
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/e2e_aws
