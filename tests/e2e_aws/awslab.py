@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -280,9 +281,22 @@ def check_network_rule(variables: dict) -> None:
     """The playbooks may only reach 127.0.0.0/8 (and the lab's containers through it): an
     instance's moto address or checkip.amazonaws.com must never be contacted."""
     cidr = variables.get("rlops_aws_ssh_cidr", "")
-    assert cidr, "tests must set rlops_aws_ssh_cidr (else the controller's address is asked)"
+    asked = urlsplit(variables.get("rlops_aws_address_url", "")).hostname or ""
+    assert cidr or asked.startswith("127."), (
+        "tests must set rlops_aws_ssh_cidr, or a loopback rlops_aws_address_url (else the "
+        "controller's address is asked from checkip.amazonaws.com)")
     host = (variables.get("rlops_aws_connect") or {}).get("ansible_host", "")
     assert host.startswith("127."), "tests must map instances onto 127.0.0.1 (rlops_aws_connect)"
+
+
+def debug_lines(output: str, marker: str) -> list[str]:
+    """The lines of the debug message that holds `marker` (results are printed as JSON)."""
+    at = output.find(marker)
+    start = output.rfind("=> {", 0, at)
+    if at < 0 or start < 0:
+        raise AssertionError(f"no {marker!r} in:\n{output[-3000:]}")
+    result, _end = json.JSONDecoder().raw_decode(output, start + 3)
+    return result["msg"]
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):

@@ -27,6 +27,7 @@ from awslab import (
     SPOT_PRICE,
     AwsPlaybooks,
     EbsBridge,
+    debug_lines,
     log,
     run,
     wait_until,
@@ -38,16 +39,6 @@ PREFIX = "sessions"
 # a checkpoint every few seconds.
 BUDGET = {"trainer_total_timesteps": 3_000_000, "trainer_checkpoint_interval": 20480,
           "trainer_sync_interval": 5}
-
-
-def debug_lines(output: str, marker: str) -> list[str]:
-    """The lines of the debug message that holds `marker` (results are printed as JSON)."""
-    at = output.find(marker)
-    start = output.rfind("=> {", 0, at)
-    if at < 0 or start < 0:
-        raise AssertionError(f"no {marker!r} in:\n{output[-3000:]}")
-    result, _end = json.JSONDecoder().raw_decode(output, start + 3)
-    return result["msg"]
 
 
 def session_instances(ec2, session, states=("pending", "running")):
