@@ -98,6 +98,10 @@ def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
     assert json.loads((playbooks.session_dir(session) / "config" / "run.json").read_text()) \
         == run_json
     assert playbooks.status(session)["state"] == "stopped"
+    # The venv's set is the recorded one: asking for another is refused too.
+    out = playbooks.run("resume", ok=False, rlops_session=session,
+                        trainer_requirements=["six==1.16.0"]).stdout
+    assert "trainer_requirements cannot change on resume" in out, out[-3000:]
 
     stopped_at = playbooks.status(session)["last_checkpoint_step"]
     longer = stopped_at + 8192
