@@ -34,8 +34,24 @@ WHEELS_ROOT = "/srv/wheels"
 WHEELS_PORT = 8000
 # For every playbook run against the lab: no instance metadata service is ever asked
 # (trainer_notices), and torch can only be the CPU build: PyPI has no 2.13.0+cpu, so if
-# the wheelhouse or mirror is not used, pip fails at once instead of fetching CUDA.
+# the wheelhouse or mirror is not used, pip fails at once instead of fetching CUDA. The
+# lab's trainer image holds the venv of these settings (its path is a hash of the
+# requirements): suites that boot from it pass them, or they install a venv of their own.
 LAB_VARS = {"trainer_notices": "none", "trainer_torch_requirement": f"{TORCH}+cpu"}
+
+
+def copy_runtime(dest: Path) -> Path:
+    """A copy of runtime/ with what the trainer role copies to hosts (its source digest is
+    the same): the playbooks install it instead of the checkout, where several people edit
+    at once, and an edit during a test would be a change to its re-runs."""
+    def ignored(folder: str, names: list[str]) -> list[str]:
+        return [name for name in names if name.endswith((".pyc", ".pyo")) or (
+            os.path.isdir(os.path.join(folder, name))
+            and (name in ("tests", "build", "dist", "__pycache__")
+                 or name.endswith(".egg-info") or name.startswith(".")))]
+
+    shutil.copytree(REPO / "runtime", dest, ignore=ignored)
+    return dest
 
 
 def build_full_wheelhouse(folder: Path = FULL_WHEELHOUSE) -> Path:
@@ -77,12 +93,16 @@ class Lab:
     `lab.hosts` are the trainers (in `lab.inventory`, group `trainers`); with
     `services=True`, `lab.service_host` is one more container that serves S3 (and, when
     asked, a wheel mirror) on the lab network only: nothing of it is published on the host.
+    With `trainer=True` the trainers boot from the lab's trainer image (the trainer's venv
+    for LAB_VARS already in it: tests/lab/trainer_image.py), built first when stale.
     """
 
-    def __init__(self, hosts: int, prefix: str = "", services: bool = False) -> None:
+    def __init__(self, hosts: int, prefix: str = "", services: bool = False,
+                 trainer: bool = False) -> None:
         self.count = hosts
         self.prefix = prefix or f"rlops-e2e-{os.getpid()}"
         self.with_services = services
+        self.trainer_image = trainer
         self.state_dir = Path(tempfile.mkdtemp(prefix="rlops-lab-e2e."))
         self.inventory = self.state_dir / "inventory.yml"
         self.hosts = [f"{self.prefix}-{i}" for i in range(1, hosts + 1)]
@@ -113,7 +133,8 @@ class Lab:
             # Its own prefix, up first: each `up` rewrites the inventory with its hosts.
             self._lab("up", "1", "--name", f"{self.prefix}-svc")
             self._start_s3()
-        self._lab("up", str(self.count), "--name", self.prefix)
+        self._lab("up", str(self.count), "--name", self.prefix,
+                  *(["--trainer"] if self.trainer_image else []))
         self.timings["up"] = time.monotonic() - started
 
     def down(self) -> list[str]:
@@ -158,8 +179,9 @@ class Lab:
 
     def _lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = {**os.environ, "RLOPS_LAB_STATE_DIR": str(self.state_dir)}
-        # `status` only reads: when the machine is too slow for it, `down` still runs.
-        timeout = 120 if args[0] == "status" else 900
+        # `status` only reads: when the machine is too slow for it, `down` still runs. `up`
+        # may build the lab image and the trainer image first.
+        timeout = 120 if args[0] == "status" else 1800 if args[0] == "up" else 900
         proc = subprocess.run([str(LAB_SH), *args], env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)
         if check and proc.returncode != 0:

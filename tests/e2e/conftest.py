@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lab_hosts import copy_runtime
 from servers import moto_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,9 +75,17 @@ class Playbooks:
         return match.group(1)
 
 
+@pytest.fixture(scope="session")
+def runtime_source(tmp_path_factory) -> Path:
+    """The runtime as it was when the tests started: several people edit one tree, and the
+    trainer role reinstalls a runtime that changed (a re-run would not be idempotent)."""
+    return copy_runtime(tmp_path_factory.mktemp("runtime") / "runtime")
+
+
 @pytest.fixture
-def playbooks(tmp_path) -> Playbooks:
-    return Playbooks(tmp_path / "data", tmp_path / "results", {})
+def playbooks(tmp_path, runtime_source) -> Playbooks:
+    return Playbooks(tmp_path / "data", tmp_path / "results",
+                     {"trainer_runtime_source_path": str(runtime_source)})
 
 
 @pytest.fixture(scope="session")

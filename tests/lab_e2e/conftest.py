@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from lab_hosts import LAB_VARS, Lab, LabPlaybooks, build_wheelhouse
+from lab_hosts import LAB_VARS, Lab, LabPlaybooks, build_wheelhouse, copy_runtime
 
 HOSTS = 3
 BUCKET = "rl-lab"
@@ -18,7 +18,8 @@ def lab():
     missing = [tool for tool in ("podman", "debootstrap") if shutil.which(tool) is None]
     if missing or os.geteuid() != 0:  # `make lab-e2e` runs `tests/lab/lab.sh setup` first
         pytest.skip("lab hosts need root, podman and debootstrap: tests/lab/lab.sh setup")
-    lab = Lab(HOSTS, services=True)
+    # The trainers boot from the trainer image: the venv of LAB_VARS is in it.
+    lab = Lab(HOSTS, services=True, trainer=True)
     with lab:
         yield lab
     assert not lab.left, f"left behind by the lab: {lab.left}"
@@ -30,6 +31,7 @@ def lab_playbooks(lab, tmp_path) -> LabPlaybooks:
     return LabPlaybooks(lab, tmp_path / "results", {
         **LAB_VARS,
         "trainer_wheelhouse": str(build_wheelhouse()),
+        "trainer_runtime_source_path": str(copy_runtime(tmp_path / "runtime")),
         "rlops_storage_uri": f"s3://{BUCKET}/runs",
         "rlops_storage_credentials": credentials,
     }, bucket=BUCKET)

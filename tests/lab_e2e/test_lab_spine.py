@@ -1,11 +1,13 @@
 """The spine over SSH on three lab hosts, through the real playbooks and a lab inventory:
 train_new on every host (one session each, the trainer as a systemd unit, become through
 sudo, the job as the SSH user) -> status -> stop one session -> its host loses it, resume
-it on another host from S3 storage -> retrieve every session -> evaluate.
+it on another host from S3 storage -> retrieve every session -> evaluate -> resume of a
+running and of a completed session change nothing.
 
 Storage is S3 on a server inside one more lab container (only the hosts reach it), so a
-session can move between hosts as it would between real machines. Torch comes from the
-controller's CPU wheel through trainer_wheelhouse.
+session can move between hosts as it would between real machines. The hosts boot from the
+lab's trainer image, which has the venv in it (tests/lab/trainer_image.py); should it not
+match, torch comes from the controller's CPU wheel through trainer_wheelhouse.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import re
 
 from lab_hosts import LabPlaybooks
+from recap import changed_hosts
 
 # Hosts 1 and 3 finish in seconds; host 2 is still training when stop.yml arrives.
 SHORT = 8192
@@ -84,7 +87,9 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
 
     # --- host 2 loses the session: resume it on host 3 from storage --------------------------
     lab.exec(h2, "rm", "-rf", pb.session_dir(s2))
-    out = run("resume", rlops_session=s2, rlops_resume_host=h3)
+    # Host 3's inventory budget is SHORT, and resume applies what it is given: the session
+    # keeps its own budget by saying so, as a user would (-e).
+    out = run("resume", rlops_session=s2, rlops_resume_host=h3, trainer_total_timesteps=LONG)
     assert f"session {s2} on {h3}" in out, out[-3000:]
     resumed = pb.wait(h3, s2, lambda s: has_checkpoint(s)
                       and s["last_checkpoint_step"] > stopped_at, 240, "checkpointed after resume")
@@ -121,3 +126,15 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
         assert not owned_by_root, f"{host}: {owned_by_root}"
     print(f"\nlab spine timings (s): {timings}; lab up {lab.timings['up']:.0f} s; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    # --- re-runs on prepared hosts change nothing (PLAY RECAP: changed=0 on every host) ----
+    # The preparing play (gpu_host, then the trainer role) on a running session's host.
+    out = run("resume", rlops_session=s2, trainer_total_timesteps=LONG)
+    assert changed_hosts(out) == {}, out[-4000:]
+    # A completed session: its first resume takes the unit out of the boot list, and then
+    # resume leaves it alone.
+    run("resume", rlops_session=s1)
+    assert unit(lab, h1, s1, "UnitFileState")["UnitFileState"] == "disabled"
+    out = run("resume", rlops_session=s1)
+    assert changed_hosts(out) == {}, out[-4000:]
+    assert pb.status(h1, s1)["state"] == "completed"
+
