@@ -118,14 +118,6 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
                for p in (pb.results / s2 / "eval").iterdir())
     assert "mean return" in out
 
-    # Nothing the playbooks ran through sudo left root's files in a session: the job's
-    # supervisor, running as the SSH user, must be able to sync all of them.
-    for host in (h1, h3):
-        owned_by_root = lab.exec(host, "find", f"{pb.data_root}/sessions", "-mindepth", "1",
-                                 "-user", "root").stdout.decode().split()
-        assert not owned_by_root, f"{host}: {owned_by_root}"
-    print(f"\nlab spine timings (s): {timings}; lab up {lab.timings['up']:.0f} s; "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     # --- re-runs on prepared hosts change nothing (PLAY RECAP: changed=0 on every host) ----
     # The preparing play (gpu_host, then the trainer role) on a running session's host.
     out = run("resume", rlops_session=s2, trainer_total_timesteps=LONG)
@@ -138,3 +130,11 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     assert changed_hosts(out) == {}, out[-4000:]
     assert pb.status(h1, s1)["state"] == "completed"
 
+    # Nothing the playbooks ran through sudo left root's files in a session: the job's
+    # supervisor, running as the SSH user, must be able to sync all of them.
+    for host in (h1, h3):
+        owned_by_root = lab.exec(host, "find", f"{pb.data_root}/sessions", "-mindepth", "1",
+                                 "-user", "root").stdout.decode().split()
+        assert not owned_by_root, f"{host}: {owned_by_root}"
+    print(f"\nlab spine timings (s): {timings}; lab up {lab.timings['up']:.0f} s; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
