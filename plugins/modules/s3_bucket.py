@@ -31,6 +31,8 @@ description:
     M(amazon.aws.s3_bucket).
 author:
   - rlops.fleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - rlops.fleet.s3_client
 attributes:
   check_mode:
     description:
@@ -87,24 +89,12 @@ options:
       - The secret key (MinIO's root password). Never shown in results or logs.
     type: str
     required: true
-  connect_timeout:
-    description: Seconds to connect to the endpoint, for each request.
-    type: float
-    default: 5
-  read_timeout:
-    description:
-      - Seconds for the whole answer to each request once connected. An endpoint that
-        accepts connections and never answers fails after O(connect_timeout) +
-        O(read_timeout) at most.
-    type: float
-    default: 10
 notes:
   - A refused C(HEAD) has no body to say why; the module asks again with a C(GET) of the
     bucket's location, whose error names the reason (a rejected secret, a missing
     permission).
   - A bucket that another client creates between the look and the create is reported in
     RV(existing).
-  - HTTP proxies are not used.
 seealso:
   - module: rlops.fleet.storage_check
   - module: amazon.aws.s3_bucket

@@ -29,6 +29,8 @@ description:
     mode.
 author:
   - rlops.fleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - rlops.fleet.s3_client
 attributes:
   check_mode:
     description:
@@ -113,22 +115,6 @@ options:
       - Deprecated, use O(storage_check). V(true) is O(storage_check=controller), V(false)
         is O(storage_check=host). When given, it wins over O(storage_check).
     type: bool
-  connect_timeout:
-    description: Seconds to connect to the S3 endpoint, for each request.
-    type: float
-    default: 5
-  read_timeout:
-    description:
-      - Seconds for the whole answer to each request once connected. An endpoint that
-        accepts connections and never answers fails after O(connect_timeout) +
-        O(read_timeout) at most (the host name lookup aside).
-    type: float
-    default: 10
-notes:
-  - The S3 client addresses an S3-compatible endpoint path-style and AWS itself
-    virtual-hosted style (path-style for bucket names with dots), follows the bucket's
-    region once when AWS names another one, and retries a 5xx answer once. It does not use
-    HTTP proxies.
 seealso:
   - module: rlops.fleet.storage_check
 """

@@ -32,6 +32,8 @@ description:
   - C(az://) storage is refused - Azure Blob storage is not available yet.
 author:
   - rlops.fleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - rlops.fleet.s3_client
 attributes:
   check_mode:
     description:
@@ -69,24 +71,9 @@ options:
       - The host's own environment is not read - the job does not run in it.
     type: dict
     default: {}
-  connect_timeout:
-    description: Seconds to connect to the S3 endpoint, for each request.
-    type: float
-    default: 5
-  read_timeout:
-    description:
-      - Seconds for the whole answer to each request once connected. An endpoint that
-        accepts connections and never answers fails after O(connect_timeout) +
-        O(read_timeout) at most (the host name lookup aside).
-    type: float
-    default: 10
 notes:
   - The probe's name is the host name, as the runtime's, so that hosts of a fleet checking
     one storage at once never read each other's probe.
-  - The S3 client addresses an S3-compatible endpoint path-style and AWS itself
-    virtual-hosted style (path-style for bucket names with dots), follows the bucket's
-    region once when AWS names another one, and retries a 5xx answer once. It does not use
-    HTTP proxies.
 seealso:
   - module: rlops.fleet.session_preflight
 """

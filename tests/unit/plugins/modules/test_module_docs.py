@@ -11,6 +11,7 @@ from ansible_collections.rlops.fleet.plugins.modules import (
     ebs_volume_attachment,
     ec2_spot_request,
 )
+from docfragments import documentation
 
 MODULES = [ec2_spot_request, ebs_volume_attachment]
 KEYS = ("type", "default", "choices", "aliases", "elements", "required")
@@ -48,7 +49,7 @@ def _normalised(spec):
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_documented_options_match_the_argument_spec(module, monkeypatch):
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    documented = documentation(module)["options"]
     spec = _argument_spec(module, monkeypatch)
     assert sorted(documented) == sorted(spec)
     for name, option in spec.items():
@@ -60,7 +61,7 @@ def test_documented_options_match_the_argument_spec(module, monkeypatch):
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_examples_and_return_parse_and_attributes_are_declared(module):
-    doc = yaml.safe_load(module.DOCUMENTATION)
+    doc = documentation(module)
     assert set(doc["attributes"]) == {"check_mode", "diff_mode", "idempotent"}
     assert all(a["support"] == "full" for a in doc["attributes"].values())
     examples = yaml.safe_load(module.EXAMPLES)
@@ -80,7 +81,7 @@ ALL_MODULES = sorted(
 def test_every_module_documents_itself_in_yaml(name):
     """ansible-doc shows every module: its DOCUMENTATION, EXAMPLES and RETURN parse."""
     module = importlib.import_module(f"ansible_collections.rlops.fleet.plugins.modules.{name}")
-    doc = yaml.safe_load(module.DOCUMENTATION)
+    doc = documentation(module)
     assert doc["module"] == name and doc["short_description"]
     examples = yaml.safe_load(module.EXAMPLES)
     assert any(f"rlops.fleet.{name}" in task for task in examples), "examples use the FQCN"

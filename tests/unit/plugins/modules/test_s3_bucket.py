@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible_collections.rlops.fleet.plugins.module_utils import s3_probe as sp
 from ansible_collections.rlops.fleet.plugins.modules import s3_bucket
+from docfragments import documentation
 
 REPO = Path(__file__).resolve().parents[4]
 ENDPOINT = "http://127.0.0.1:9000"
@@ -32,7 +33,7 @@ def test_documented_options_are_the_argument_spec(monkeypatch):
         s3_bucket.main()
     spec = captured["argument_spec"]
     assert captured["supports_check_mode"] is True
-    doc = yaml.safe_load(s3_bucket.DOCUMENTATION)
+    doc = documentation(s3_bucket)
     assert sorted(doc["options"]) == sorted(spec)
     for name, option in spec.items():
         documented = {key: doc["options"][name].get(key) for key in KEYS[:5]}

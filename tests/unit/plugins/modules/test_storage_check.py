@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import BUCKET, CheckError
 from ansible_collections.rlops.fleet.plugins.modules import session_preflight, storage_check
+from docfragments import documentation
 
 try:  # ansible-core >= 2.19
     from ansible.module_utils.testing import patch_module_args
@@ -61,7 +62,7 @@ def _normalised(spec):
 @pytest.mark.parametrize("module", [storage_check, session_preflight],
                          ids=["storage_check", "session_preflight"])
 def test_documented_options_are_the_argument_spec(module, monkeypatch):
-    doc = yaml.safe_load(module.DOCUMENTATION)
+    doc = documentation(module)
     spec = _argument_spec(module, monkeypatch)
     assert sorted(doc["options"]) == sorted(spec)
     for name, option in spec.items():
@@ -72,8 +73,8 @@ def test_documented_options_are_the_argument_spec(module, monkeypatch):
 
 
 def test_both_modules_share_the_storage_options(monkeypatch):
-    host = yaml.safe_load(storage_check.DOCUMENTATION)["options"]
-    controller = yaml.safe_load(session_preflight.DOCUMENTATION)["options"]
+    host = documentation(storage_check)["options"]
+    controller = documentation(session_preflight)["options"]
     for name in ("storage_credentials", "connect_timeout", "read_timeout"):
         assert host[name]["type"] == controller[name]["type"]
         assert host[name].get("default") == controller[name].get("default")
