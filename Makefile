@@ -7,14 +7,14 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lock lint sanity unit runtime-test integration e2e lab lab-e2e aws-e2e molecule bench build clean
+.PHONY: train test venv dev lock lint sanity unit runtime-test integration e2e lab trainer-it lab-e2e aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint sanity unit runtime-test integration e2e lab molecule lab-e2e aws-e2e
+test: dev lint sanity unit runtime-test integration e2e lab trainer-it molecule lab-e2e aws-e2e
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -112,10 +112,21 @@ integration: dev
 e2e: dev
 	$(BIN)/pytest -q tests/e2e
 
-## Lab hosts (podman + systemd, built offline): set up, boot three, check, tear down.
+## Lab hosts (podman + systemd, built offline): set up, build the trainer image (the
+## trainer's venv in it, by the trainer role: ~90 s, only when the role or the runtime
+## changed; tests/lab/README.md), boot three hosts and one of the trainer image, check,
+## tear down (~2 min on 2 cores).
 lab: dev
 	tests/lab/lab.sh setup
+	tests/lab/lab.sh trainer-image
 	tests/lab/smoke.sh 3
+
+## The trainer role on its own (tests/integration/targets/trainer/runme.sh): bad input and
+## check mode, a session's life on this machine, local and git jobs, exact versions, then
+## on a lab host of the trainer image under systemd with a reboot that resumes it
+## (~12 min on 2 cores; times in tests/integration/targets/trainer/README.md).
+trainer-it: lab
+	tests/integration/targets/trainer/runme.sh all
 
 ## The playbooks over SSH on three lab hosts (train_new ... evaluate, S3 in the lab;
 ## about 10 min on 2 cores, most of it the three venv installs). Needs `lab` set up.

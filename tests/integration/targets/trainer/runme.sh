@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2015  # `test && ok "..." || bad "..."` is if/else here: ok only echoes
-# Integration test of rlops.fleet.trainer.
-#   tests/integration/targets/trainer/runme.sh [preflight|live|systemd|all]  (default: all =
-#   preflight + live; systemd needs root and podman, see tests/lab/README.md)
+# Integration test of rlops.fleet.trainer (make trainer-it runs all of it).
+#   tests/integration/targets/trainer/runme.sh [PHASE...]   PHASE: preflight, live, local,
+#   lockset, systemd, all (default: all = preflight live lockset systemd; systemd needs root and podman,
+#   tests/lab/lab.sh setup). Times on 2 cores: tests/integration/targets/trainer/README.md.
 # preflight: the inputs the role must refuse, each with its own message, and check mode on
-#       a fresh host (~40 s).
+#       a fresh host.
 # live: a real session on this machine (connection local; process supervisor, no systemd
 #       as PID 1): start -> running, re-run changed=0, check mode changed=0, stop ->
 #       stopped, resume from the stopped step, stop, lose the session folder and resume
-#       from storage, a short session that completes and is left alone (~5 min, plus a
-#       few minutes the first time for the venv with torch + SB3); then a job of its own
-#       (files/job, with a requirements file, no torch) as trainer_source=local and from a
-#       git repository on this machine: `local` runs those two alone.
+#       from storage, a short session that completes and is left alone; then a job of
+#       its own (files/job, with a requirements file, no torch) as trainer_source=local and
+#       from a git repository on this machine: `local` runs those two alone.
+# lockset: exact versions on this machine: a Python without a lock refused, LunarLander-v3
+#       (Box2D added) under a lock of its own, recorded in config/requirements.lock, and a
+#       resume on a fresh data root and venv root that installs the recorded set from storage.
 # systemd: the same life on a lab host (tests/lab: systemd as PID 1, SSH, become) plus a
-#       reboot that resumes the session by itself (~8 min: the venv comes from PyPI).
-# KEEP=1 keeps the temporary folder; VENV_ROOT=/some/dir keeps the local venvs across runs.
+#       reboot that resumes the session by itself. The host boots from the lab's trainer
+#       image (tests/lab/lab.sh trainer-image: the venv is in it) with the lab's settings.
+# The runtime is copied at the start (an edit in the checkout during the run would be a
+# change to the re-runs). The local venvs live in VENV_ROOT (default .venv/trainer-venvs,
+# shared with tests/e2e: keyed by their requirements, built once). KEEP=1 keeps the
+# temporary folder.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,17 +31,23 @@ export ANSIBLE_NOCOLOR=1
 export ANSIBLE_FORCE_COLOR=0
 PLAYBOOK="$REPO/.venv/bin/ansible-playbook"
 PYTHON="$REPO/.venv/bin/python"
-WHAT="${1:-all}"
+PHASES=("${@:-all}")
 WORK="$(mktemp -d /tmp/rlops-trainer-it.XXXXXX)"
 SESSION="it-cartpole-$(date -u +%Y%m%dt%H%M%Sz)"
 LOG="$WORK/last.log"
 FAILS=0
+VENV_ROOT="${VENV_ROOT:-$REPO/.venv/trainer-venvs}"
+# The runtime as it is now: several people edit one tree, and the role reinstalls a changed one.
+mkdir -p "$WORK/runtime"
+tar -C "$REPO/runtime" --exclude=tests --exclude=__pycache__ --exclude='*.egg-info' -cf - . \
+    | tar -C "$WORK/runtime" -xf -
+RUNTIME=(-e trainer_runtime_source_path="$WORK/runtime")
 
 # The target: this machine by default; use_lab switches to a lab host.
 HOST=localhost
 DATA_ROOT="$WORK/data"
 TARGET=(-i "localhost," -c local -e ansible_python_interpreter="$PYTHON" -e trainer_data_root="$DATA_ROOT"
-        ${VENV_ROOT:+-e trainer_venv_root="$VENV_ROOT"})
+        -e trainer_venv_root="$VENV_ROOT" "${RUNTIME[@]}")
 ON_HOST=()          # prefix that runs a command on the target
 LAB_STATE=""
 
@@ -54,28 +67,29 @@ cleanup() {
 trap cleanup EXIT
 
 use_lab() {
-    # One lab host of our own (own state dir, own name prefix), with this machine's
-    # offline wheels (pip's find-links: the torch CPU wheel) copied in.
+    # One lab host of our own (own state dir, own name prefix) from the trainer image,
+    # with the lab's settings (tests/lab_hosts.py: LAB_VARS, the CPU torch wheelhouse).
     LAB_STATE="$WORK/lab"
-    RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" up 1 --name trainer-it >/dev/null
-    HOST=trainer-it-1
+    local started=$SECONDS
+    RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" up 1 --trainer --name "trainer-it-$$" >/dev/null
+    HOST="trainer-it-$$-1"
     DATA_ROOT=/var/lib/rlops
     ON_HOST=(podman exec "$HOST")
-    TARGET=(-i "$LAB_STATE/inventory.yml")
-    local links
-    links="$("$PYTHON" -m pip config get global.find-links 2>/dev/null || true)"
-    if [[ -n "$links" && -d "$links" ]] && ls "$links"/torch-*.whl >/dev/null 2>&1; then
-        podman exec "$HOST" mkdir -p /opt/wheels
-        for wheel in "$links"/torch-*.whl; do podman cp "$wheel" "$HOST:/opt/wheels/"; done
-        TARGET+=(-e '{"trainer_pip_find_links": ["/opt/wheels"]}')
-    fi
-    echo "lab host $HOST up"
+    TARGET=(-i "$LAB_STATE/inventory.yml" "${RUNTIME[@]}" -e "$(cd "$REPO/tests" && "$PYTHON" -c '
+import json
+from lab_hosts import LAB_VARS, build_wheelhouse
+print(json.dumps({**LAB_VARS, "trainer_wheelhouse": str(build_wheelhouse())}))')")
+    echo "lab host $HOST up in $((SECONDS - started)) s"
 }
 
 play() {
-    # play ARGS... : run the test playbook against the target; output in $LOG.
-    "$PLAYBOOK" "${TARGET[@]}" "$@" "$HERE/trainer.yml" >"$LOG" 2>&1
+    # play ARGS... : run the test playbook against the target; output in $LOG, time in $PLAYED.
+    local started=$SECONDS rc=0
+    "$PLAYBOOK" "${TARGET[@]}" "$@" "$HERE/trainer.yml" >"$LOG" 2>&1 || rc=$?
+    PLAYED=$((SECONDS - started))
+    return "$rc"
 }
+PLAYED=0
 
 recap() { grep -E "^$HOST +:" "$LOG" | tail -1; }
 
@@ -87,7 +101,7 @@ expect_refused() {
     local name="$1" fragment="$2"
     shift 2
     if play "$@"; then bad "$name (the play passed)"; return; fi
-    if grep -qF -- "$fragment" "$LOG"; then ok "$name"; else bad "$name (no '$fragment')"; fi
+    if grep -qF -- "$fragment" "$LOG"; then ok "$name (${PLAYED} s)"; else bad "$name (no '$fragment')"; fi
 }
 
 expect_run() {
@@ -100,7 +114,7 @@ expect_run() {
         grep -B1 -E '^changed:' "$LOG" | sed 's/^/    /' | head -40
         return
     fi
-    ok "$name: $(recap | sed 's/  */ /g')"
+    ok "$name (${PLAYED} s): $(recap | sed 's/  */ /g')"
 }
 
 status_field() {
@@ -140,7 +154,7 @@ expect_state() {
 
 preflight() {
     local s=(-e trainer_session_id="$SESSION")
-    expect_refused "bad session id" "trainer_session_id 'Bad_Id' is invalid" -e trainer_session_id=Bad_Id
+    expect_refused "bad session id" "session id 'Bad_Id' is invalid" -e trainer_session_id=Bad_Id
     expect_refused "missing session id" "trainer_session_id" -e trainer_mode=new
     expect_refused "unknown mode (argument spec)" "trainer_mode" "${s[@]}" -e trainer_mode=restart
     expect_refused "git without version" "trainer_source_version is required" "${s[@]}" \
@@ -151,10 +165,10 @@ preflight() {
     expect_refused "local source missing" "is not a folder on the controller" "${s[@]}" \
         -e trainer_source=local -e trainer_source_path=/nonexistent/job \
         -e '{"trainer_entrypoint": ["python", "train.py"]}'
-    expect_refused "storage scheme" "has an unsupported scheme" "${s[@]}" -e trainer_storage_uri=ftp://x/y
+    expect_refused "storage scheme" "unsupported storage URI 'ftp://x/y'" "${s[@]}" -e trainer_storage_uri=ftp://x/y
     expect_refused "azure storage" "Azure Blob storage is not available yet" "${s[@]}" \
         -e trainer_storage_uri=az://models/rl
-    expect_refused "relative file storage" "must name an absolute folder" "${s[@]}" \
+    expect_refused "relative file storage" "a file:// path must be absolute" "${s[@]}" \
         -e trainer_storage_uri=file://relative/path
     expect_refused "zero timesteps" "trainer_total_timesteps must be greater than 0" "${s[@]}" \
         -e trainer_total_timesteps=0
@@ -184,7 +198,7 @@ session_life() {
     local stopped=("${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}')
     local dir="$DATA_ROOT/sessions/$SESSION"
 
-    expect_refused "invalid hyperparameters" "ppo on CartPole-v1" "${s[@]}" \
+    expect_refused "invalid hyperparameters" "'n_stepz' is not a PPO hyperparameter" "${s[@]}" \
         -e '{"trainer_hyperparameters": {"n_stepz": 64}}'
     on_host_test ! -e "$dir" && ok "no session folder after invalid hyperparameters" \
         || bad "session folder created before validation"
@@ -399,13 +413,33 @@ systemd() {
     finish_life
 }
 
-case "$WHAT" in
-    preflight) preflight ;;
-    live) live ;;
-    local) local_source; git_source ;;
-    systemd) systemd ;;
-    all) preflight; live ;;
-    *) echo "usage: $0 [preflight|live|local|systemd|all]"; exit 2 ;;
-esac
+TIMES=()
+phase() {
+    local started=$SECONDS
+    echo "== $1 (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    case "$1" in
+        preflight) preflight ;;
+        live) live ;;
+        local) local_source; git_source ;;
+        lockset) recorded_set ;;
+        systemd) systemd ;;
+    esac
+    TIMES+=("$1 $((SECONDS - started)) s")
+}
+for what in "${PHASES[@]}"; do
+    case "$what" in
+        preflight|live|local|lockset|systemd) ;;
+        all) ;;
+        *) echo "usage: $0 [preflight|live|local|lockset|systemd|all]..."; exit 2 ;;
+    esac
+done
+for what in "${PHASES[@]}"; do
+    if [[ "$what" == all ]]; then
+        for one in preflight live lockset systemd; do phase "$one"; done
+    else
+        phase "$what"
+    fi
+done
+echo "times: $(IFS=,; all="${TIMES[*]}"; echo "${all//,/, }") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "$FAILS failure(s)"
 [[ "$FAILS" == 0 ]]
