@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from lab_hosts import LAB_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab.sh"
@@ -42,7 +43,12 @@ BUCKET = "rlops-e2e"
 SPOT_PRICE = "0.2133"
 MOUNT = "/mnt/rlops"
 DATA_ROOT = f"{MOUNT}/rlops"
-DISK_SIZE = "4G"  # sparse: the job's venv and wheels take ~1.7 GB of it
+DISK_SIZE = "4G"  # sparse: a venv and wheels on it would take ~1.7 GB
+# The venv in the lab's trainer image (its requirements and the folder it lies in), so
+# that instances do not install torch: the image is a team's own AMI with the venv baked in.
+# (The image's venvs lie under the playbooks' default data root.)
+TRAINER_VENV = {"trainer_torch_requirement": LAB_VARS["trainer_torch_requirement"],
+                "trainer_venv_root": "/var/lib/rlops/venvs"}
 IN_HOST_DISKS = "/var/lib/rlops-lab/disks"
 NVME_PREFIX = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
 
@@ -75,7 +81,10 @@ class Lab:
 
     def up(self) -> None:
         self.lab("up", "1", "--name", f"{self.prefix}-s3", "--timeout", "300")
-        self.lab("up", "2", "--name", self.prefix, "--privileged", "--timeout", "300")
+        # From the lab's trainer image: the trainer's venv is in it (tests/lab/README.md),
+        # as a team's own AMI would carry it; the test asks for that venv (TRAINER_VENV).
+        self.lab("up", "2", "--name", self.prefix, "--privileged", "--trainer",
+                 "--timeout", "300", timeout=1200)
         # An instance's /tmp is on its root volume; a lab host's is a tmpfs, i.e. the
         # machine's memory, where pip would unpack torch and the job's packages (GBs).
         for n in (1, 2):

@@ -25,6 +25,7 @@ from awslab import (
     MOUNT,
     REGION,
     SPOT_PRICE,
+    TRAINER_VENV,
     AwsPlaybooks,
     EbsBridge,
     debug_lines,
@@ -119,6 +120,7 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
             # The supervisor watches this IMDS (docs/contract.md, "Notices").
             "RLOPS_IMDS_ENDPOINT": imds},
         "trainer_wheelhouse": str(wheelhouse),
+        **TRAINER_VENV,
     })
     status_file = f"{DATA_ROOT}/sessions/{session}/status.json"
     bridge = EbsBridge(ec2, lab, session)
