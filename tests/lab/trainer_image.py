@@ -125,6 +125,15 @@ def image_id(image: str) -> str:
     return podman("image", "inspect", "--format", "{{.Id}}", image, check=False)
 
 
+def prune(keep: str) -> None:
+    """Remove the trainer images other than `keep` (image id) that no container uses: a
+    rebuild while a lab ran on the previous image left it behind (1.5 GB each)."""
+    for old in podman("images", "-q", "--no-trunc", "--filter", f"label={LABEL}",
+                      check=False).split():
+        if old.removeprefix("sha256:") != keep.removeprefix("sha256:") and podman_ok("rmi", old):
+            log(f"removed the unused trainer image {old.removeprefix('sha256:')[:12]}")
+
+
 class Host:
     """A container of an image, booted with systemd, reached by Ansible over SSH through
     `podman exec -i <name> sshd -i` (no network port, pipelining works); always removed."""
@@ -235,7 +244,6 @@ def build(key: str) -> None:
                     raise RuntimeError(f"a host of the new image still changed {changed} "
                                        f"(tasks: {tasks}): the image would not save the install")
                 log(f"checked: a host of the image changes nothing ({seconds:.0f} s)")
-            old_id = image_id(IMAGE)
             podman("tag", candidate, IMAGE)
         finally:
             # Tagged: only the candidate's name goes; not (a failure): the candidate goes.
@@ -243,8 +251,7 @@ def build(key: str) -> None:
                 podman("untag", candidate, candidate, check=False)
             elif image_id(candidate):
                 podman("rmi", candidate, check=False)
-    if old_id and old_id != image_id(IMAGE) and not podman_ok("rmi", old_id):
-        log(f"previous image {old_id[:12]} still in use, kept")
+    prune(image_id(IMAGE))
     log(f"built {IMAGE} (recipe {key}, on {base_id[:12]}) in {time.monotonic() - started:.0f} s")
 
 
@@ -262,6 +269,7 @@ def ensure(force: bool = False) -> str:
         if not force and image_label(IMAGE) == key:
             log(f"{IMAGE} is up to date (recipe {key}, built meanwhile)")
             return IMAGE
+        prune(image_id(IMAGE))  # images whose labs have gone since, candidates of failed builds
         log(f"building {IMAGE} (recipe {key})")
         build(key)
     return IMAGE
