@@ -258,6 +258,17 @@ class Lab:
         subprocess.run(["podman", "cp", str(src), f"{host}:{dest}"], check=True,
                        capture_output=True, timeout=120)
 
+    def state(self, host: str, *roots: str) -> list[str]:
+        """What a --check run must not change on a host: every file and folder under the
+        roots (type, size, mode, mtime) and the state of the sessions' systemd units."""
+        files = self.exec(host, "find", *roots, "-xdev", "-printf", "%p %y %s %m %T@\\n",
+                          check=False).stdout.decode().splitlines()
+        units = self.exec(host, "systemctl", "list-units", "--all", "--no-legend", "--plain",
+                          "rlops-trainer@*", check=False).stdout.decode().splitlines()
+        enabled = self.exec(host, "systemctl", "list-unit-files", "--no-legend",
+                            "rlops-trainer@*", check=False).stdout.decode().splitlines()
+        return sorted(files) + ["unit " + line for line in units + enabled]
+
     def read_json(self, host: str, path: str) -> dict[str, Any]:
         proc = self.exec(host, "cat", path, check=False)
         try:
@@ -283,10 +294,10 @@ class LabPlaybooks:
         self.extra = extra or {}
         self.bucket = bucket  # of the lab's S3 server, when storage is there
 
-    def command(self, name: str, extra: dict[str, Any]) -> list[str]:
+    def command(self, name: str, extra: dict[str, Any], args: tuple[str, ...] = ()) -> list[str]:
         variables = {"rlops_results_dir": str(self.results), **self.extra, **extra}
         return [str(PLAYBOOK), "-i", str(self.lab.inventory), f"playbooks/{name}.yml",
-                "-e", json.dumps(variables)]
+                "-e", json.dumps(variables), *args]
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -295,10 +306,13 @@ class LabPlaybooks:
                 "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **overrides}
 
     def run(self, name: str, *, ok: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 1800, **extra: Any) -> subprocess.CompletedProcess:
+            timeout: float = 1800, args: tuple[str, ...] = (),
+            **extra: Any) -> subprocess.CompletedProcess:
+        """`args`: more ansible-playbook arguments, e.g. ("--check",)."""
         started = time.monotonic()
-        proc = subprocess.run(self.command(name, extra), cwd=REPO, env=self.env(**(env or {})),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(self.command(name, extra, args), cwd=REPO,
+                              env=self.env(**(env or {})), capture_output=True, text=True,
+                              timeout=timeout, check=False)
         proc.seconds = time.monotonic() - started  # type: ignore[attr-defined]
         if ok and proc.returncode != 0:
             raise PlaybookFailed(f"{name} failed ({proc.returncode}) after "

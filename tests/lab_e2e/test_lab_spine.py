@@ -20,6 +20,7 @@ from lab_hosts import LabPlaybooks
 from recap import changed_hosts
 
 # Hosts 1 and 3 finish in seconds; host 2 is still training when stop.yml arrives.
+HYPERPARAMETERS = {"n_steps": 256, "batch_size": 256}
 SHORT = 8192
 LONG = 2_000_000
 INTERVAL = 4096
@@ -40,7 +41,8 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     h1, h2, h3 = lab.hosts
     # Inventory settings per host, as a team would keep them next to its inventory.
     lab.write_vars("group_vars", "trainers",
-                   {"trainer_total_timesteps": SHORT, "trainer_checkpoint_interval": INTERVAL})
+                   {"trainer_total_timesteps": SHORT, "trainer_checkpoint_interval": INTERVAL,
+                    "trainer_hyperparameters": HYPERPARAMETERS})
     lab.write_vars("host_vars", h2, {"trainer_total_timesteps": LONG})
 
     def run(name, **extra):
@@ -55,6 +57,13 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     for host, session in sessions.items():
         assert session.startswith("lab-") and session.endswith(host), session
     s1, s2, s3 = (sessions[h] for h in lab.hosts)
+    # Each job got its inventory's settings: the group's, and host 2's own budget.
+    for host, session in sessions.items():
+        config_dir = f"{pb.session_dir(session)}/config"
+        config = lab.read_json(host, f"{config_dir}/run.json")
+        assert config["total_timesteps"] == (LONG if host == h2 else SHORT), (host, config)
+        assert config["checkpoint_interval"] == INTERVAL
+        assert lab.read_json(host, f"{config_dir}/hyperparameters.json") == HYPERPARAMETERS
 
     running = pb.wait(h2, s2, has_checkpoint, 240, "checkpointed while running")
     show = unit(lab, h2, s2, "ActiveState", "MainPID", "User")
@@ -136,5 +145,26 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
         owned_by_root = lab.exec(host, "find", f"{pb.data_root}/sessions", "-mindepth", "1",
                                  "-user", "root").stdout.decode().split()
         assert not owned_by_root, f"{host}: {owned_by_root}"
+    # --- --check on all six playbooks changes nothing on any host ----------------------------
+    run("stop", rlops_session=s2)  # every session settled: no job writes while we compare
+    roots = (pb.data_root, "/etc/systemd/system")
+    before = {host: lab.state(host, *roots) for host in lab.hosts}
+    results_before = sorted(str(p) for p in pb.results.rglob("*"))
+    checked = {}
+    for name, extra in (("status", {}), ("stop", {"rlops_session": s1}),
+                        ("resume", {"rlops_session": s2, "trainer_total_timesteps": LONG}),
+                        ("retrieve", {"rlops_session": s1}),
+                        ("evaluate", {"rlops_session": s2}), ("train_new", {"rlops_name": "chk"})):
+        proc = pb.run(name, args=("--check",), **extra)
+        timings.setdefault(f"{name} --check", []).append(round(proc.seconds))
+        checked[name] = proc.stdout
+    for host in lab.hosts:
+        after = lab.state(host, *roots)
+        assert after == before[host], (host, sorted(set(after) ^ set(before[host]))[:20])
+    assert sorted(str(p) for p in pb.results.rglob("*")) == results_before
+    # The unit of the stopped session would start (systemd_service says so itself).
+    assert h3 in changed_hosts(checked["resume"]), checked["resume"][-3000:]
+    assert "would run" in checked["evaluate"]
+
     print(f"\nlab spine timings (s): {timings}; lab up {lab.timings['up']:.0f} s; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
