@@ -50,6 +50,8 @@ from recap import play_recap  # noqa: E402
 BASE_IMAGE = os.environ.get("RLOPS_LAB_IMAGE", "localhost/rlops-lab:bookworm")
 IMAGE = os.environ.get("RLOPS_LAB_TRAINER_IMAGE", "localhost/rlops-lab-trainer:bookworm")
 LABEL = "rlops.lab.trainer"
+# The image name it was built as: a build prunes only earlier images of its own name.
+NAME_LABEL = "rlops.lab.trainer.name"
 PLAY = HERE / "trainer_image.yml"
 LAB_SH = HERE / "lab.sh"
 LOCK = Path("/run/lock/rlops-lab-trainer-image.lock")
@@ -128,7 +130,7 @@ def image_id(image: str) -> str:
 def prune(keep: str) -> None:
     """Remove the trainer images other than `keep` (image id) that no container uses: a
     rebuild while a lab ran on the previous image left it behind (1.5 GB each)."""
-    for old in podman("images", "-q", "--no-trunc", "--filter", f"label={LABEL}",
+    for old in podman("images", "-q", "--no-trunc", "--filter", f"label={NAME_LABEL}={IMAGE}",
                       check=False).split():
         if old.removeprefix("sha256:") != keep.removeprefix("sha256:") and podman_ok("rmi", old):
             log(f"removed the unused trainer image {old.removeprefix('sha256:')[:12]}")
@@ -233,7 +235,9 @@ def build(key: str) -> None:
                     podman("unmount", host.name, check=False)
                 committed = time.monotonic()
                 podman("commit", "-q", "--change", 'CMD ["/sbin/init"]',
-                       "--change", f"LABEL {LABEL}={key}", host.name, candidate, timeout=1800)
+                       "--change", f"LABEL {LABEL}={key}",
+                       "--change", f"LABEL {NAME_LABEL}={IMAGE}", host.name, candidate,
+                       timeout=1800)
                 log(f"committed in {time.monotonic() - committed:.0f} s")
             # The check: a host of the candidate has the venv complete.
             with Host(candidate, scratch, f"rlops-trainer-image-check-{os.getpid()}") as host:

@@ -139,14 +139,15 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     assert changed_hosts(out) == {}, out[-4000:]
     assert pb.status(h1, s1)["state"] == "completed"
 
+    # --- --check on all six playbooks changes nothing on any host ----------------------------
+    run("stop", rlops_session=s2)  # every session settled: no job writes while we compare
     # Nothing the playbooks ran through sudo left root's files in a session: the job's
-    # supervisor, running as the SSH user, must be able to sync all of them.
+    # supervisor, running as the SSH user, must be able to sync all of them. (Checked once
+    # no job writes: a running job's temporary files vanish under find.)
     for host in (h1, h3):
         owned_by_root = lab.exec(host, "find", f"{pb.data_root}/sessions", "-mindepth", "1",
                                  "-user", "root").stdout.decode().split()
         assert not owned_by_root, f"{host}: {owned_by_root}"
-    # --- --check on all six playbooks changes nothing on any host ----------------------------
-    run("stop", rlops_session=s2)  # every session settled: no job writes while we compare
     roots = (pb.data_root, "/etc/systemd/system")
     before = {host: lab.state(host, *roots) for host in lab.hosts}
     results_before = sorted(str(p) for p in pb.results.rglob("*"))
