@@ -198,6 +198,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import 
     parse_storage_uri,
     session_id_error,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.session_contract import ALGOS
 from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
     STORAGE_ARGUMENT_SPEC,
     StorageModule,
@@ -309,7 +310,7 @@ def main():
         session=dict(type="str"),
         name=dict(type="str", default="session"),
         env_id=dict(type="str"),
-        algo=dict(type="str", choices=["ppo", "dqn"], default="ppo"),
+        algo=dict(type="str", choices=list(ALGOS), default="ppo"),
         source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
         hyperparameters=dict(type="raw"),
         storage_check=dict(type="str", choices=["auto", "controller", "host"], default="auto"),

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from .jsonio import fsync_dir, utc_iso, write_bytes_atomic, write_json_atomic
 from .manifest import MANIFEST, build_manifest, check_folder, step_dirname
+from .session_contract import LATEST
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(checkpoint_dir)
-    write_bytes_atomic(checkpoint_dir / "LATEST", str(step).encode())
+    write_bytes_atomic(checkpoint_dir / LATEST, str(step).encode())
     return final
 
 

@@ -7,27 +7,18 @@ it has on disk, and the manifest's step matches the folder's name (docs/contract
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .jsonio import read_json, utc_iso
 
-MANIFEST = "manifest.json"
-FORMAT = 1
-_STEP_RE = re.compile(r"[0-9]{12,}")
+# What a manifest and a step folder's name are is the session contract's.
+from .session_contract import MANIFEST, manifest_problems, parse_step, step_dirname
+from .session_contract import MANIFEST_FORMAT as FORMAT
 
-
-def step_dirname(step: int) -> str:
-    if step < 0:
-        raise ValueError(f"checkpoint step {step} is invalid: steps are >= 0")
-    return f"{step:012d}"
-
-
-def parse_step(name: str) -> int | None:
-    """The step of a checkpoint folder name, None for anything else (.tmp-, .damaged-)."""
-    return int(name) if _STEP_RE.fullmatch(name) else None
+__all__ = ["FORMAT", "MANIFEST", "build_manifest", "check_folder", "file_sha256",
+           "load_manifest", "manifest_problems", "parse_step", "step_dirname", "verify_folder"]
 
 
 def file_sha256(path: Path) -> str:
@@ -58,38 +49,6 @@ def build_manifest(
         "created": utc_iso(now),
         "files": files,
     }
-
-
-def _safe_relpath(path: Any) -> bool:
-    # A manifest fetched from storage names the files to download: it must not be able
-    # to point outside the checkpoint folder.
-    if not isinstance(path, str) or "\\" in path:
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
-
-
-def manifest_problems(manifest: Any) -> list[str]:
-    """Structural problems of a manifest (before looking at any file)."""
-    if not isinstance(manifest, dict):
-        return ["manifest is not a JSON object"]
-    problems = []
-    if manifest.get("format") != FORMAT:
-        problems.append(f"manifest format {manifest.get('format')!r} is not {FORMAT}")
-    step = manifest.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        problems.append(f"manifest step {step!r} is not a non-negative integer")
-    files = manifest.get("files")
-    if not isinstance(files, list):
-        return [*problems, "manifest has no 'files' list"]
-    for entry in files:
-        if (
-            not isinstance(entry, dict)
-            or not _safe_relpath(entry.get("path"))
-            or not isinstance(entry.get("size"), int)
-            or not isinstance(entry.get("sha256"), str)
-        ):
-            problems.append(f"manifest entry {entry!r} is malformed")
-    return problems
 
 
 def verify_folder(folder: Path, manifest: Any, step: int | None = None) -> list[str]:

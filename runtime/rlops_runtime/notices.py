@@ -23,16 +23,15 @@ from typing import Any, Callable, Mapping, Sequence
 from .backoff import Backoff
 from .jsonio import utc_iso
 
+# run.json's choices (notices, on_rebalance) and the default endpoint are the contract's.
+from .session_contract import DEFAULT_IMDS_ENDPOINT, NOTICE_MODES, REBALANCE_ACTIONS  # noqa: F401
+
 log = logging.getLogger(__name__)
 
-NOTICE_MODES = ("auto", "imds", "none")
 # What the supervisor does about a notice.
 STOP = "stop"              # checkpoint, publish, stop the job: state `interrupted`
 CHECKPOINT = "checkpoint"  # checkpoint and publish, training goes on
 RECORD = "record"          # log it and keep it in status.json only
-REBALANCE_ACTIONS = (CHECKPOINT, STOP, RECORD)
-
-DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "RLOPS_IMDS_ENDPOINT"
 TOKEN_PATH = "/latest/api/token"
 INSTANCE_ACTION_PATH = "/latest/meta-data/spot/instance-action"

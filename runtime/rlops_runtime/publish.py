@@ -25,22 +25,30 @@ from .manifest import (
     step_dirname,
     verify_folder,
 )
-from .session import SESSION_ID_RE
+from .session_contract import (
+    SESSION_ID_RE,
+    checkpoints_key,
+    fetch_candidates,
+    latest_key,
+    manifest_key,
+    parse_latest,
+    step_key,
+)
 from .storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
 
 def ckpt_prefix(session_id: str) -> str:
-    return f"{session_id}/checkpoints"
+    return checkpoints_key(session_id)
 
 
 def _step_prefix(session_id: str, step: int) -> str:
-    return f"{ckpt_prefix(session_id)}/{step_dirname(step)}"
+    return step_key(session_id, step)
 
 
 def _remote_manifest(storage: Storage, session_id: str, step: int) -> dict | None:
-    data = storage.get_bytes(f"{_step_prefix(session_id, step)}/{MANIFEST}")
+    data = storage.get_bytes(manifest_key(session_id, step))
     try:
         manifest = json.loads(data) if data is not None else None
     except ValueError:
@@ -49,14 +57,11 @@ def _remote_manifest(storage: Storage, session_id: str, step: int) -> dict | Non
 
 
 def read_latest(storage: Storage, session_id: str) -> int | None:
-    data = storage.get_bytes(f"{ckpt_prefix(session_id)}/LATEST")
-    if data is None:
-        return None
-    try:
-        return int(data.decode().strip())
-    except ValueError:
-        log.warning("ignoring unreadable %s/LATEST: %r", ckpt_prefix(session_id), data[:40])
-        return None
+    data = storage.get_bytes(latest_key(session_id))
+    step = parse_latest(data)
+    if data is not None and step is None:
+        log.warning("ignoring unreadable %s: %r", latest_key(session_id), data[:40])
+    return step
 
 
 def publish_checkpoint(storage: Storage, session_id: str, folder: Path) -> int:
@@ -82,7 +87,7 @@ def publish_checkpoint(storage: Storage, session_id: str, folder: Path) -> int:
     storage.put_file(folder / MANIFEST, f"{prefix}/{MANIFEST}")
     latest = read_latest(storage, session_id)
     if latest is None or step >= latest:
-        storage.put_bytes(f"{ckpt_prefix(session_id)}/LATEST", str(step).encode())
+        storage.put_bytes(latest_key(session_id), str(step).encode())
     log.info("published checkpoint %s of %s to %s", step, session_id, storage.uri)
     return step
 
@@ -92,7 +97,7 @@ def raise_latest(storage: Storage, session_id: str, step: int) -> bool:
     latest = read_latest(storage, session_id)
     if latest is not None and latest >= step:
         return False
-    storage.put_bytes(f"{ckpt_prefix(session_id)}/LATEST", str(step).encode())
+    storage.put_bytes(latest_key(session_id), str(step).encode())
     return True
 
 
@@ -170,12 +175,8 @@ def fetch_newest_complete(
     """
     dest = Path(dest_checkpoint_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    latest = read_latest(storage, session_id)
-    steps = remote_steps(storage, session_id)
-    # Steps above LATEST may be publishes cut short before LATEST moved: not offered.
-    candidates = sorted({s for s in steps if latest is None or s < latest}, reverse=True)
-    if latest is not None:
-        candidates.insert(0, latest)
+    candidates = fetch_candidates(read_latest(storage, session_id),
+                                  remote_steps(storage, session_id))
     for step in candidates:
         if below is not None and step >= below:
             continue

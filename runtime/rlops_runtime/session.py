@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-SESSION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_TIMESTAMP_FORMAT = "-%Y%m%dt%H%M%Sz"
-_TIMESTAMP_LEN = len("-20261122t051500z")
-_MAX_ID_LEN = 63
+from . import session_contract as contract
 
+# The rules of ids are the session contract's; re-exported for the runtime's callers.
+from .session_contract import SESSION_ID_RE, make_session_id, validate_session_id
 
-def validate_session_id(value: str) -> str:
-    """Return `value` if it is a valid session id, else raise ValueError saying why."""
-    # fullmatch: `$` alone would accept a trailing newline.
-    if not isinstance(value, str) or not SESSION_ID_RE.fullmatch(value):
-        raise ValueError(
-            f"session id {value!r} is invalid: use 1-63 lowercase letters, digits and '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
-def make_session_id(name: str, now: datetime) -> str:
-    """`<sanitised name>-<UTC timestamp>`, e.g. `cartpole-20261122t051500z`.
-
-    A naive `now` is taken to be UTC already.
-    """
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    slug = slug[: _MAX_ID_LEN - _TIMESTAMP_LEN].rstrip("-")
-    if not slug:
-        raise ValueError(
-            f"session name {name!r} is invalid: it needs at least one letter or digit"
-        )
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return validate_session_id(slug + now.astimezone(timezone.utc).strftime(_TIMESTAMP_FORMAT))
+__all__ = ["SESSION_ID_RE", "SessionLayout", "make_session_id", "validate_session_id"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +21,7 @@ class SessionLayout:
 
     @classmethod
     def for_session(cls, data_root: Path | str, session_id: str) -> SessionLayout:
-        return cls(Path(data_root) / "sessions" / validate_session_id(session_id))
+        return cls(Path(data_root) / contract.SESSIONS_DIR / validate_session_id(session_id))
 
     @property
     def session_id(self) -> str:
@@ -56,28 +29,28 @@ class SessionLayout:
 
     @property
     def config_dir(self) -> Path:
-        return self.root / "config"
+        return self.root / contract.CONFIG_DIR
 
     @property
     def run_json(self) -> Path:
-        return self.config_dir / "run.json"
+        return self.config_dir / contract.RUN_JSON
 
     @property
     def hyperparameters(self) -> Path:
-        return self.config_dir / "hyperparameters.json"
+        return self.config_dir / contract.HYPERPARAMETERS_JSON
 
     @property
     def requirements_lock(self) -> Path:
         """The set the session's venv was installed with (the trainer role writes it)."""
-        return self.config_dir / "requirements.lock"
+        return self.config_dir / contract.REQUIREMENTS_LOCK
 
     @property
     def storage_env(self) -> Path:
-        return self.config_dir / "storage.env"
+        return self.config_dir / contract.STORAGE_ENV
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / contract.CHECKPOINTS_DIR
 
     @property
     def tensorboard(self) -> Path:
@@ -101,7 +74,7 @@ class SessionLayout:
 
     @property
     def status(self) -> Path:
-        return self.root / "status.json"
+        return self.root / contract.STATUS_JSON
 
     @property
     def lockfile(self) -> Path:

@@ -13,47 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import session_contract as contract
+from .session_contract import (
+    AGENT_ARGS,
+    APPLY,
+    GROW,
+    HOST,
+    INPUT_PREFIX,
+    REFUSE,
+    RESUME_POLICY,
+    ContractError,
+)
 from .supervisor import RunConfig
 
-# How a resume treats a requested setting that differs from the session's.
-APPLY = "apply"        # safe to change between runs of the job
-REFUSE = "refuse"      # fixed when the session started: the checkpoints depend on it
-GROW = "grow"          # total_timesteps: only beyond the step the session has reached
-# where the job runs on this host (its venv): the host's, for the same job (the reference
-# agent stays the reference agent)
-HOST = "host"
-
-RESUME_POLICY: dict[str, str] = {
-    "session_id": REFUSE,
-    "storage_uri": REFUSE,
-    "command": HOST,
-    "workdir": HOST,
-    "env_id": REFUSE,
-    "algo": REFUSE,
-    "seed": REFUSE,
-    "total_timesteps": GROW,
-    "checkpoint_interval": APPLY,
-    "device": APPLY,
-    "sync_interval": APPLY,
-    "max_duration": APPLY,
-    "stop_grace": APPLY,
-    "checkpoint_keep_local": APPLY,
-    "final_sync_timeout": APPLY,
-    "env": APPLY,
-    "notices": APPLY,
-    "imds_endpoint": APPLY,
-    "on_rebalance": APPLY,
-}
-# The settings a user names (trainer_<name>), for messages.
-INPUT_PREFIX = "trainer_"
-# The reference agent's command after its interpreter.
-AGENT_ARGS = ["-m", "rlops_runtime.agents.sb3", "train"]
-
-# Values the reference agent understands (a job of its own reads them as it likes, but
-# these are the contract's).
-CHOICES = {"device": ("auto", "cpu", "cuda"), "algo": ("ppo", "dqn")}
-_INT_SETTINGS = {"total_timesteps", "checkpoint_interval", "checkpoint_keep_local"}
-_FLOAT_SETTINGS = {"sync_interval", "max_duration", "stop_grace", "final_sync_timeout"}
+# What a resume may change, the values' types and ranges are the session contract's.
+__all__ = ["APPLY", "GROW", "HOST", "REFUSE", "RESUME_POLICY", "ResumePlan", "SettingsError",
+           "describe_changes", "new_config", "plan_resume", "requested_settings"]
 
 
 class SettingsError(ValueError):
@@ -73,36 +48,14 @@ class ResumePlan:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Values from Ansible's -e arrive as strings: turn them into run.json's types."""
     try:
-        if name in _INT_SETTINGS:
-            return int(value)
-        if name in _FLOAT_SETTINGS:
-            number = float(value)
-            return int(number) if number.is_integer() else number
-        if name == "seed":
-            return None if value is None or value == "" else int(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{INPUT_PREFIX}{name} must be a number, got {value!r}") from None
-    if name == "env":
-        if not isinstance(value, dict):
-            raise SettingsError(f"{INPUT_PREFIX}env must be a mapping, got {value!r}")
-        return {str(key): str(item) for key, item in value.items()}
-    return value
+        return contract.coerce_setting(name, value)
+    except ContractError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _check_ranges(config: dict[str, Any]) -> list[str]:
-    problems = [
-        f"{INPUT_PREFIX}{name} must be one of {', '.join(choices)}, got {config[name]!r}"
-        for name, choices in CHOICES.items() if config.get(name) not in choices
-    ]
-    for name in ("total_timesteps", "checkpoint_interval", "sync_interval"):
-        if config[name] <= 0:
-            problems.append(f"{INPUT_PREFIX}{name} must be greater than 0, got {config[name]}")
-    for name in ("max_duration", "stop_grace", "checkpoint_keep_local", "final_sync_timeout"):
-        if config[name] < 0:
-            problems.append(f"{INPUT_PREFIX}{name} must not be negative, got {config[name]}")
-    return problems
+    return contract.setting_problems(config)
 
 
 def requested_settings(request: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +151,7 @@ def describe_changes(changes: dict[str, Any]) -> list[str]:
 
 
 def _is_agent(command: Any) -> bool:
-    return isinstance(command, list) and command[1:] == AGENT_ARGS
+    return isinstance(command, list) and command[1:] == list(AGENT_ARGS)
 
 
 def _describe_command(command: Any) -> str:

@@ -10,17 +10,17 @@ from typing import Any
 
 from .jsonio import read_json, write_json_atomic
 
-ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
-TERMINAL_STATES = frozenset({"stopped", "completed", "failed", "interrupted", "timeout"})
-# "lost" is never written: readers report it when the supervisor of an active session is gone.
-RESUMABLE_STATES = frozenset({"stopped", "interrupted", "timeout", "lost"})
+# The states and the moves between them are the session contract's.
+from .session_contract import (
+    ACTIVE_STATES,
+    LOST,
+    RESUMABLE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+)
 
-# A supervisor run moves forward only; a new run (resume) starts again from "starting".
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "starting": frozenset({"running", "stopping", "failed"}),
-    "running": frozenset({"stopping", "completed", "failed"}),
-    "stopping": frozenset({"stopped", "interrupted", "timeout"}),
-}
+__all__ = ["ACTIVE_STATES", "RESUMABLE_STATES", "TERMINAL_STATES", "TRANSITIONS", "Status",
+           "checkpoint_age", "observed_state", "parse_utc", "read_status", "write_status"]
 
 
 def parse_utc(value: str) -> datetime:
@@ -92,5 +92,5 @@ def checkpoint_age(status: Status, now: datetime) -> float | None:
 def observed_state(status: Status, supervisor_alive: bool) -> str:
     """The state to report: `lost` when an active session's supervisor is gone."""
     if status.state in ACTIVE_STATES and not supervisor_alive:
-        return "lost"
+        return LOST
     return status.state

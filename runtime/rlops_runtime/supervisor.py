@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -25,9 +25,6 @@ from .jsonio import read_json, utc_iso
 from .manifest import load_manifest, step_dirname
 from .notices import (
     CHECKPOINT,
-    DEFAULT_IMDS_ENDPOINT,
-    NOTICE_MODES,
-    REBALANCE_ACTIONS,
     RETRY_BASE,
     RETRY_CAP,
     STOP,
@@ -37,7 +34,8 @@ from .notices import (
     response_to,
 )
 from .publish import fetch_newest_complete, read_latest
-from .session import SessionLayout, validate_session_id
+from .session import SessionLayout
+from .session_contract import AGENT_ARGS, RUN_DEFAULTS, check_run_json
 from .status import Status, write_status
 from .storage import Storage, StorageError, open_storage
 from .sync import Syncer, unsynced_steps
@@ -60,60 +58,32 @@ class NoticeWatcher(Protocol):
 
 @dataclass
 class RunConfig:
-    """config/run.json, as written by the trainer role."""
+    """config/run.json, as written by `rlops-run configure`: its keys, defaults and checks are
+    the session contract's (session_contract.RUN_DEFAULTS, check_run_json)."""
 
     session_id: str
     storage_uri: str
-    command: list[str] = field(
-        default_factory=lambda: [sys.executable, "-m", "rlops_runtime.agents.sb3", "train"]
-    )
-    workdir: str = ""
-    env_id: str = "CartPole-v1"
-    algo: str = "ppo"
-    total_timesteps: int = 100_000
-    checkpoint_interval: int = 10_000
-    device: str = "auto"
-    seed: int | None = 0
-    sync_interval: float = 10
-    max_duration: float = 0
-    stop_grace: float = 60
-    checkpoint_keep_local: int = 0
-    final_sync_timeout: float = 180
-    env: dict[str, str] = field(default_factory=dict)
-    notices: str = "auto"
-    imds_endpoint: str = DEFAULT_IMDS_ENDPOINT
-    on_rebalance: str = CHECKPOINT
+    command: list[str] = field(default_factory=lambda: [sys.executable, *AGENT_ARGS])
+    workdir: str = RUN_DEFAULTS["workdir"]
+    env_id: str = RUN_DEFAULTS["env_id"]
+    algo: str = RUN_DEFAULTS["algo"]
+    total_timesteps: int = RUN_DEFAULTS["total_timesteps"]
+    checkpoint_interval: int = RUN_DEFAULTS["checkpoint_interval"]
+    device: str = RUN_DEFAULTS["device"]
+    seed: int | None = RUN_DEFAULTS["seed"]
+    sync_interval: float = RUN_DEFAULTS["sync_interval"]
+    max_duration: float = RUN_DEFAULTS["max_duration"]
+    stop_grace: float = RUN_DEFAULTS["stop_grace"]
+    checkpoint_keep_local: int = RUN_DEFAULTS["checkpoint_keep_local"]
+    final_sync_timeout: float = RUN_DEFAULTS["final_sync_timeout"]
+    env: dict[str, str] = field(default_factory=lambda: dict(RUN_DEFAULTS["env"]))
+    notices: str = RUN_DEFAULTS["notices"]
+    imds_endpoint: str = RUN_DEFAULTS["imds_endpoint"]
+    on_rebalance: str = RUN_DEFAULTS["on_rebalance"]
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
-        if not isinstance(data, dict):
-            raise ValueError("run.json must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"run.json: unknown keys {', '.join(unknown)}")
-        missing = [key for key in ("session_id", "storage_uri") if not data.get(key)]
-        if missing:
-            raise ValueError(f"run.json: missing {', '.join(missing)}")
-        validate_session_id(data["session_id"])
-        command = data.get("command")
-        if command is not None and (
-            not isinstance(command, list) or not command
-            or not all(isinstance(part, str) for part in command)
-        ):
-            raise ValueError("run.json: command must be a non-empty list of strings")
-        for key, choices in (("notices", NOTICE_MODES), ("on_rebalance", REBALANCE_ACTIONS)):
-            if key in data and data[key] not in choices:
-                raise ValueError(
-                    f"run.json: {key} must be one of {', '.join(choices)}, got {data[key]!r}")
-        timeout = data.get("final_sync_timeout", 0)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise ValueError(
-                f"run.json: final_sync_timeout must be a number of seconds >= 0, got {timeout!r}")
-        endpoint = data.get("imds_endpoint", DEFAULT_IMDS_ENDPOINT)
-        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            raise ValueError(f"run.json: imds_endpoint must be an http:// URL, got {endpoint!r}")
-        return cls(**data)
+        return cls(**check_run_json(data))
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:

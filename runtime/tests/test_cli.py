@@ -118,7 +118,7 @@ def test_start_reports_a_supervisor_that_dies(tmp_path: Path) -> None:
     layout = make_session(tmp_path, storage_uri="s3://")
     result = rlops_run("start", "--session-dir", str(layout.root), "--timeout", "20")
     assert result.returncode == 1
-    assert "did not start" in result.stderr and "no bucket" in result.stderr
+    assert "did not start" in result.stderr and "has no bucket" in result.stderr
 
 
 def test_status_reports_lost_for_a_dead_supervisor(tmp_path: Path, capsys) -> None:
@@ -161,7 +161,7 @@ def test_validate(tmp_path: Path, capsys) -> None:
     code, _out, err = run_main(capsys, "validate", "--env-id", "CartPol-v1",
                                "--hyperparameters", str(bad))
     assert code == 2 and err.count("\n") == 1 and err.startswith("rlops-run: error: ")
-    assert "'n_step'" in err and "did you mean n_steps" in err
+    assert "'n_step' is not a PPO hyperparameter (did you mean 'n_steps'?)" in err
     assert "gamma must be a number" in err and "CartPole-v1" in err
     broken = tmp_path / "broken.json"
     broken.write_text("{'n_steps': 64}")

@@ -84,15 +84,29 @@ def test_parse_kwargs() -> None:
 
 
 def test_unknown_keys_are_named_with_suggestions() -> None:
+    # The session contract's words, as the controller says them.
     problems = validate_hyperparameters("ppo", {"lerning_rate": 0.1, "frame_stack": 4})
     assert problems == [
-        "unknown hyperparameter 'lerning_rate' for ppo (did you mean learning_rate?)",
-        "unknown hyperparameter 'frame_stack' for ppo",
+        "'frame_stack' is not a PPO hyperparameter",
+        "'lerning_rate' is not a PPO hyperparameter (did you mean 'learning_rate'?)",
     ]
     # Right key, wrong algorithm.
     assert validate_hyperparameters("ppo", {"buffer_size": 10}) == [
-        "unknown hyperparameter 'buffer_size' for ppo"
+        "'buffer_size' is not a PPO hyperparameter"
     ]
+
+
+def test_names_and_values_are_both_reported() -> None:
+    assert validate_hyperparameters("ppo", {"n_step": 64, "gamma": "high"}) == [
+        "'n_step' is not a PPO hyperparameter (did you mean 'n_steps'?)",
+        "gamma must be a number, got 'high'",
+    ]
+
+
+def test_verbose_is_the_users() -> None:
+    assert validate_hyperparameters("ppo", {"verbose": 1}) == []
+    assert validate_hyperparameters("dqn", {"verbose": "loud"}) == [
+        "verbose must be an integer, got 'loud'"]
 
 
 @pytest.mark.parametrize("algo, hp, message", [
@@ -109,8 +123,8 @@ def test_unknown_keys_are_named_with_suggestions() -> None:
     ("ppo", {"policy_kwargs": 3}, "policy_kwargs must be an object or a 'dict(...)' string"),
     ("ppo", {"policy_kwargs": "dict(a=b)"}, "policy_kwargs: cannot parse"),
     ("ppo", {"normalize": 1}, "normalize must be true/false, an object"),
-    ("ppo", {"seed": 1}, "'seed' is set by rlops from run.json"),
-    ("ppo", {"tensorboard_log": "/x"}, "'tensorboard_log' is set by rlops"),
+    ("ppo", {"seed": 1}, "'seed' is set by the session, not by hyperparameters"),
+    ("ppo", {"tensorboard_log": "/x"}, "'tensorboard_log' is set by the session"),
     ("a2c", {}, "unknown algo 'a2c'"),
 ])
 def test_wrong_values(algo: str, hp: dict, message: str) -> None:
@@ -143,8 +157,11 @@ def test_read_hyperparameters(tmp_path: Path) -> None:
 def test_validate_env_id() -> None:
     assert validate_env_id("Acrobot-v1") is None
     message = validate_env_id("CartPol-v1")
-    assert message.startswith("unknown env id 'CartPol-v1'; close matches: CartPole-v1")
-    assert validate_env_id("zzzzzz") == "unknown env id 'zzzzzz'"
+    assert message.startswith(
+        "env id 'CartPol-v1' is not registered in gymnasium: did you mean CartPole-v1")
+    assert validate_env_id("zzzzzz-v0") == "env id 'zzzzzz-v0' is not registered in gymnasium"
+    assert validate_env_id("zzzzzz") == (
+        "env id 'zzzzzz' is not a gymnasium id: expected Name-vN, e.g. CartPole-v1")
 
 
 def test_parameter_table_is_cached_per_sb3_version(tmp_path: Path, monkeypatch) -> None:

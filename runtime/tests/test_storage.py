@@ -131,9 +131,10 @@ def test_large_files_go_multipart(request, bucket_fixture: str, tmp_path: Path):
     "uri, message",
     [
         ("ftp://x", "unsupported storage URI 'ftp://x': use file:///path or s3://bucket/prefix"),
-        ("/plain/path", "unsupported storage URI"),
-        ("file://relative/path", "use file:///absolute/path"),
+        ("/plain/path", "storage URI '/plain/path' is not a URI"),
+        ("file://relative/path", "a file:// path must be absolute (file:///abs/path)"),
         ("s3:///prefix", "has no bucket"),
+        ("s3://Bad_Bucket/p", "'Bad_Bucket' is not a valid S3 bucket name"),
         ("az://container/prefix", "storage URI 'az://container/prefix': Azure Blob storage is "
                                   "not available yet: use file:///path or s3://bucket/prefix"),
     ],
@@ -145,7 +146,7 @@ def test_bad_uris(uri: str, message: str):
 
 
 def test_parse_uri():
-    assert parse_uri("file:///data/storage") == ("file", "", "/data/storage")
+    assert parse_uri("file:///data/storage/") == ("file", "/data/storage", "")
     assert parse_uri("s3://bucket/a/b/") == ("s3", "bucket", "a/b")
     assert parse_uri("s3://bucket") == ("s3", "bucket", "")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import collections.abc
-import difflib
 import inspect
 import json
 import re
@@ -22,11 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json_atomic
+from ..session_contract import (  # noqa: F401 (ALGOS: the agent's algorithms, for its callers)
+    ALGO_KEYS,
+    ALGOS,
+    SESSION_OWNED,
+    ContractError,
+    check_algo,
+    env_id_error,
+    hyperparameter_key_problems,
+)
+from ..session_contract import ZOO_KEYS as _ZOO_KEYS
 
-ALGOS = ("ppo", "dqn")
-ZOO_KEYS = frozenset({"n_envs", "policy", "normalize", "n_timesteps", "policy_kwargs"})
-# Set by the agent from run.json and the session layout, never from hyperparameters.
-RESERVED_KEYS = frozenset({"env", "tensorboard_log", "_init_setup_model", "seed", "device"})
+# Which keys a session takes is the session contract's (hyperparameter_key_problems); the
+# installed SB3 says which values each takes.
+ZOO_KEYS = frozenset(_ZOO_KEYS)
 FALLBACK_DEFAULTS: dict[str, Any] = {"policy": "MlpPolicy"}
 
 _LIN = re.compile(r"^lin_([0-9.eE+-]+)$")
@@ -61,9 +69,7 @@ class Resolved:
 def algorithm_class(algo: str) -> type:
     import stable_baselines3
 
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
-    return getattr(stable_baselines3, algo.upper())
+    return getattr(stable_baselines3, check_algo(algo).upper())
 
 
 def load_defaults(algo: str, env_id: str) -> dict[str, Any]:
@@ -225,8 +231,7 @@ def parameter_kinds(algo: str, cache_dir: Path | None = None) -> dict[str, list[
     Reading them imports SB3 and torch (seconds); the table is kept per SB3 version in the
     venv (`cache_dir`, default sys.prefix), so that later checks need neither.
     """
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
+    check_algo(algo)
     cache = Path(cache_dir or sys.prefix) / f".rlops-{algo}-parameters-{_sb3_version()}.json"
     try:
         table = read_json(cache)
@@ -252,26 +257,22 @@ def parameter_kinds(algo: str, cache_dir: Path | None = None) -> dict[str, list[
 
 def validate_hyperparameters(algo: str, hp: dict[str, Any],
                              cache_dir: Path | None = None) -> list[str]:
-    """Problems with `hp` for `algo`, one message each; empty when fine."""
+    """Problems with `hp` for `algo`, one message each; empty when fine. The keys by the
+    session contract, the values by the installed SB3's constructor."""
+    problems = hyperparameter_key_problems(algo, hp)
     try:
         params = parameter_kinds(algo, cache_dir)
-    except ValueError as exc:
-        return [str(exc)]
-    allowed = (set(params) - RESERVED_KEYS) | ZOO_KEYS
-    problems = []
+    except ContractError:
+        return problems  # an unknown algo: the contract said so
     for key, value in hp.items():
-        if key in RESERVED_KEYS:
-            problems.append(f"{key!r} is set by rlops from run.json, not by hyperparameters")
-        elif key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            problems.append(f"unknown hyperparameter {key!r} for {algo}{hint}")
-        elif key in ZOO_KEYS:
+        if key in SESSION_OWNED or (key not in ALGO_KEYS[algo] and key not in ZOO_KEYS):
+            continue  # refused by its name above
+        if key in ZOO_KEYS:
             problem = _check_zoo_key(key, value)
             if problem:
                 problems.append(problem)
         else:
-            kinds = params[key]
+            kinds = params.get(key)
             if kinds is not None and _value_kind(value) not in kinds:
                 problems.append(f"{key} must be {_expected(set(kinds))}, got {value!r}")
     return problems
@@ -285,8 +286,5 @@ def validate_env_id(env_id: str) -> str | None:
 
     from .envs import build_problem, missing_extra
 
-    if env_id in gymnasium.registry:
-        return missing_extra(env_id) or build_problem(env_id)
-    close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3, cutoff=0.6)
-    hint = f"; close matches: {', '.join(close)}" if close else ""
-    return f"unknown env id {env_id!r}{hint}"
+    return (env_id_error(env_id, gymnasium.registry) or missing_extra(env_id)
+            or build_problem(env_id))

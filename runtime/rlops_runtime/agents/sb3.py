@@ -160,7 +160,7 @@ class Trainer:
         else:
             self.model = algo_cls(
                 hp.policy, venv, tensorboard_log=cfg.tensorboard_dir, seed=cfg.seed,
-                device=cfg.device, verbose=0, **hp.kwargs,
+                device=cfg.device, **{"verbose": 0, **hp.kwargs},  # verbose: the user's when set
             )
         self.last_saved = self.model.num_timesteps  # already saved, or step 0
         return total

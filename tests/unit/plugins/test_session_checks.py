@@ -1,4 +1,3 @@
-import inspect
 from datetime import datetime, timezone
 
 import pytest
@@ -37,7 +36,7 @@ def test_make_session_id_sanitises_and_stamps():
     assert sc.make_session_id("My Cart_Pole!", NOW) == "my-cart-pole-20261122t051500z"
     long_id = sc.make_session_id("x" * 80, NOW)
     assert len(long_id) == 63 and sc.session_id_error(long_id) is None
-    with pytest.raises(ValueError, match="no letters or digits"):
+    with pytest.raises(ValueError, match="at least one letter or digit"):
         sc.make_session_id("___", NOW)
 
 
@@ -52,14 +51,6 @@ def test_hyperparameters_json_and_keys():
     assert "'n_step' is not a PPO hyperparameter (did you mean 'n_steps'?)" in message
     assert "'seed' is set by the session" in message
     assert sc.hyperparameter_errors("dqn", {"buffer_size": 10, "n_envs": 1}) is None
-
-
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
-def test_known_keys_match_installed_sb3(algo):
-    sb3 = pytest.importorskip("stable_baselines3")
-    cls = {"ppo": sb3.PPO, "dqn": sb3.DQN}[algo]
-    signature = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    assert set(sc.ALGO_KEYS[algo]) | set(sc._SESSION_OWNED) | {"policy"} == signature
 
 
 def test_env_ids():

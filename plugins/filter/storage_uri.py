@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+"""Filters that put the session contract (module_utils/session_contract.py, the runtime's own
+rules) within reach of roles and playbooks: one storage URI parser, one session id rule."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+name: storage_uri
+short_description: A storage URI parsed by the session contract, or why it is refused
+version_added: 0.1.0
+description:
+  - Parses C(file:///abs/path) and C(s3://bucket/prefix) as the runtime does (the collection
+    runs the runtime's own session contract). C(az://) is refused, Azure Blob storage is not
+    available yet.
+  - Never fails on a bad URI, so that a role's preflight can refuse it in one message
+    (RV(_value.error)).
+  - The same file has C(rlops.fleet.host_session_id), the session id of one host of a
+    train_new run over several hosts (C(<id>-<host name>), made valid).
+positional: _input
+options:
+  _input:
+    description: The storage URI.
+    type: raw
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Refuse a storage URI the runtime would refuse
+  ansible.builtin.assert:
+    that: (rlops_storage_uri | rlops.fleet.storage_uri).error is none
+    fail_msg: "{{ (rlops_storage_uri | rlops.fleet.storage_uri).error }}"
+
+- name: Name one host's session
+  ansible.builtin.set_fact:
+    session_id: >-
+      {{ 'cartpole-20261122t051500z'
+      | rlops.fleet.host_session_id(inventory_hostname, ansible_play_hosts_all | length) }}
+"""
+
+RETURN = r"""
+_value:
+  description: The parts of the URI, and the refusal.
+  type: dict
+  contains:
+    scheme:
+      description: C(file) or C(s3); empty when refused.
+      type: str
+    location:
+      description: The bucket (s3), or the absolute folder (file); empty when refused.
+      type: str
+    prefix:
+      description: The key prefix inside the bucket, without slashes (empty for none).
+      type: str
+    error:
+      description: Why the URI is refused, in the runtime's words; null when it is not.
+      type: str
+"""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.rlops.fleet.plugins.module_utils import session_contract as contract
+
+
+def storage_uri(uri):
+    try:
+        parsed = contract.parse_storage_uri(uri)
+    except contract.ContractError as exc:
+        return {"scheme": "", "location": "", "prefix": "", "error": str(exc)}
+    return dict(parsed.as_dict(), error=None)
+
+
+def host_session_id(base, host, hosts):
+    try:
+        return contract.host_session_id(base, host, hosts)
+    except (contract.ContractError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError("host_session_id: %s" % exc) from None
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"storage_uri": storage_uri, "host_session_id": host_session_id}

@@ -1,0 +1,449 @@
+"""The session contract, in one place: session ids, storage URIs, the storage layout, states,
+run.json's keys, defaults and what a resume may change, and which hyperparameters a session
+takes (docs/contract.md).
+
+The runtime and the controller run this same file. It imports only the Python standard
+library (3.8 and newer) and nothing of its package, so that the collection ships it
+unchanged as plugins/module_utils/session_contract.py: `make contract-sync` copies it there,
+and tests/unit/plugins/module_utils/test_session_contract.py fails when the two differ. Edit
+this one, never the copy.
+
+Everything here is a pure function or a constant. A rule broken raises ContractError (a
+ValueError) whose message says what is wrong and why; the `*_error` forms return that
+message, or None, for callers that collect problems.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+class ContractError(ValueError):
+    """Input that breaks the session contract; the message says what and why."""
+
+
+def _error(check: Any, *args: Any) -> str | None:
+    try:
+        check(*args)
+    except ContractError as exc:
+        return str(exc)
+    return None
+
+
+# --- Session ids ---------------------------------------------------------------------------
+SESSION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SESSION_ID_MAX = 63
+_STAMP_FORMAT = "%Y%m%dt%H%M%Sz"
+_STAMP_LEN = len("20261122t051500z")
+
+
+def validate_session_id(value: Any) -> str:
+    """`value` when it is a session id, else ContractError saying why."""
+    # fullmatch: `$` alone would accept a trailing newline.
+    if not isinstance(value, str) or not SESSION_ID_RE.fullmatch(value):
+        raise ContractError(
+            f"session id {value!r} is invalid: use 1-63 lowercase letters, digits and '-', "
+            "starting with a letter or digit")
+    return value
+
+
+def session_id_error(value: Any) -> str | None:
+    return _error(validate_session_id, value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower())
+
+
+def make_session_id(name: str, now: datetime | None = None) -> str:
+    """`<name>-<UTC timestamp>`, e.g. `cartpole-20261122t051500z`; the name is lowercased, runs
+    of other characters become '-', and it is cut so that the id has at most 63 characters.
+    A naive `now` is taken to be UTC already; none is the current time."""
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    base = _slug(name).strip("-")[: SESSION_ID_MAX - _STAMP_LEN - 1].rstrip("-")
+    if not base:
+        raise ContractError(
+            f"session name {name!r} is invalid: it needs at least one letter or digit")
+    return validate_session_id(f"{base}-{now.astimezone(timezone.utc).strftime(_STAMP_FORMAT)}")
+
+
+def host_session_id(base: str, host: str, hosts: int) -> str:
+    """The session id of one host of a train_new run over `hosts` hosts: the id itself for one
+    host, else `<id>-<host name>` (made valid, cut to 63 characters) so that each host has a
+    session of its own."""
+    validate_session_id(base)
+    if int(hosts) <= 1:
+        return base
+    return validate_session_id(f"{base}-{_slug(host)}"[:SESSION_ID_MAX].rstrip("-"))
+
+
+# --- Storage URIs --------------------------------------------------------------------------
+SUPPORTED_STORAGE = "use file:///path or s3://bucket/prefix"
+STORAGE_SCHEMES = ("file", "s3")
+# Reserved for Azure Blob storage, which the runtime does not have yet: refused up front in
+# these words everywhere (controller, trainer role, runtime), never half-way on a host.
+RESERVED_SCHEMES = {"az": "Azure Blob storage"}
+S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class StorageURI:
+    """A parsed storage URI. `location` is the bucket for s3://, the absolute folder for
+    file://; `prefix` is the key prefix inside the bucket ('' for none, and for file://)."""
+
+    scheme: str
+    location: str
+    prefix: str
+
+    def as_dict(self) -> dict:
+        return {"scheme": self.scheme, "location": self.location, "prefix": self.prefix}
+
+
+def parse_storage_uri(uri: Any) -> StorageURI:
+    """The one parser of storage URIs: `file:///abs/path` or `s3://bucket/prefix`."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ContractError(f"storage URI {uri!r} is not a URI: {SUPPORTED_STORAGE}")
+    scheme, rest = uri.split("://", 1)
+    if scheme in RESERVED_SCHEMES:
+        raise ContractError(
+            f"storage URI {uri!r}: {RESERVED_SCHEMES[scheme]} is not available yet: "
+            f"{SUPPORTED_STORAGE}")
+    if scheme not in STORAGE_SCHEMES:
+        raise ContractError(f"unsupported storage URI {uri!r}: {SUPPORTED_STORAGE}")
+    if "?" in rest or "#" in rest:
+        raise ContractError(
+            f"storage URI {uri!r}: '?' and '#' have no meaning in a storage URI: "
+            f"{SUPPORTED_STORAGE}")
+    if scheme == "file":
+        if not rest.startswith("/"):
+            raise ContractError(
+                f"storage URI {uri!r}: a file:// path must be absolute (file:///abs/path)")
+        return StorageURI(scheme, rest.rstrip("/") or "/", "")
+    bucket, _sep, prefix = rest.partition("/")
+    if not bucket:
+        raise ContractError(f"storage URI {uri!r} has no bucket: {SUPPORTED_STORAGE}")
+    if not S3_BUCKET_RE.match(bucket):
+        raise ContractError(f"storage URI {uri!r}: {bucket!r} is not a valid S3 bucket name")
+    return StorageURI(scheme, bucket, prefix.strip("/"))
+
+
+def storage_uri_error(uri: Any) -> str | None:
+    return _error(parse_storage_uri, uri)
+
+
+# --- Layout: a session's folder on a host, and its keys in storage ---------------------------
+# On a host: <data_root>/sessions/<session>/<the names below>. In storage: <prefix>/<session>/
+# with the same names (never config/storage.env).
+SESSIONS_DIR = "sessions"
+CONFIG_DIR = "config"
+RUN_JSON = "run.json"
+HYPERPARAMETERS_JSON = "hyperparameters.json"
+REQUIREMENTS_LOCK = "requirements.lock"
+CONFIG_FILES = (RUN_JSON, HYPERPARAMETERS_JSON, REQUIREMENTS_LOCK)
+STORAGE_ENV = "storage.env"  # credentials: on the host only, never published
+CHECKPOINTS_DIR = "checkpoints"
+LATEST = "LATEST"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+STATUS_JSON = "status.json"
+SESSION_SUBDIRS = (CONFIG_DIR, CHECKPOINTS_DIR, "tensorboard", "logs", "eval", "report")
+_STEP_RE = re.compile(r"[0-9]{12,}")
+
+
+def step_dirname(step: int) -> str:
+    """A checkpoint folder's name: the step zero-padded to 12 digits, so names sort as numbers."""
+    if step < 0:
+        raise ContractError(f"checkpoint step {step} is invalid: steps are >= 0")
+    return f"{step:012d}"
+
+
+def parse_step(name: str) -> int | None:
+    """The step of a checkpoint folder name; None for anything else (.tmp-, .damaged-)."""
+    return int(name) if _STEP_RE.fullmatch(name) else None
+
+
+def checkpoints_key(session_id: str) -> str:
+    return f"{session_id}/{CHECKPOINTS_DIR}"
+
+
+def latest_key(session_id: str) -> str:
+    return f"{checkpoints_key(session_id)}/{LATEST}"
+
+
+def step_key(session_id: str, step: int) -> str:
+    return f"{checkpoints_key(session_id)}/{step_dirname(step)}"
+
+
+def manifest_key(session_id: str, step: int) -> str:
+    return f"{step_key(session_id, step)}/{MANIFEST}"
+
+
+def config_key(session_id: str, name: str) -> str:
+    if name not in CONFIG_FILES:
+        raise ContractError(f"{name!r} is not a session config file: {', '.join(CONFIG_FILES)}")
+    return f"{session_id}/{CONFIG_DIR}/{name}"
+
+
+def parse_latest(data: bytes | None) -> int | None:
+    """The step a LATEST file names; None when it is absent or unreadable."""
+    try:
+        step = int(data.decode().strip()) if data is not None else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return step if step is not None and step >= 0 else None
+
+
+def safe_relpath(path: Any) -> bool:
+    """Whether `path` is a relative '/'-separated path that stays inside its folder (a
+    manifest or a listing from storage names files to write here)."""
+    if not isinstance(path, str) or "\\" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def manifest_problems(manifest: Any) -> list:
+    """Structural problems of a manifest.json, before any file is looked at."""
+    if not isinstance(manifest, dict):
+        return ["manifest is not a JSON object"]
+    problems = []
+    if manifest.get("format") != MANIFEST_FORMAT:
+        problems.append(f"manifest format {manifest.get('format')!r} is not {MANIFEST_FORMAT}")
+    step = manifest.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        problems.append(f"manifest step {step!r} is not a non-negative integer")
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return problems + ["manifest has no 'files' list"]
+    for entry in files:
+        if (not isinstance(entry, dict) or not safe_relpath(entry.get("path"))
+                or not isinstance(entry.get("size"), int)
+                or not isinstance(entry.get("sha256"), str)):
+            problems.append(f"manifest entry {entry!r} is malformed")
+    return problems
+
+
+def fetch_candidates(latest: int | None, steps: list) -> list:
+    """The checkpoints in storage a reader tries, in order: LATEST, then the earlier steps
+    that have a manifest, newest first. Steps above LATEST are publishes cut short before
+    LATEST moved: never offered. Without LATEST, every step with a manifest, newest first."""
+    earlier = sorted({s for s in steps if latest is None or s < latest}, reverse=True)
+    return ([latest] if latest is not None else []) + earlier
+
+
+# --- States (status.json) ------------------------------------------------------------------
+ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
+TERMINAL_STATES = frozenset({"stopped", "completed", "failed", "interrupted", "timeout"})
+# Never written: readers report it when the supervisor of an active session is gone.
+LOST = "lost"
+RESUMABLE_STATES = frozenset({"stopped", "interrupted", "timeout", LOST})
+# A supervisor run moves forward only; a new run (resume) starts again from "starting".
+TRANSITIONS = {
+    "starting": frozenset({"running", "stopping", "failed"}),
+    "running": frozenset({"stopping", "completed", "failed"}),
+    "stopping": frozenset({"stopped", "interrupted", "timeout"}),
+}
+
+# --- run.json ------------------------------------------------------------------------------
+ALGOS = ("ppo", "dqn")
+DEVICES = ("auto", "cpu", "cuda")
+NOTICE_MODES = ("auto", "imds", "none")
+REBALANCE_ACTIONS = ("checkpoint", "stop", "record")
+DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
+# The reference agent's command after its interpreter (run.json's `command` default is the
+# host's venv python with these).
+AGENT_ARGS = ("-m", "rlops_runtime.agents.sb3", "train")
+# Every key but session_id, storage_uri and command (the host's), with a new session's value.
+RUN_DEFAULTS = {
+    "workdir": "",
+    "env_id": "CartPole-v1",
+    "algo": "ppo",
+    "total_timesteps": 100_000,
+    "checkpoint_interval": 10_000,
+    "device": "auto",
+    "seed": 0,
+    "sync_interval": 10,
+    "max_duration": 0,
+    "stop_grace": 60,
+    "checkpoint_keep_local": 0,
+    "final_sync_timeout": 180,
+    "env": {},
+    "notices": "auto",
+    "imds_endpoint": DEFAULT_IMDS_ENDPOINT,
+    "on_rebalance": "checkpoint",
+}
+RUN_REQUIRED = ("session_id", "storage_uri")
+RUN_KEYS = RUN_REQUIRED + ("command",) + tuple(RUN_DEFAULTS)
+CHOICES = {"algo": ALGOS, "device": DEVICES, "notices": NOTICE_MODES,
+           "on_rebalance": REBALANCE_ACTIONS}
+INT_SETTINGS = ("total_timesteps", "checkpoint_interval", "checkpoint_keep_local")
+FLOAT_SETTINGS = ("sync_interval", "max_duration", "stop_grace", "final_sync_timeout")
+POSITIVE_SETTINGS = ("total_timesteps", "checkpoint_interval", "sync_interval")
+NON_NEGATIVE_SETTINGS = ("max_duration", "stop_grace", "checkpoint_keep_local",
+                         "final_sync_timeout")
+# The name a user gives a setting (trainer_<name>), for messages.
+INPUT_PREFIX = "trainer_"
+
+# How a resume treats a requested setting that differs from the session's.
+APPLY = "apply"    # safe to change between runs of the job
+REFUSE = "refuse"  # fixed when the session started: the checkpoints depend on it
+GROW = "grow"      # total_timesteps: only beyond the step the session has reached
+HOST = "host"      # where the job runs on this host (its venv): the host's, for the same job
+RESUME_POLICY = {
+    "session_id": REFUSE, "storage_uri": REFUSE, "command": HOST, "workdir": HOST,
+    "env_id": REFUSE, "algo": REFUSE, "seed": REFUSE, "total_timesteps": GROW,
+    "checkpoint_interval": APPLY, "device": APPLY, "sync_interval": APPLY,
+    "max_duration": APPLY, "stop_grace": APPLY, "checkpoint_keep_local": APPLY,
+    "final_sync_timeout": APPLY, "env": APPLY, "notices": APPLY, "imds_endpoint": APPLY,
+    "on_rebalance": APPLY,
+}
+
+
+def coerce_setting(name: str, value: Any) -> Any:
+    """A requested setting in run.json's type (Ansible's -e gives strings)."""
+    try:
+        if name in INT_SETTINGS:
+            return int(value)
+        if name in FLOAT_SETTINGS:
+            number = float(value)
+            return int(number) if number.is_integer() else number
+        if name == "seed":
+            return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        raise ContractError(f"{INPUT_PREFIX}{name} must be a number, got {value!r}") from None
+    if name == "env":
+        if not isinstance(value, dict):
+            raise ContractError(f"{INPUT_PREFIX}env must be a mapping, got {value!r}")
+        return {str(key): str(item) for key, item in value.items()}
+    return value
+
+
+def setting_problems(config: dict) -> list:
+    """Values out of range in a (complete) run.json, one message each, as a user names them."""
+    problems = [
+        f"{INPUT_PREFIX}{name} must be one of {', '.join(choices)}, got {config.get(name)!r}"
+        for name, choices in CHOICES.items() if config.get(name) not in choices]
+    for name in POSITIVE_SETTINGS:
+        if config[name] <= 0:
+            problems.append(f"{INPUT_PREFIX}{name} must be greater than 0, got {config[name]}")
+    for name in NON_NEGATIVE_SETTINGS:
+        if config[name] < 0:
+            problems.append(f"{INPUT_PREFIX}{name} must not be negative, got {config[name]}")
+    return problems
+
+
+def check_run_json(data: Any) -> dict:
+    """`data` when it is a run.json the supervisor can run, else ContractError saying why."""
+    if not isinstance(data, dict):
+        raise ContractError("run.json must be a JSON object")
+    unknown = sorted(set(data) - set(RUN_KEYS))
+    if unknown:
+        raise ContractError(f"run.json: unknown keys {', '.join(unknown)}")
+    missing = [key for key in RUN_REQUIRED if not data.get(key)]
+    if missing:
+        raise ContractError(f"run.json: missing {', '.join(missing)}")
+    validate_session_id(data["session_id"])
+    command = data.get("command")
+    if command is not None and (
+            not isinstance(command, list) or not command
+            or not all(isinstance(part, str) for part in command)):
+        raise ContractError("run.json: command must be a non-empty list of strings")
+    for key in ("notices", "on_rebalance"):
+        if key in data and data[key] not in CHOICES[key]:
+            raise ContractError(
+                f"run.json: {key} must be one of {', '.join(CHOICES[key])}, got {data[key]!r}")
+    timeout = data.get("final_sync_timeout", 0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ContractError(
+            f"run.json: final_sync_timeout must be a number of seconds >= 0, got {timeout!r}")
+    endpoint = data.get("imds_endpoint", DEFAULT_IMDS_ENDPOINT)
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+        raise ContractError(f"run.json: imds_endpoint must be an http:// URL, got {endpoint!r}")
+    return data
+
+
+# --- Env ids and hyperparameters -----------------------------------------------------------
+# gymnasium ids: optional namespace, name, mandatory version ("ALE/Pong-v5", "CartPole-v1").
+ENV_ID_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.:-]+-v\d+$")
+# Keys of rl-baselines3-zoo hyperparameter files that are not constructor arguments as such.
+ZOO_KEYS = ("n_envs", "n_timesteps", "normalize", "policy", "policy_kwargs")
+# Constructor arguments of Stable-Baselines3 that the session sets (from run.json and the
+# session's folders), never the hyperparameters.
+SESSION_OWNED = ("env", "seed", "device", "tensorboard_log", "_init_setup_model")
+# The other constructor arguments of Stable-Baselines3 2.x, per algorithm: what the reference
+# agent takes. A unit test checks them against the installed SB3 so that they cannot drift.
+ALGO_KEYS = {
+    "ppo": (
+        "batch_size", "clip_range", "clip_range_vf", "ent_coef", "gae_lambda", "gamma",
+        "learning_rate", "max_grad_norm", "n_epochs", "n_steps", "normalize_advantage",
+        "policy_kwargs", "rollout_buffer_class", "rollout_buffer_kwargs", "sde_sample_freq",
+        "stats_window_size", "target_kl", "use_sde", "verbose", "vf_coef",
+    ),
+    "dqn": (
+        "batch_size", "buffer_size", "exploration_final_eps", "exploration_fraction",
+        "exploration_initial_eps", "gamma", "gradient_steps", "learning_rate",
+        "learning_starts", "max_grad_norm", "n_steps", "optimize_memory_usage",
+        "policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs",
+        "stats_window_size", "target_update_interval", "tau", "train_freq", "verbose",
+    ),
+}
+
+
+def check_algo(algo: Any) -> str:
+    if algo not in ALGOS:
+        raise ContractError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
+    return algo
+
+
+def env_id_error(env_id: Any, registry: Any = None) -> str | None:
+    """What is wrong with a gymnasium env id: its form, and its registration when the
+    registry (a collection of ids) is known; None when nothing is."""
+    if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
+        return f"env id {env_id!r} is not a gymnasium id: expected Name-vN, e.g. CartPole-v1"
+    if registry is not None and env_id not in registry:
+        close = difflib.get_close_matches(env_id, sorted(registry), n=3)
+        hint = f": did you mean {', '.join(close)}?" if close else ""
+        return f"env id {env_id!r} is not registered in gymnasium{hint}"
+    return None
+
+
+def parse_hyperparameters(raw: Any) -> dict:
+    """Hyperparameters given as a mapping, a JSON object string, or nothing ({})."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return dict(raw)
+    if not isinstance(raw, str):
+        raise ContractError("hyperparameters must be a mapping or a JSON object string")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ContractError(f"hyperparameters are not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ContractError(
+            f"hyperparameters must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def hyperparameter_key_problems(algo: str, hyperparameters: dict) -> list:
+    """Keys the reference agent does not take for `algo`, one message each (their values are
+    the runtime's to check, against the installed SB3)."""
+    problem = _error(check_algo, algo)
+    if problem:
+        return [problem]
+    known = set(ALGO_KEYS[algo]) | set(ZOO_KEYS)
+    problems = []
+    for key in sorted(hyperparameters):
+        if key in SESSION_OWNED:
+            problems.append(f"{key!r} is set by the session, not by hyperparameters")
+        elif key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{key!r} is not a {algo.upper()} hyperparameter{hint}")
+    return problems

@@ -1,0 +1,25 @@
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.rlops.fleet.plugins.filter.storage_uri import FilterModule
+
+FILTERS = FilterModule().filters()
+
+
+def test_storage_uri_parts_and_refusals_in_the_contracts_words():
+    assert FILTERS["storage_uri"]("s3://bkt/a/b/") == {
+        "scheme": "s3", "location": "bkt", "prefix": "a/b", "error": None}
+    assert FILTERS["storage_uri"]("file:///srv/storage") == {
+        "scheme": "file", "location": "/srv/storage", "prefix": "", "error": None}
+    refused = FILTERS["storage_uri"]("az://models/x")
+    assert refused["scheme"] == "" and refused["error"] == (
+        "storage URI 'az://models/x': Azure Blob storage is not available yet: "
+        "use file:///path or s3://bucket/prefix")
+    assert "a file:// path must be absolute" in FILTERS["storage_uri"]("file://rel/x")["error"]
+
+
+def test_host_session_id():
+    base = "cartpole-20261122t051500z"
+    assert FILTERS["host_session_id"](base, "lab-1", 1) == base
+    assert FILTERS["host_session_id"](base, "Lab_1", "2") == base + "-lab-1"
+    with pytest.raises(AnsibleFilterError, match="session id 'Bad' is invalid"):
+        FILTERS["host_session_id"]("Bad", "h", 2)
