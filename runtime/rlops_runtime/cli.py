@@ -254,6 +254,20 @@ def cmd_show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Bring a session home from storage: its newest complete checkpoint (verified, with the
+    resume's fallback) and its other files; `--check` only reads storage."""
+    from .fetch import FetchError, fetch_session
+
+    try:
+        result = fetch_session(open_storage(args.storage_uri), args.session, Path(args.dest),
+                               check=args.check)
+    except FetchError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
 def _as_session_owner(layout: SessionLayout, path: Path) -> None:
     """Run as root (a playbook's become), give what we wrote to the session's owner: the
     supervisor, as that user, replaces status.json and opens the lock file later."""
@@ -449,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_env_option(show_config)
     show_config.add_argument("name", choices=CONFIG_FILES)
     show_config.set_defaults(func=cmd_show_config)
+    fetch = sub.add_parser(
+        "fetch", help="bring a session home from storage: newest complete checkpoint, the rest")
+    fetch.add_argument("--storage-uri", required=True)
+    fetch.add_argument("--session", required=True)
+    fetch.add_argument("--dest", required=True, help="the folder to bring it into")
+    fetch.add_argument("--check", action="store_true", help="only read storage: what would change")
+    _storage_env_option(fetch)
+    fetch.set_defaults(func=cmd_fetch)
     publish = session_command(
         "publish", cmd_publish,
         "publish the complete local checkpoints that storage lacks (no supervisor running)")
