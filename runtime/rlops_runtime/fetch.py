@@ -5,7 +5,9 @@ against its manifest with the same fallback as a resume (LATEST first, then earl
 whose manifest verifies), and every other file of the session (config without credentials,
 TensorBoard events, logs, status.json, eval/, report/). Older checkpoints stay in storage.
 Nothing in the destination is deleted: a file is replaced only by different content from
-storage, and a damaged local copy of the chosen checkpoint is moved aside.
+storage, and a damaged local copy of the chosen checkpoint is moved aside. `check` writes
+nothing there: it verifies the checkpoint it would bring in a scratch folder, and counts a
+file of the session as changed when its size differs.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ from __future__ import annotations
 import filecmp
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .checkpoints import newest_complete_local
 from .jsonio import write_bytes_atomic
 from .manifest import check_folder
-from .publish import _fetch_step, _remote_manifest, read_latest, remote_steps
+from .publish import _fetch_step, read_latest, remote_steps
 from .session_contract import (
     CHECKPOINTS_DIR,
     CONFIG_DIR,
     LATEST,
     STORAGE_ENV,
     fetch_candidates,
-    manifest_problems,
     safe_relpath,
     step_dirname,
     validate_session_id,
@@ -97,19 +99,16 @@ def _bring_file(storage: Storage, key: str, local: Path) -> bool:
 def _checkpoint(storage: Storage, session_id: str, checkpoints: Path, result: FetchResult) -> None:
     candidates = fetch_candidates(read_latest(storage, session_id),
                                   remote_steps(storage, session_id))
-    for step in candidates:
-        local = checkpoints / step_dirname(step)
-        present = local.is_dir() and not check_folder(local)
-        if result.check:
-            manifest = _remote_manifest(storage, session_id, step)
-            if present or (manifest is not None and not manifest_problems(manifest)):
-                # Its files are verified when they are downloaded, by the real run.
+    with tempfile.TemporaryDirectory(prefix="rlops-fetch-check-") as scratch:
+        # --check verifies as the real run does, into a scratch folder it then forgets.
+        target = Path(scratch) if result.check else checkpoints
+        for step in candidates:
+            local = checkpoints / step_dirname(step)
+            present = local.is_dir() and not check_folder(local)
+            if present or _fetch_step(storage, session_id, step, target) is not None:
                 result.checkpoint, result.checkpoint_fetched = step, not present
                 return
-        elif _fetch_step(storage, session_id, step, checkpoints) is not None:
-            result.checkpoint, result.checkpoint_fetched = step, not present
-            return
-        result.skipped_checkpoints.append(step)
+            result.skipped_checkpoints.append(step)
 
 
 def fetch_session(storage: Storage, session_id: str, dest: Path, check: bool = False

@@ -91,6 +91,11 @@ def test_check_reads_only(storage, tmp_path, make_checkpoint):
     assert result["checkpoint"] == 300 and result["checkpoint_fetched"] and result["changed"]
     assert sorted(result["fetched"]) == sorted(OTHER_FILES)
     assert not dest.exists()
+    # It verifies what it would bring, as the real run does.
+    storage.put_bytes(f"{SESSION}/checkpoints/000000000300/model.zip", b"model 3XX")
+    result = fetch_session(storage, SESSION, dest, check=True)
+    assert (result.checkpoint, result.skipped_checkpoints) == (200, [300])
+    assert not dest.exists()
 
 
 def test_a_damaged_local_copy_is_moved_aside_never_deleted(storage, tmp_path, make_checkpoint):
