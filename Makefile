@@ -103,13 +103,6 @@ sanity: dev
 unit: dev
 	$(BIN)/pytest -q tests/unit
 
-## make contract-sync: the controller runs the runtime's session contract. Edit
-## runtime/rlops_runtime/session_contract.py, then copy it into module_utils (make unit fails
-## while the two differ: tests/unit/plugins/module_utils/test_session_contract.py).
-.PHONY: contract-sync
-contract-sync:
-	cp runtime/rlops_runtime/session_contract.py plugins/module_utils/session_contract.py
-
 runtime-test: dev
 	cd runtime && ../$(BIN)/pytest -q
 

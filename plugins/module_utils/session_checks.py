@@ -3,9 +3,9 @@
 # Apache License 2.0 (see LICENSE)
 """The session contract in the (value, error) form the collection's modules use.
 
-Every rule is the runtime's own: module_utils/session_contract.py is a byte-identical copy of
-runtime/rlops_runtime/session_contract.py (make contract-sync). Nothing is decided here, so
-that the controller refuses bad input before a host is touched, in the runtime's words.
+Every rule is the runtime's own: module_utils/session_contract.py is a link to
+runtime/rlops_runtime/session_contract.py. Nothing is decided here, so that the controller
+refuses bad input before a host is touched, in the runtime's words.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -3,10 +3,11 @@ run.json's keys, defaults and what a resume may change, and which hyperparameter
 takes (docs/contract.md).
 
 The runtime and the controller run this same file. It imports only the Python standard
-library (3.8 and newer) and nothing of its package, so that the collection ships it
-unchanged as plugins/module_utils/session_contract.py: `make contract-sync` copies it there,
-and tests/unit/plugins/module_utils/test_session_contract.py fails when the two differ. Edit
-this one, never the copy.
+library (3.8 and newer: module_utils also run on managed hosts) and nothing of its package,
+so that the collection's plugins/module_utils/session_contract.py is a link to it (the
+collection's build and install keep the link): one file, no copy to keep in step.
+tests/unit/plugins/module_utils/test_session_contract.py checks the link, and that the
+controller and the runtime give the same verdicts.
 
 Everything here is a pure function or a constant. A rule broken raises ContractError (a
 ValueError) whose message says what is wrong and why; the `*_error` forms return that

@@ -1,7 +1,7 @@
 """The controller runs the runtime's session contract, not a second implementation.
 
-- plugins/module_utils/session_contract.py is a byte-identical copy of
-  runtime/rlops_runtime/session_contract.py (`make contract-sync` refreshes it);
+- plugins/module_utils/session_contract.py is a link to runtime/rlops_runtime/session_contract.py
+  (so it is the same file), and what Ansible loads by that name is that file;
 - for a table of inputs, the controller (session_checks, session_preflight) and the runtime
   (rlops_runtime) give the same verdict, in the same words.
 """
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import filecmp
+import os
 from pathlib import Path
 
 import pytest
@@ -17,23 +18,22 @@ from ansible_collections.rlops.fleet.plugins.module_utils import session_contrac
 from ansible_collections.rlops.fleet.plugins.modules.session_preflight import run_checks
 
 REPO = Path(__file__).resolve().parents[4]
-RUNTIME_COPY = REPO / "runtime/rlops_runtime/session_contract.py"
-CONTROLLER_COPY = REPO / "plugins/module_utils/session_contract.py"
+RUNTIME_FILE = REPO / "runtime/rlops_runtime/session_contract.py"
+CONTROLLER_NAME = REPO / "plugins/module_utils/session_contract.py"
 
-runtime_contract = pytest.importorskip("rlops_runtime.session_contract")
-
-
-def test_the_controller_copy_is_the_runtimes_byte_for_byte():
-    assert filecmp.cmp(RUNTIME_COPY, CONTROLLER_COPY, shallow=False), (
-        "plugins/module_utils/session_contract.py differs from the runtime's: edit "
-        "runtime/rlops_runtime/session_contract.py and run `make contract-sync`")
-    assert Path(session_contract.__file__).resolve() == CONTROLLER_COPY
+pytest.importorskip("rlops_runtime.session_contract")
 
 
-def test_make_contract_sync_is_the_way_to_refresh_it():
-    makefile = (REPO / "Makefile").read_text()
-    assert "contract-sync:" in makefile
-    assert "runtime/rlops_runtime/session_contract.py" in makefile
+def test_the_controller_runs_the_runtimes_file():
+    assert CONTROLLER_NAME.is_symlink(), (
+        "plugins/module_utils/session_contract.py must be a link to the runtime's file, "
+        "not a copy: ln -sfn ../../runtime/rlops_runtime/session_contract.py "
+        "plugins/module_utils/session_contract.py")
+    # Relative, inside the collection: it survives a clone, a build and an install.
+    assert os.readlink(CONTROLLER_NAME) == "../../runtime/rlops_runtime/session_contract.py"
+    assert CONTROLLER_NAME.resolve() == RUNTIME_FILE
+    assert Path(session_contract.__file__).resolve() == RUNTIME_FILE
+    assert filecmp.cmp(CONTROLLER_NAME, RUNTIME_FILE, shallow=False)
 
 
 def _runtime_verdict(check, *args):
