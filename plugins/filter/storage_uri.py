@@ -20,7 +20,9 @@ description:
   - Never fails on a bad URI, so that a role's preflight can refuse it in one message
     (RV(_value.error)).
   - The same file has C(rlops.fleet.host_session_id), the session id of one host of a
-    train_new run over several hosts (C(<id>-<host name>), made valid).
+    train_new run over several hosts (C(<id>-<host name>), made valid), and
+    C(rlops.fleet.run_settings_problems), what is wrong with a job's settings (a mapping of
+    run.json names, null for unset) as the runtime's C(configure) would say it, as a list.
 positional: _input
 options:
   _input:
@@ -80,6 +82,13 @@ def host_session_id(base, host, hosts):
         raise AnsibleFilterError("host_session_id: %s" % exc) from None
 
 
+def run_settings_problems(settings):
+    if not isinstance(settings, dict):
+        raise AnsibleFilterError("run_settings_problems: expected a mapping of settings")
+    return contract.requested_setting_problems(settings)
+
+
 class FilterModule(object):
     def filters(self):
-        return {"storage_uri": storage_uri, "host_session_id": host_session_id}
+        return {"storage_uri": storage_uri, "host_session_id": host_session_id,
+                "run_settings_problems": run_settings_problems}

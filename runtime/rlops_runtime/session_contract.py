@@ -336,7 +336,26 @@ def setting_problems(config: dict) -> list:
     for name in NON_NEGATIVE_SETTINGS:
         if config[name] < 0:
             problems.append(f"{INPUT_PREFIX}{name} must not be negative, got {config[name]}")
+    if config.get("seed") is not None and config["seed"] < 0:
+        problems.append(f"{INPUT_PREFIX}seed must not be negative, got {config['seed']}")
     return problems
+
+
+def requested_setting_problems(settings: dict) -> list:
+    """What is wrong with the settings a request gives (None: not given), checked as a new
+    session's run.json would be: one message each, as a user names them. The controller asks
+    this before a host is touched; `rlops-run configure` applies the same rules."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    unknown = sorted(set(given) - set(RUN_KEYS))
+    if unknown:
+        return [f"unknown settings: {', '.join(unknown)}"]
+    config, problems = dict(RUN_DEFAULTS), []
+    for name, value in given.items():
+        try:
+            config[name] = coerce_setting(name, value)
+        except ContractError as exc:
+            problems.append(str(exc))
+    return problems or setting_problems(config)
 
 
 def check_run_json(data: Any) -> dict:

@@ -164,6 +164,18 @@ def test_settings_coerced_and_ranged() -> None:
     ]
 
 
+def test_requested_setting_problems() -> None:
+    assert contract.requested_setting_problems(
+        {"total_timesteps": "300", "seed": None, "device": "cpu", "env": {"A": 1}}) == []
+    assert contract.requested_setting_problems({"total_timesteps": "0", "seed": "-1"}) == [
+        "trainer_total_timesteps must be greater than 0, got 0",
+        "trainer_seed must not be negative, got -1",
+    ]
+    assert contract.requested_setting_problems({"stop_grace": "soon"}) == [
+        "trainer_stop_grace must be a number, got 'soon'"]
+    assert contract.requested_setting_problems({"speed": 1}) == ["unknown settings: speed"]
+
+
 def test_hyperparameter_keys() -> None:
     assert contract.hyperparameter_key_problems("ppo", {"n_steps": 8, "verbose": 1,
                                                         "n_envs": 2}) == []

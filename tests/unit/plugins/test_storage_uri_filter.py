@@ -23,3 +23,12 @@ def test_host_session_id():
     assert FILTERS["host_session_id"](base, "Lab_1", "2") == base + "-lab-1"
     with pytest.raises(AnsibleFilterError, match="session id 'Bad' is invalid"):
         FILTERS["host_session_id"]("Bad", "h", 2)
+
+
+def test_run_settings_problems():
+    assert FILTERS["run_settings_problems"]({"total_timesteps": "300", "seed": None}) == []
+    assert FILTERS["run_settings_problems"]({"total_timesteps": "0", "stop_grace": -1}) == [
+        "trainer_total_timesteps must be greater than 0, got 0",
+        "trainer_stop_grace must not be negative, got -1"]
+    with pytest.raises(AnsibleFilterError, match="expected a mapping"):
+        FILTERS["run_settings_problems"]("x")
