@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import session_contract as contract
 from .checkpoints import local_steps
 from .daemon import detach, pid_alive, read_pid
 from .jsonio import utc_iso
@@ -222,7 +223,7 @@ def restore_config(storage: Storage, layout: SessionLayout) -> list[str]:
     """Download the session's config files that are missing here; never overwrite one."""
     restored = []
     for local in (layout.run_json, layout.hyperparameters, layout.requirements_lock):
-        key = f"{layout.session_id}/config/{local.name}"
+        key = contract.config_key(layout.session_id, local.name)
         if not local.exists() and storage.exists(key):
             storage.get_file(key, local)
             restored.append(local.name)
@@ -241,7 +242,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-CONFIG_FILES = ("run.json", "hyperparameters.json", "requirements.lock")
+# config/ files a session has in storage (never storage.env): the session contract's.
+CONFIG_FILES = contract.CONFIG_FILES
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
@@ -249,7 +251,7 @@ def cmd_show_config(args: argparse.Namespace) -> int:
     trainer role reads requirements.lock with it on a host that has only storage, before
     it installs the venv the session recorded (no session folder exists yet)."""
     validate_session_id(args.session)
-    data = open_storage(args.storage_uri).get_bytes(f"{args.session}/config/{args.name}")
+    data = open_storage(args.storage_uri).get_bytes(contract.config_key(args.session, args.name))
     sys.stdout.write(data.decode() if data is not None else "")
     return 0
 
