@@ -148,8 +148,12 @@ aws-e2e: dev
 molecule: lab
 	molecule/test.sh
 
+## make bench: the measures of issue 11 as one table (bench/README.md): train_new to a first
+## checkpoint / the agent by hand, controller CPU s per host, host-play tasks, supervised /
+## bare SB3 steps/s. Not part of make test, never fails on a goal. ~6 min on 2 cores (more
+## when the trainer venv is first built); BENCH_ARGS=--all adds sync_cost and crash_safety.
 bench: dev
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path build/

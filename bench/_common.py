@@ -309,11 +309,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 @dataclass
 class Goal:
+    """One goal line: `label: value (goal >= X) [met]`; run_all.py reads these lines back.
+
+    `digits` defaults to 3 for a plain ratio and 1 with a unit.
+    """
+
     label: str
     value: float
     goal: float
     higher_is_better: bool = True
     unit: str = ""
+    digits: int | None = None
 
     @property
     def met(self) -> bool:
@@ -321,7 +327,8 @@ class Goal:
 
     def line(self) -> str:
         op = ">=" if self.higher_is_better else "<="
-        value = f"{self.value:.3f}" if not self.unit else f"{self.value:.1f} {self.unit}"
+        digits = self.digits if self.digits is not None else (1 if self.unit else 3)
+        value = f"{self.value:.{digits}f}" + (f" {self.unit}" if self.unit else "")
         goal = f"{self.goal:g}" + (f" {self.unit}" if self.unit else "")
         return f"{self.label}: {value} (goal {op} {goal}) [{'met' if self.met else 'missed'}]"
 
@@ -330,10 +337,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
+def table(headers: list[str], rows: list[list[Any]], left: int = 0) -> str:
+    """Columns right-aligned, the first `left` ones left-aligned."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+             for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -84,8 +84,40 @@ def run_agent(work: Path, index: int, args: argparse.Namespace) -> dict:
     return {"tb": session / "tensorboard", "wall": wall, "cpu": [run["job"], run["supervisor"]]}
 
 
-def run_bare(work: Path, index: int, args: argparse.Namespace) -> dict:
-    tb = work / f"bare-{index}"
+def run_by_hand(work: Path, index: int, args: argparse.Namespace) -> dict:
+    """`--a agent`: the same job command with the environment the supervisor would give it,
+    started without the supervisor (the agent's own contract work: the callback,
+    checkpoints, progress reports)."""
+    from rlops_runtime.session import SessionLayout
+    from rlops_runtime.supervisor import RunConfig, job_environment
+
+    session_id = f"byhand-{index}"
+    session = write_session(
+        work / "data", session_id, storage_uri=f"file://{work / 'storage'}",
+        total_timesteps=args.steps, checkpoint_interval=args.checkpoint_interval,
+        sync_interval=10, algo="ppo", env_id="CartPole-v1",
+    )
+    layout = SessionLayout.for_session(work / "data", session_id)
+    config = RunConfig.load(layout.run_json)
+    started = time.perf_counter()
+    with open(layout.job_log, "ab") as out:
+        proc = subprocess.Popen(config.command, cwd=session,
+                                env=job_environment(clean_env(), layout, config, None),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=NEW_SESSION)
+    try:
+        with CpuTrace(lambda: proc.pid) as cpu:
+            proc.wait(timeout=600)
+    finally:
+        stop_process(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"agent by hand exited {proc.returncode}; see {layout.job_log}")
+    return {"tb": session / "tensorboard", "wall": time.perf_counter() - started,
+            "cpu": [cpu, CpuTrace(lambda: None)]}
+
+
+def run_bare(work: Path, index: int, args: argparse.Namespace, name: str = "bare") -> dict:
+    tb = work / f"{name}-{index}"
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(BARE), "--steps", str(args.steps), "--tensorboard-dir", str(tb)],
@@ -111,15 +143,23 @@ def main() -> int:
     parser.add_argument("--checkpoint-interval", type=int, default=10_000)
     parser.add_argument("--sequential", action="store_true",
                         help="run A and B one after the other (for an idle machine)")
+    parser.add_argument("--a", dest="a", choices=["supervised", "agent", "bare"],
+                        default="supervised",
+                        help="A: under `rlops-run run` (the measure); the same job command "
+                        "started by hand without the supervisor (to tell the agent's own "
+                        "contract work from the supervisor's share); or bare SB3 again (an "
+                        "A/A run: the pairing's own bias and spread)")
     args = parser.parse_args()
     together = not args.sequential
+    run_a = {"supervised": run_agent, "agent": run_by_hand,
+             "bare": partial(run_bare, name="bare-a")}[args.a]
 
     rows, ratios, cpu_ratios = [], [], []
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="rlops-bench-overhead-") as tmp:
         work = Path(tmp)
         for index in range(args.repeats):
-            a, b = run_pair(partial(run_agent, work, index, args),
+            a, b = run_pair(partial(run_a, work, index, args),
                             partial(run_bare, work, index, args),
                             a_first=index % 2 == 0, together=together)
             result = compare(a, b, together)
@@ -127,23 +167,30 @@ def main() -> int:
             cpu_ratios.append(result["cpu_ratio"])
             rows.append([index, "A" if index % 2 == 0 else "B", result["a"], result["b"],
                          result["ratio"], result["window"], result["cpu_ratio"],
-                         result["a_cpu_pct"][1], a["wall"], b["wall"]])
+                         (result["a_cpu_pct"] + ["-"])[1], a["wall"], b["wall"]])
             load.append(os.getloadavg()[0])
             print(f"repeat {index}: ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
 
     how = "side by side, rates over the common learn() window" if together else \
         "one after the other, rates over each learn()"
-    print(f"PPO CartPole-v1, {args.steps} steps per run, checkpoint every "
+    what = {"supervised": "rlops-run run", "agent": "the job command by hand",
+            "bare": "bare SB3 (A/A)"}[args.a]
+    print(f"A: {what}; "
+          f"PPO CartPole-v1, {args.steps} steps per run, checkpoint every "
           f"{args.checkpoint_interval} steps, file:// storage, sync every 10 s; {how}; "
           f"load average {min(load):.1f}..{max(load):.1f} on {os.cpu_count()} cores")
     print(table(
-        ["repeat", "first", "A supervised steps/s", "B bare steps/s", "A/B", "window s",
+        ["repeat", "first", f"A {args.a} steps/s", "B bare steps/s", "A/B", "window s",
          "A/B per CPU s", "supervisor CPU %", "A wall s", "B wall s"],
         rows,
     ))
     print(f"A/B steps/s over {len(ratios)} repeats: {min(ratios):.3f}..{max(ratios):.3f}; "
           f"steps per CPU-second, A (job + supervisor) / B: median {median(cpu_ratios):.3f}")
-    print(Goal("supervisor overhead", median(ratios), GOAL).line())
+    if args.a == "supervised":
+        print(Goal("supervisor overhead (steps/s supervised / bare SB3)", median(ratios),
+                   GOAL).line())
+    else:  # not the measure: no goal line for run_all.py to pick up
+        print(f"{what} / bare SB3 (steps/s): median {median(ratios):.3f}")
     return 0
 
 
