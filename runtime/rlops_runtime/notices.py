@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 from .backoff import Backoff
 from .jsonio import utc_iso
 
-# run.json's choices (notices, on_rebalance) and the default endpoint are the contract's.
-from .session_contract import DEFAULT_IMDS_ENDPOINT, NOTICE_MODES, REBALANCE_ACTIONS  # noqa: F401
+# run.json's default endpoint is the session contract's (its choices too).
+from .session_contract import DEFAULT_IMDS_ENDPOINT
 
 log = logging.getLogger(__name__)
 

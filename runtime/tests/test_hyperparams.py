@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch.nn
 from rlops_runtime.agents.hyperparams import (
-    ALGOS,
     LinearSchedule,
     load_defaults,
     merge,
@@ -19,6 +18,7 @@ from rlops_runtime.agents.hyperparams import (
     validate_env_id,
     validate_hyperparameters,
 )
+from rlops_runtime.session_contract import ALGOS
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3")
 

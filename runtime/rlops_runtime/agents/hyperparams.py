@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonio import read_json, write_json_atomic
-from ..session_contract import (  # noqa: F401 (ALGOS: the agent's algorithms, for its callers)
+from ..session_contract import (
     ALGO_KEYS,
-    ALGOS,
     SESSION_OWNED,
     ContractError,
     check_algo,
