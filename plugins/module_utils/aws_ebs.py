@@ -11,6 +11,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
+    ROLE_TAG,
+    tag_dict,
+    tag_specifications,
+    tags_error,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
+    session_id_error,
+)
+
 LIVE_ATTACHMENT_STATES = ("attaching", "attached", "busy", "detaching")
 GONE_INSTANCE_STATES = ("shutting-down", "terminated")
 UNUSABLE_VOLUME_STATES = ("deleting", "deleted", "error")
@@ -18,6 +28,7 @@ UNUSABLE_VOLUME_STATES = ("deleting", "deleted", "error")
 # range; the wider pattern lets users follow their AMI's own convention.
 DEVICE_RE = re.compile(r"^/dev/(?:sd|xvd)([b-z][a-z]?)$")
 NVME_BY_ID = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
+IOPS_TYPES = ("gp3", "io1", "io2")
 
 
 class PlanError(Exception):
@@ -247,3 +258,89 @@ def pick_session_volume(volumes: Sequence[Mapping[str, Any]], session: str
             f"Find the volume of session {session}: {len(usable)} volumes carry its tag "
             f"({ids}); pass volume_id to choose one")
     return usable[0] if usable else None
+
+
+def params_error(params: Mapping[str, Any]) -> str:
+    """The first problem found without calling AWS, or ''."""
+    problems = [tags_error(params["tags"])]
+    if params["session"]:
+        problems.append(session_id_error(params["session"]))
+    if params["state"] == "present":
+        problems.append(device_name_error(params["device_name"]))
+        kind = params["volume_type"]
+        if params["size"] is not None and params["size"] < 1:
+            problems.append("size must be at least 1 GiB")
+        if params["iops"] is not None and kind not in IOPS_TYPES:
+            problems.append(f"iops applies to gp3, io1 and io2 volumes, not {kind}")
+        if params["iops"] is None and kind in ("io1", "io2"):
+            problems.append(f"volume_type {kind} needs iops")
+        if params["throughput"] is not None and kind != "gp3":
+            problems.append(f"throughput applies to gp3 volumes only, not {kind}")
+    problems = [p for p in problems if p]
+    return problems[0] if problems else ""
+
+
+def create_request(params: Mapping[str, Any], zone: str, tags: Mapping[str, str]
+                   ) -> Dict[str, Any]:
+    """CreateVolume parameters of the session's new volume: always encrypted."""
+    request = {"AvailabilityZone": zone, "Size": params["size"],
+               "VolumeType": params["volume_type"], "Encrypted": True,
+               "TagSpecifications": tag_specifications(tags, ["volume"])}
+    for key, name in (("iops", "Iops"), ("throughput", "Throughput"),
+                      ("kms_key_id", "KmsKeyId")):
+        if params[key] is not None:
+            request[name] = params[key]
+    return request
+
+
+def missing_tags(volume: Optional[Mapping[str, Any]], wanted: Mapping[str, str],
+                 session: Optional[str]) -> Dict[str, str]:
+    """Tags to add to a found volume: never relabel a volume someone else labelled (its
+    role), nor rename it."""
+    if volume is None:
+        return {}
+    have = tag_dict(volume)
+    wanted = dict(wanted)
+    if have.get(ROLE_TAG) or not session:
+        wanted.pop(ROLE_TAG, None)
+    if "Name" in have:
+        wanted.pop("Name", None)
+    return {k: v for k, v in wanted.items() if have.get(k) != v}
+
+
+def volume_summary(volume: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not volume:
+        return None
+    return {"size": volume.get("Size"), "volume_type": volume.get("VolumeType"),
+            "iops": volume.get("Iops"), "throughput": volume.get("Throughput"),
+            "encrypted": volume.get("Encrypted"), "state": volume.get("State"),
+            "tags": tag_dict(volume)}
+
+
+def attachment_to(volume: Optional[Mapping[str, Any]], instance_id: Optional[str]
+                  ) -> Optional[Dict[str, Any]]:
+    """The live attachment of `volume` to `instance_id`, or None."""
+    for attachment in live_attachments(volume):
+        if attachment.get("InstanceId") == instance_id:
+            return attachment
+    return None
+
+
+def is_attached(attachment: Optional[Mapping[str, Any]]) -> bool:
+    """Attached, not attaching; a missing State (moto) counts as attached."""
+    return attachment is not None and attachment.get("State", "attached") == "attached"
+
+
+def attachment_snapshot(volume: Optional[Mapping[str, Any]], instance_id: Optional[str]
+                        ) -> Dict[str, Any]:
+    """The attachment as --diff shows it."""
+    mine = attachment_to(volume, instance_id) if volume and instance_id else None
+    return {"volume_id": (volume or {}).get("VolumeId"),
+            "attached_to": [a.get("InstanceId") for a in live_attachments(volume)],
+            "device_name": (mine or {}).get("Device")}
+
+
+def holders_text(volume: Optional[Mapping[str, Any]]) -> str:
+    """Who holds the volume, for a timeout message."""
+    return ", ".join(f"{a.get('InstanceId')} ({a.get('State', 'attached')})"
+                     for a in live_attachments(volume)) or "none"

@@ -1,14 +1,17 @@
 # Copyright: rlops.fleet developers
 # Apache License 2.0 (see LICENSE)
-"""One waiter for the rlops.fleet modules: read, test, sleep, on a monotonic clock.
+"""The one waiter of the rlops.fleet AWS modules: read, test, sleep, on a monotonic clock.
 
 Shaped after kubernetes.core's waiter: a small predicate decides, the clock bounds the
 wait, and nothing else in the modules sleeps. `done` may raise to end the wait early
-(an instance terminated while we waited for it to run).
+(an instance terminated while we waited for it to run). `wait_until` is what the modules
+call: the same loop, with the timeout turned into the module's one message.
 """
 
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
+
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import FleetAWSError
 
 
 class WaitTimeout(Exception):
@@ -43,15 +46,18 @@ def wait_for(
         sleep(max(0.0, min(interval, timeout - elapsed)))
 
 
-def describe_or_none(call: Callable[[], Any], missing_codes: Tuple[str, ...]) -> Optional[Any]:
-    """Run a describe call; None when AWS says the resource does not exist (yet).
+def wait_until(
+    read: Callable[[], Any],
+    done: Callable[[Any], bool],
+    params: dict,
+    timed_out: Callable[[Any, float], str],
+) -> Any:
+    """wait_for with the module's `wait_timeout` and `poll_interval`; the last state read.
 
-    Right after a create, EC2's eventual consistency can answer NotFound for a moment.
+    On timeout, raises FleetAWSError with `timed_out(last state, seconds waited)`.
     """
     try:
-        return call()
-    except Exception as exc:  # botocore ClientError, matched by code below
-        response = getattr(exc, "response", None) or {}
-        if response.get("Error", {}).get("Code") in missing_codes:
-            return None
-        raise
+        state, _elapsed = wait_for(read, done, params["wait_timeout"], params["poll_interval"])
+    except WaitTimeout as exc:
+        raise FleetAWSError(timed_out(exc.last, exc.elapsed)) from exc
+    return state

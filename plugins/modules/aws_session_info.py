@@ -21,16 +21,6 @@ description:
     an unknown volume end the run with one message before anything is created.
 author:
   - rlops.fleet developers (!UNKNOWN)
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Reads only; nothing to show a difference of.
-    support: none
-  idempotent:
-    description: Reads only.
-    support: full
 options:
   session:
     description:
@@ -52,6 +42,7 @@ notes:
   - The cost is that of the instance's current run (since its C(LaunchTime)), and of compute
     only; EBS storage and data transfer are billed apart.
 extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
@@ -171,7 +162,7 @@ volumes:
       description: Volume state.
       type: str
     size:
-      description: Size in GiB.
+      description: Size of the volume in GiB.
       type: int
     volume_type:
       description: Volume type.
@@ -190,72 +181,28 @@ volume:
   type: dict
 """
 
-from datetime import datetime, timezone  # noqa: E402
+from datetime import datetime, timezone
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import (  # noqa: E402
-    AnsibleAWSModule,
-)
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry  # noqa: E402
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (  # noqa: E402
-    SESSION_TAG,
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.rlops.fleet.plugins.module_utils import aws_session, ec2_read
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
     FleetAWSError,
-    aws_errors,
-    fail_module,
-    session_filter,
+    SessionResource,
+    run_module,
 )
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_session import (  # noqa: E402
-    data_volumes_by_instance,
-    instance_record,
-    price_points,
-    run_window,
-    spot_cost,
-    volume_record,
-)
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import (  # noqa: E402
-    describe_or_none,
-)
-from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (  # noqa: E402
-    session_id_error,
-)
-
-PRODUCTS = ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"]
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import session_id_error
 
 
-class SessionInfo:
-    """Reads only. Methods raise FleetAWSError; main() exits."""
+class SessionInfo(SessionResource):
+    """Reads only."""
 
     def __init__(self, module, ec2, now):
-        self.module = module
-        self.ec2 = ec2
+        super().__init__(module, ec2)
         self.now = now
-        self.session = module.params["session"]
         self.which = f"session {self.session}" if self.session else "every session"
 
-    def tag_filter(self):
-        if self.session:
-            return session_filter(self.session)
-        return {"Name": "tag-key", "Values": [SESSION_TAG]}
-
-    def instances(self):
-        with aws_errors(f"Find the instances of {self.which} in {self.module.region}"):
-            pages = self.ec2.get_paginator("describe_instances").paginate(
-                Filters=[self.tag_filter()]).build_full_result()
-        found = [i for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
-        return sorted(found, key=lambda i: (str(i.get("LaunchTime") or ""), i["InstanceId"]))
-
-    def volumes(self):
-        with aws_errors(f"Find the volumes of {self.which} in {self.module.region}"):
-            pages = self.ec2.get_paginator("describe_volumes").paginate(
-                Filters=[self.tag_filter()]).build_full_result()
-        return sorted(pages.get("Volumes", []), key=lambda v: v["VolumeId"])
-
     def volume(self, volume_id):
-        def call():
-            found = self.ec2.describe_volumes(VolumeIds=[volume_id], aws_retry=True)["Volumes"]
-            return found[0] if found else None
-
-        with aws_errors(f"Read volume {volume_id}"):
-            volume = describe_or_none(call, ("InvalidVolume.NotFound", "InvalidVolumeID.Malformed"))
+        volume = ec2_read.volume(self.ec2, volume_id, also_missing=("InvalidVolumeID.Malformed",))
         if volume is None:
             raise FleetAWSError(f"Read volume {volume_id}: it does not exist in "
                                 f"{self.module.region}")
@@ -266,16 +213,7 @@ class SessionInfo:
         states = {i["InstanceId"]: (i.get("State") or {}).get("Name") for i in known}
         wanted = sorted({a["InstanceId"] for v in volumes for a in v.get("Attachments") or []
                          if a.get("InstanceId") and a["InstanceId"] not in states})
-        for instance_id in wanted:
-            def call(instance_id=instance_id):
-                reservations = self.ec2.describe_instances(
-                    InstanceIds=[instance_id], aws_retry=True)["Reservations"]
-                found = [i for r in reservations for i in r.get("Instances", [])]
-                return found[0] if found else None
-
-            with aws_errors(f"Read instance {instance_id}"):
-                instance = describe_or_none(call, ("InvalidInstanceID.NotFound",))
-            states[instance_id] = ((instance or {}).get("State") or {}).get("Name")
+        states.update(ec2_read.instance_states(self.ec2, wanted))
         return states
 
     def prices(self, instance, window):
@@ -283,37 +221,39 @@ class SessionInfo:
         kind = instance.get("InstanceType")
         zone = (instance.get("Placement") or {}).get("AvailabilityZone")
         start, end = window
-        with aws_errors(f"Read the spot price history of {kind} in {zone}"):
-            pages = self.ec2.get_paginator("describe_spot_price_history").paginate(
-                InstanceTypes=[kind], AvailabilityZone=zone, ProductDescriptions=PRODUCTS,
-                StartTime=start, EndTime=end).build_full_result()
-        points = price_points(pages.get("SpotPriceHistory", []), kind, zone)
-        return spot_cost(points, start, end), (points[-1][1] if points else None)
+        records = ec2_read.spot_prices(self.ec2, [kind], start, zone, end)
+        points = aws_session.price_points(records, kind, zone)
+        return aws_session.spot_cost(points, start, end), (points[-1][1] if points else None)
 
     def run(self):
-        instances = self.instances()
-        volumes = self.volumes()
+        where = f"{self.which} in {self.module.region}"
+        instances = sorted(
+            ec2_read.session_instances(self.ec2, self.session, f"Find the instances of {where}"),
+            key=lambda i: (str(i.get("LaunchTime") or ""), i["InstanceId"]))
+        volumes = sorted(
+            ec2_read.session_volumes(self.ec2, self.session, f"Find the volumes of {where}"),
+            key=lambda v: v["VolumeId"])
         extra = None
-        volume_id = self.module.params["volume_id"]
+        volume_id = self.params["volume_id"]
         if volume_id:
             extra = next((v for v in volumes if v["VolumeId"] == volume_id), None)
             extra = extra or self.volume(volume_id)
         states = self.instance_states(volumes + ([extra] if extra else []), instances)
-        volume_records = [volume_record(v, states) for v in volumes]
-        attached = data_volumes_by_instance(volume_records)
+        volume_records = [aws_session.volume_record(v, states) for v in volumes]
+        attached = aws_session.data_volumes_by_instance(volume_records)
         records = []
         for instance in instances:
             cost = price = None
-            window = run_window(instance, self.now)
-            if (self.module.params["cost"] and window
+            window = aws_session.run_window(instance, self.now)
+            if (self.params["cost"] and window
                     and instance.get("InstanceLifecycle") == "spot"):
                 cost, price = self.prices(instance, window)
-            records.append(instance_record(instance, self.now, cost, price,
-                                           attached.get(instance["InstanceId"])))
+            records.append(aws_session.instance_record(
+                instance, self.now, cost, price, attached.get(instance["InstanceId"])))
         sessions = sorted({r["session"] for r in records + volume_records if r["session"]})
         return {"changed": False, "sessions": sessions, "instances": records,
                 "volumes": volume_records,
-                "volume": volume_record(extra, states) if extra else None}
+                "volume": aws_session.volume_record(extra, states) if extra else None}
 
 
 def main():
@@ -325,14 +265,8 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     session = module.params["session"]
     problem = session_id_error(session) if session else None
-    if problem:
-        module.fail_json(msg=f"aws_session_info for session {session}: {problem}")
-    ec2 = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff(retries=5))
-    try:
-        result = SessionInfo(module, ec2, datetime.now(timezone.utc)).run()
-    except FleetAWSError as err:
-        fail_module(module, err)
-    module.exit_json(**result)
+    run_module(module, lambda ec2: SessionInfo(module, ec2, datetime.now(timezone.utc)).run(),
+               problem and f"aws_session_info for session {session}: {problem}")
 
 
 if __name__ == "__main__":

@@ -9,17 +9,26 @@ import importlib
 import yaml
 
 
+def _fragment(name: str) -> dict:
+    """rlops.fleet.<fragment> (its DOCUMENTATION) or rlops.fleet.<fragment>.<var>."""
+    fragment, _dot, var = name.split(".", 2)[2].partition(".")
+    source = importlib.import_module(
+        f"ansible_collections.rlops.fleet.plugins.doc_fragments.{fragment}")
+    return yaml.safe_load(getattr(source.ModuleDocFragment, (var or "documentation").upper()))
+
+
 def documentation(module) -> dict:
     doc = yaml.safe_load(module.DOCUMENTATION)
     for name in doc.get("extends_documentation_fragment") or []:
         if not name.startswith("rlops.fleet."):
             continue
-        fragment = name.split(".", 2)[2]
-        source = importlib.import_module(
-            f"ansible_collections.rlops.fleet.plugins.doc_fragments.{fragment}")
-        extra = yaml.safe_load(source.ModuleDocFragment.DOCUMENTATION)
+        extra = _fragment(name)
         clash = set(doc.get("options", {})) & set(extra.get("options", {}))
         assert not clash, f"options both in the module and in {name}: {clash}"
         doc.setdefault("options", {}).update(extra.get("options", {}))
+        # An attribute the module names too: the module's keys win (its `details`).
+        attributes = doc.setdefault("attributes", {})
+        for key, value in (extra.get("attributes") or {}).items():
+            attributes[key] = dict(value, **(attributes.get(key) or {}))
         doc["notes"] = (doc.get("notes") or []) + (extra.get("notes") or [])
     return doc
