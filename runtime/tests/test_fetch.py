@@ -132,3 +132,12 @@ def test_the_command_answers_in_json(tmp_path, capsys, make_checkpoint, monkeypa
     code = main(["fetch", "--storage-uri", "az://c/p", "--session", SESSION, "--dest", str(dest)])
     _out, err = capsys.readouterr()
     assert code == 2 and "Azure Blob storage is not available yet" in err
+
+
+def test_no_complete_checkpoint_still_brings_the_rest(storage, tmp_path):
+    for rel, data in OTHER_FILES.items():
+        storage.put_bytes(f"{SESSION}/{rel}", data)
+    result = fetch_session(storage, SESSION, tmp_path / "results")
+    assert result.checkpoint is None and not result.checkpoint_fetched
+    assert sorted(result.fetched) == sorted(OTHER_FILES)
+    assert not (tmp_path / "results/checkpoints/LATEST").exists()
