@@ -8,7 +8,9 @@ Rules, for each role under roles/ (found by glob, so new roles are covered):
   playbooks' own settings, `rlops_*`, under its entry point `settings`);
 - every option has a non-empty description and a type; `elements` for lists;
   `choices` contain the default, unless it is null (an unset input whose value comes from
-  elsewhere, e.g. a resumed session's own setting) or a template (a playbook setting's value).
+  elsewhere, e.g. a resumed session's own setting) or a template (a playbook setting's value);
+- provider roles (`provider_<name>`) have the provider contract's entry points, whose options
+  are `provider_*` (tests/unit/roles/test_providers.py checks the contract itself).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "meta" / "main.yml").is_file())
-# Roles whose settings are not named after the role: their prefix and entry point.
-PREFIX = {"session": "rlops_"}
-ENTRY_POINT = {"session": "settings"}
+# Roles whose settings are not named after the role: their prefix and entry points.
+PROVIDERS = sorted(r for r in ROLES if r.name.startswith("provider_"))
+CONTRACT = ["locate", "provision", "ready", "teardown"]
+PREFIX = {"session": "rlops_", **{r.name: "provider_" for r in PROVIDERS}}
+ENTRY_POINTS = {"session": ["settings"], **{r.name: CONTRACT for r in PROVIDERS}}
 TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw", "bytes", "bits",
          "jsonarg", "json"}
 
@@ -33,11 +37,17 @@ def _load(path: Path) -> dict:
     return data or {}
 
 
+def _specs(role: Path) -> dict:
+    return _load(role / "meta" / "argument_specs.yml").get("argument_specs", {})
+
+
 def _spec(role: Path) -> dict:
-    specs = _load(role / "meta" / "argument_specs.yml").get("argument_specs", {})
-    entry = ENTRY_POINT.get(role.name, "main")
-    assert entry in specs, f"{role.name}: meta/argument_specs.yml has no entry point {entry!r}"
-    return specs[entry].get("options") or {}
+    """The options of the role's entry points, together."""
+    specs, options = _specs(role), {}
+    for entry in ENTRY_POINTS.get(role.name, ["main"]):
+        assert entry in specs, f"{role.name}: meta/argument_specs.yml has no entry point {entry!r}"
+        options.update(specs[entry].get("options") or {})
+    return options
 
 
 def _defaults(role: Path) -> dict:
