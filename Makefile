@@ -150,8 +150,9 @@ molecule: lab
 
 ## make bench: the measures of issue 11 as one table (bench/README.md): train_new to a first
 ## checkpoint / the agent by hand, controller CPU s per host, host-play tasks, supervised /
-## bare SB3 steps/s. Not part of make test, never fails on a goal. ~6 min on 2 cores (more
-## when the trainer venv is first built); BENCH_ARGS=--all adds sync_cost and crash_safety.
+## bare SB3 steps/s. Not part of make test, never fails on a goal. ~2 min on 2 cores when
+## quiet (more when the trainer venv is first built); BENCH_ARGS=--all adds sync_cost and
+## crash_safety (~3 min each).
 bench: dev
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
