@@ -80,8 +80,10 @@ EXAMPLES = r"""
   rlops.fleet.trainer_host_info:
     user: trainer
     python: python3
-    read: [/var/lib/rlops/venvs/*/.rlops-runtime-digest]
-    stat: [/var/lib/rlops/bin/rlops-run]
+    read: [/var/lib/rlops/sessions/cartpole-20260101t000000z/config/run.json]
+    stat:
+      - /var/lib/rlops/bin/rlops-run
+      - /var/lib/rlops/venvs/*/lib/python*/site-packages/rlops_runtime-*.dist-info
     checkpoints: /var/lib/rlops/sessions/cartpole-20260101t000000z/checkpoints
     commands: [git]
     python_modules: [packaging]
@@ -114,7 +116,7 @@ files:
   description: Content of every file of O(read) by path; null for a plain path that is not a file.
   type: dict
   returned: always
-  sample: {/var/lib/rlops/venvs/0123456789ab/.rlops-runtime-digest: "9f2c...\n"}
+  sample: {/var/lib/rlops/sessions/cartpole-20260101t000000z/config/run.json: "{...}\n"}
 paths:
   description:
     - Every path of O(stat) that exists (or a plain path that does not) - C(exists),

@@ -509,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--check", action="store_true",
                           help="first check storage access and write permission (check-storage)")
     sessions.set_defaults(func=cmd_sessions)
+
+    from .control import add_parser as add_session_parser  # start|stop|wait in one call
+
+    add_session_parser(sub)
     return parser
 
 
