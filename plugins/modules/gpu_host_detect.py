@@ -29,16 +29,8 @@ description:
     C(plugins/module_utils/cuda_compat.py).
 author:
   - rlops.fleet developers (!UNKNOWN)
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Reads only; nothing to show a difference of.
-    support: none
-  idempotent:
-    description: Reads only.
-    support: full
+extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
 options:
   pci_root:
     description: The sysfs folder of PCI devices.

@@ -22,16 +22,8 @@ description:
     reported as C(format).
 author:
   - rlops.fleet developers (!UNKNOWN)
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Reads only; nothing to show a difference of.
-    support: none
-  idempotent:
-    description: Reads only.
-    support: full
+extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
 options:
   source:
     description: How the device is named.
