@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "meta" / "argument_specs.yml").is_file())
+ROLES = sorted(p for p in (REPO / "roles").glob("*")
+               if (p / "meta" / "argument_specs.yml").is_file())
 
 
 def _options(role: Path) -> set[str]:
