@@ -17,16 +17,8 @@ description:
   - Every part is optional; a part that is not asked for is returned empty.
 author:
   - rlops.fleet developers (!UNKNOWN)
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Reads only; nothing to show a difference of.
-    support: none
-  idempotent:
-    description: Reads only.
-    support: full
+extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
 options:
   user:
     description: A user to look up in the passwd database.
