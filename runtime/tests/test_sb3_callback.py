@@ -81,7 +81,7 @@ def step(trainer, callback, episodes_ended: int = 0) -> bool:
 
 def test_checkpoints_at_each_multiple_of_the_interval(tmp_path: Path, clock: Clock) -> None:
     trainer, callback, saved, _reports = make(tmp_path, interval=100)
-    for _ in range(100):  # 800 steps
+    for _rollout in range(100):  # 800 steps
         assert step(trainer, callback)
     # The first step at or past 100, 200, ...: within n_envs - 1 of the multiple.
     assert saved == [104, 200, 304, 400, 504, 600, 704, 800]
@@ -89,14 +89,14 @@ def test_checkpoints_at_each_multiple_of_the_interval(tmp_path: Path, clock: Clo
 
 def test_a_resumed_run_checkpoints_at_the_next_multiple(tmp_path: Path, clock: Clock) -> None:
     trainer, callback, saved, _reports = make(tmp_path, interval=100, start=250)
-    for _ in range(20):  # to 410
+    for _rollout in range(20):  # to 410
         step(trainer, callback)
     assert saved == [306, 402]
 
 
 def test_request_and_stop_are_honoured_on_the_next_step(tmp_path: Path, clock: Clock) -> None:
     trainer, callback, saved, _reports = make(tmp_path, interval=10**6)
-    for _ in range(3):
+    for _rollout in range(3):
         assert step(trainer, callback)
     assert saved == []
     trainer.request._handle(0, None)  # what SIGUSR1 does
@@ -120,7 +120,7 @@ def test_progress_is_written_at_most_every_interval(tmp_path: Path, clock: Clock
     trainer, callback, _saved, reports = make(tmp_path, interval=10**6)
     step(trainer, callback)
     assert reports == [8]  # the first step reports at once
-    for _ in range(40):
+    for _rollout in range(40):
         clock.now += sb3.PROGRESS_INTERVAL / 8  # exact in binary: no rounding at the edges
         step(trainer, callback)
     # 5 intervals of loop: one report each, never two within one.

@@ -78,7 +78,7 @@ def test_project_info_refuses_another_project():
 def test_record_lists_every_entry_with_its_hash():
     info = rw.project_info(rw.tomllib.loads(PYPROJECT))
     entries = rw.wheel_entries({"rlops_runtime/__init__.py": b""}, info, "0.1.0+abc")
-    names = [name for name, _ in entries]
+    names = [entry[0] for entry in entries]
     assert names[-1] == "rlops_runtime-0.1.0+abc.dist-info/RECORD"
     record = entries[-1][1].decode().splitlines()
     empty = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"  # sha256 of b"", urlsafe base64
