@@ -55,9 +55,10 @@ _value:
 import json
 from datetime import datetime, timezone
 
+from ansible_collections.rlops.fleet.plugins.module_utils.session_contract import ACTIVE_STATES
+
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _COLUMNS = ("SESSION", "HOST", "STATE", "STEP", "RETURN", "CHECKPOINT AGE")
-_ACTIVE_STATES = ("starting", "running", "stopping")
 _ERROR_PREFIX = "rlops-run: error: "
 
 
@@ -137,10 +138,10 @@ def storage_note(record, publish=None):
                                                   what)
     if not pending:
         return None
-    if record.get("state") in _ACTIVE_STATES and not error:
+    if record.get("state") in ACTIVE_STATES and not error:
         return None  # the supervisor's next sync takes them
     note = _checkpoints(pending, "not in storage yet")
-    if record.get("supervisor_alive") and record.get("state") not in _ACTIVE_STATES:
+    if record.get("supervisor_alive") and record.get("state") not in ACTIVE_STATES:
         note += ": the supervisor keeps trying"
     return note + (" (%s)" % error if error else "")
 
@@ -150,7 +151,7 @@ def notices_note(record):
     notices = record.get("notices") or {}
     if not notices.get("source") or notices.get("watching"):
         return None
-    if record.get("state") not in _ACTIVE_STATES:
+    if record.get("state") not in ACTIVE_STATES:
         return None
     note = "spot notices not watched"
     if notices.get("since"):
