@@ -353,21 +353,13 @@ def _publish(args: argparse.Namespace, layout: SessionLayout, storage: Storage) 
     return 0
 
 
-def _reached_step(layout: SessionLayout) -> int:
-    """The step a session has reached: its newest local checkpoint or its last status."""
-    steps = local_steps(layout.checkpoints) if layout.checkpoints.is_dir() else []
-    status = read_status(layout.status)
-    reached = [*steps, *(
-        [status.step or 0, status.last_checkpoint_step or 0] if status else [])]
-    return max(reached, default=0)
-
-
 def cmd_configure(args: argparse.Namespace) -> int:
     """Write config/run.json (and hyperparameters.json) of a new session, or apply what a
     resume may change; print what changed. Reads {"settings": {...}, "hyperparameters":
-    {...} | null} from stdin."""
+    {...} | null} from stdin. The rules are `session prepare`'s (rlops_runtime/prepare.py)."""
     from .jsonio import read_json, write_json_atomic
-    from .settings import SettingsError, describe_changes, new_config, plan_resume
+    from .prepare import PrepareError, plan_config
+    from .settings import SettingsError, describe_changes
 
     layout = SessionLayout(Path(args.session_dir).resolve())
     validate_session_id(layout.session_id)
@@ -375,32 +367,19 @@ def cmd_configure(args: argparse.Namespace) -> int:
         request = json.load(sys.stdin)
     except ValueError as exc:
         raise CliError(f"configure reads JSON from stdin: {exc}") from None
-    settings = dict(request.get("settings") or {})
-    hyperparameters = request.get("hyperparameters")
     current = read_json(layout.run_json)
     try:
-        if args.mode == "new":
-            if local_steps(layout.checkpoints) if layout.checkpoints.is_dir() else []:
-                raise CliError(f"session {layout.session_id} already has checkpoints: resume it")
-            config = new_config({**settings, "session_id": layout.session_id})
-            changes = {} if current == config else {"run.json": "written"}
-            hp = hyperparameters or {}
-            write_hp = read_json(layout.hyperparameters) != hp
-            if write_hp:
-                changes["hyperparameters.json"] = "written"
-        else:
-            if current is None:
-                raise CliError(f"session {layout.session_id} has no {layout.run_json}")
-            plan = plan_resume(current, settings, _reached_step(layout),
-                               read_json(layout.hyperparameters, {}), hyperparameters)
-            config, changes, hp, write_hp = plan.config, plan.changes, None, False
+        config, changes, hp = plan_config(layout, args.mode, dict(request.get("settings") or {}),
+                                          request.get("hyperparameters"), current)
+    except PrepareError as exc:
+        raise CliError(str(exc)) from None
     except SettingsError as exc:
         raise CliError(f"session {layout.session_id}: {exc}") from None
     if changes and not args.check:
         layout.config_dir.mkdir(parents=True, exist_ok=True)
         if config != current:
             write_json_atomic(layout.run_json, config)
-        if write_hp:
+        if hp is not None:
             write_json_atomic(layout.hyperparameters, hp)
     print(json.dumps({"changed": bool(changes), "changes": changes,
                       "summary": describe_changes(changes), "config": config}, indent=2))

@@ -345,9 +345,9 @@ def control(session: Session, want: str, *, restart: bool = False, enable: bool 
 
 
 def add_parser(sub: Any) -> None:
-    """`rlops-run session start|stop|wait` under the CLI's subcommands."""
+    """`rlops-run session start|stop|wait|prepare` under the CLI's subcommands."""
     cmd = sub.add_parser("session", help="start, stop or wait for a session; answers in JSON")
-    cmd.add_argument("action", choices=["start", "stop", "wait"])
+    cmd.add_argument("action", choices=["start", "stop", "wait", "prepare"])
     cmd.add_argument("--session-dir", required=True, help="<data_root>/sessions/<session>")
     cmd.add_argument("--manager", choices=["systemd", "process"], default="process")
     cmd.add_argument("--timeout", type=float, default=120,
@@ -360,6 +360,8 @@ def add_parser(sub: Any) -> None:
                      help="systemd: do not start the session again at boot")
     cmd.add_argument("--user", default="", help="systemd: the job's user (default: the owner)")
     cmd.add_argument("--group", default="", help="systemd: the job's group")
+    cmd.add_argument("--mode", choices=["new", "resume"],
+                     help="prepare: a new session or a resumed one (JSON request on stdin)")
     cmd.add_argument("--check", action="store_true", help="say what would be done")
     cmd.add_argument("--json", action="store_true", help="answer in JSON (always)")
     cmd.set_defaults(func=cmd_session)
@@ -372,7 +374,11 @@ def cmd_session(args: argparse.Namespace) -> int:
     cli = str(Path(sys.argv[0]).absolute()) if Path(sys.argv[0]).name == "rlops-run" \
         else str(Path(sys.executable).parent / "rlops-run")
     session = Session(layout, args.manager, cli)
-    if args.action == "wait":
+    if args.action == "prepare":  # rlops_runtime/prepare.py: config, storage, restore
+        from .prepare import cmd_prepare
+
+        answer = cmd_prepare(args, sys.stdin.read())
+    elif args.action == "wait":
         until = frozenset(args.until.split(","))
         ok, status = _wait(session, "started", None, False, args.timeout, until)
         answer = {"session_id": layout.session_id, "ok": ok, "changed": False, "status": status,
