@@ -10,7 +10,7 @@ from ansible_collections.rlops.fleet.plugins.filter.trainer_venv import (
     venv_spec_info,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 LOCKS = ["/c/runtime/locks/python3.12.txt", "/c/runtime/locks/python3.10.txt",
          "/c/runtime/locks/python3.11.txt", "/c/runtime/locks/README.md"]
 

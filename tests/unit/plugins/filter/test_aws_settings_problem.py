@@ -12,7 +12,7 @@ from ansible_collections.rlops.fleet.plugins.filter.aws_settings_problem import 
     aws_settings_problem,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 # The session role's defaults of every rlops_aws_* setting, with an AMI (the default is '').
 with (REPO / "roles" / "session" / "defaults" / "main.yml").open() as _handle:
     DEFAULTS = {k: v for k, v in yaml.safe_load(_handle).items() if k.startswith("rlops_aws_")}
