@@ -67,5 +67,6 @@ def test_report_without_instance_or_volume():
 def test_report_in_check_mode():
     got = aws_teardown_report(plan(terminate=True, snapshot=True, delete_volume=True),
                               running=["i-1"], terminated=["i-1"], check_mode=True)
-    assert got == ["instance: would terminate i-1", "volume: vol-data would be snapshotted and deleted"]
+    assert got == ["instance: would terminate i-1",
+                   "volume: vol-data would be snapshotted and deleted"]
     assert aws_teardown_report(plan(), check_mode=True)[1] == "volume: vol-data would be kept"
