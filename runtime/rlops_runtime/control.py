@@ -20,6 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .host_sessions import (
+    LAYER_ACTIONS,
+    LayerError,
+    add_layer_arguments,
+    backend_for,
+    layer_command,
+)
 from .jsonio import read_json
 from .session import SessionLayout, validate_session_id
 from .status import ACTIVE_STATES, read_status
@@ -345,11 +352,14 @@ def control(session: Session, want: str, *, restart: bool = False, enable: bool 
 
 
 def add_parser(sub: Any) -> None:
-    """`rlops-run session start|stop|wait|prepare` under the CLI's subcommands."""
+    """`rlops-run session start|stop|wait|prepare` under the CLI's subcommands, and the
+    session layer's locate|status|evaluate|pack (host_sessions.py)."""
     cmd = sub.add_parser("session", help="start, stop or wait for a session; answers in JSON")
-    cmd.add_argument("action", choices=["start", "stop", "wait", "prepare"])
-    cmd.add_argument("--session-dir", required=True, help="<data_root>/sessions/<session>")
-    cmd.add_argument("--manager", choices=["systemd", "process"], default="process")
+    cmd.add_argument("action", choices=["start", "stop", "wait", "prepare", *LAYER_ACTIONS])
+    cmd.add_argument("--session-dir", help="<data_root>/sessions/<session> (or --data-root "
+                     "and --session)")
+    cmd.add_argument("--manager", choices=["systemd", "process", "auto"], default="process",
+                     help="auto: the one that runs the session now (host_sessions.pick_manager)")
     cmd.add_argument("--timeout", type=float, default=120,
                      help="seconds to wait for the job to run (start, wait)")
     cmd.add_argument("--until", default="running,completed",
@@ -364,10 +374,13 @@ def add_parser(sub: Any) -> None:
                      help="prepare: a new session or a resumed one (JSON request on stdin)")
     cmd.add_argument("--check", action="store_true", help="say what would be done")
     cmd.add_argument("--json", action="store_true", help="answer in JSON (always)")
+    add_layer_arguments(cmd)
     cmd.set_defaults(func=cmd_session)
 
 
 def cmd_session(args: argparse.Namespace) -> int:
+    if args.action in LAYER_ACTIONS or not args.session_dir or args.manager == "auto":
+        return layer_command(args)  # the session layer; it comes back with both resolved
     root = Path(os.path.abspath(args.session_dir))
     validate_session_id(root.name)
     layout = SessionLayout(root)
@@ -389,10 +402,12 @@ def cmd_session(args: argparse.Namespace) -> int:
         try:
             if args.action == "start" and not args.check and not layout.run_json.is_file():
                 raise ControlError(f"session {layout.session_id} has no {layout.run_json}")
-            answer = control(session, "started" if args.action == "start" else "stopped",
-                             restart=args.restart, enable=args.enable, user=args.user,
-                             group=args.group, timeout=args.timeout, check=args.check)
-        except (ControlError, OSError, ValueError) as exc:
+            # What runs the session: its run.json's backend (host_sessions.BACKENDS).
+            backend = backend_for(read_json(layout.run_json))
+            answer = (backend.start if args.action == "start" else backend.stop)(
+                session, restart=args.restart, enable=args.enable, user=args.user,
+                group=args.group, timeout=args.timeout, check=args.check)
+        except (ControlError, LayerError, OSError, ValueError) as exc:
             answer = {"session_id": layout.session_id, "ok": False, "changed": True,
                       "status": session.status(), "msg": str(exc),
                       "log_tail": _tail(layout.job_log)}
