@@ -9,35 +9,10 @@ About 2.5 min on 2 cores with the trainer venv cached (one short session).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from recap import play_recap
+from harness import Unchanged, has_checkpoint, host_recap, tree_state
 
 BUDGET = {"trainer_total_timesteps": 400000, "trainer_checkpoint_interval": 8192}
-
-
-def tree_state(*roots: Path) -> dict[str, tuple]:
-    """Every file and folder under the roots: type, size, mode, mtime (a write shows)."""
-    state = {}
-    for root in roots:
-        if not root.exists():
-            continue
-        for path in sorted(root.rglob("*")):
-            info = path.lstat()
-            state[str(path)] = (path.is_dir(), info.st_size, info.st_mode, info.st_mtime_ns)
-    return state
-
-
-def recap(output: str) -> dict[str, int]:
-    return play_recap(output)["localhost"]
-
-
-def differences(before: dict, after: dict) -> list[str]:
-    return sorted(
-        [f"new {p}" for p in after.keys() - before.keys()]
-        + [f"gone {p}" for p in before.keys() - after.keys()]
-        + [f"changed {p}" for p in before.keys() & after.keys() if before[p] != after[p]]
-    )
 
 
 def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
@@ -45,17 +20,16 @@ def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
 
     # A fresh host: train_new --check says what it would do and leaves no trace.
     out = playbooks.run("train_new", "--check", **BUDGET, rlops_name="check").stdout
-    assert recap(out)["failed"] == 0
+    assert host_recap(out)["failed"] == 0
     assert not playbooks.data_root.exists() and not playbooks.results.exists()
 
     out = playbooks.run("train_new", **BUDGET, rlops_name="check").stdout
     session = playbooks.session_from(out)
-    running = playbooks.wait(session, lambda s: (s.get("last_checkpoint_step") or 0) > 0
-                             and s.get("state") == "running", 180, "checkpointed while running")
+    running = playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
 
     # A running session: stop --check would stop it, and it keeps running.
     out = playbooks.run("stop", "--check", rlops_session=session).stdout
-    assert recap(out)["changed"] >= 1 and "would stop session" in out, out[-3000:]
+    assert host_recap(out)["changed"] >= 1 and "would stop session" in out, out[-3000:]
     after = playbooks.status(session)
     assert after["state"] == "running"
     assert after["supervisor_pid"] == running["supervisor_pid"]
@@ -64,7 +38,7 @@ def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
     assert playbooks.status(session)["state"] == "stopped"
 
     # A stopped session: nothing any playbook does in check mode changes a file.
-    before = tree_state(*roots)
+    unchanged = Unchanged(lambda: {"the data root and results folder": tree_state(*roots)})
     outputs = {
         "status": playbooks.run("status", "--check").stdout,
         "stop": playbooks.run("stop", "--check", rlops_session=session).stdout,
@@ -75,16 +49,16 @@ def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
         "evaluate": playbooks.run("evaluate", "--check", rlops_session=session).stdout,
         "train_new": playbooks.run("train_new", "--check", **BUDGET, rlops_name="check2").stdout,
     }
-    assert differences(before, tree_state(*roots)) == []
+    unchanged.check("status, stop, resume, retrieve, evaluate, train_new --check")
     assert playbooks.status(session)["state"] == "stopped"
 
-    assert recap(outputs["stop"])["changed"] == 0          # already stopped
-    assert recap(outputs["status"])["changed"] == 0
+    assert host_recap(outputs["stop"])["changed"] == 0          # already stopped
+    assert host_recap(outputs["status"])["changed"] == 0
     assert "would start session" in outputs["resume"]
-    assert recap(outputs["resume"])["changed"] >= 1
+    assert host_recap(outputs["resume"])["changed"] >= 1
     assert "new or changed files would be copied" in outputs["retrieve"]
     assert "would run 10 episodes" in outputs["evaluate"]
-    assert recap(outputs["evaluate"])["changed"] >= 1
+    assert host_recap(outputs["evaluate"])["changed"] >= 1
     run_json = json.loads((playbooks.session_dir(session) / "config" / "run.json").read_text())
     assert run_json["total_timesteps"] == BUDGET["trainer_total_timesteps"]
     assert not any((playbooks.data_root / "sessions").glob("check2-*"))
@@ -112,7 +86,7 @@ def test_check_mode_changes_nothing_then_resume_with_other_settings(playbooks):
 
     # A completed session given more to do starts again; without a change it stays put.
     out = playbooks.run("resume", rlops_session=session).stdout
-    assert recap(out)["changed"] == 0 and playbooks.status(session)["state"] == "completed"
+    assert host_recap(out)["changed"] == 0 and playbooks.status(session)["state"] == "completed"
     playbooks.run("resume", rlops_session=session, trainer_total_timesteps=longer + 8192)
     again = playbooks.wait(session, lambda s: s.get("state") == "completed"
                            and s["step"] >= longer + 8192, 240, "completed again")

@@ -9,15 +9,11 @@ import shutil
 
 import boto3
 import pytest
-from recap import changed_hosts
+from harness import changed_hosts, has_checkpoint, status_table
 
 # Large enough that the job is still training when stop.yml arrives, small enough to
 # finish in about a minute on 2 cores after the resume.
 BUDGET = {"trainer_total_timesteps": 250000, "trainer_checkpoint_interval": 8192}
-
-
-def has_checkpoint(status):
-    return (status.get("last_checkpoint_step") or 0) > 0 and status.get("state") == "running"
 
 
 def test_spine_with_file_storage(playbooks):
@@ -28,7 +24,8 @@ def test_spine_with_file_storage(playbooks):
 
     status = playbooks.wait(session, has_checkpoint, 180, "checkpointed while running")
     table = playbooks.run("status").stdout
-    assert session in table and "running" in table
+    assert [row["state"] for (listed, _host), row in status_table(table).items()
+            if listed == session] == ["running"], table[-3000:]
     # Resume of a running session, the host already prepared: nothing changes.
     out = playbooks.run("resume", rlops_session=session).stdout
     assert changed_hosts(out) == {}, out[-4000:]

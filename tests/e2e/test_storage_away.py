@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
 import pytest
+from harness import changed_total
 from servers import Localbucket
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,10 +55,6 @@ def _stored_steps(s3) -> tuple[list[int], int | None]:
 
 def _local_steps(session_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in (session_dir / "checkpoints").iterdir() if p.name.isdigit())
-
-
-def _changed(output: str) -> int:
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", output))
 
 
 def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks, s3):
@@ -99,7 +95,7 @@ def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks,
     s3.start()
     check = playbooks.run("status", "--check").stdout
     assert f"{SESSION} on localhost: {pending}: publish would send them" in check, check[-3000:]
-    assert _changed(check) == 1  # what it would publish, reported and not done
+    assert changed_total(check) == 1  # what it would publish, reported and not done
     assert _stored_steps(s3) == ([], None)
     assert playbooks.status(SESSION)["unsynced_steps"] == steps
 
@@ -115,7 +111,7 @@ def test_checkpoints_left_behind_are_published_by_status_and_retrieve(playbooks,
 
     again = playbooks.run("status").stdout
     assert "not in storage" not in again and "published" not in again, again[-3000:]
-    assert _changed(again) == 0
+    assert changed_total(again) == 0
     assert _local_steps(session_dir) == steps  # nothing deleted
 
 

@@ -44,8 +44,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from harness.recap import play_recap  # noqa: E402
 from lab_hosts import LAB_VARS, build_wheelhouse  # noqa: E402
-from recap import play_recap  # noqa: E402
 
 BASE_IMAGE = os.environ.get("RLOPS_LAB_IMAGE", "localhost/rlops-lab:bookworm")
 IMAGE = os.environ.get("RLOPS_LAB_TRAINER_IMAGE", "localhost/rlops-lab-trainer:bookworm")

@@ -16,8 +16,8 @@ import json
 import os
 import re
 
+from harness import changed_hosts
 from lab_hosts import LabPlaybooks
-from recap import changed_hosts
 
 # Hosts 1 and 3 finish in seconds; host 2 is still training when stop.yml arrives.
 HYPERPARAMETERS = {"n_steps": 256, "batch_size": 256}

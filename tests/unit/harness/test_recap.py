@@ -1,9 +1,9 @@
-"""tests/recap.py reads the PLAY RECAP the idempotence checks assert on."""
+"""tests/harness/recap.py reads the PLAY RECAP the idempotence checks assert on."""
 
 from __future__ import annotations
 
 import pytest
-from recap import changed_hosts, play_recap
+from harness.recap import changed_hosts, changed_total, host_recap, play_recap
 
 
 def line(host: str, ok: int, changed: int, skipped: int) -> str:
@@ -42,3 +42,11 @@ def test_the_last_recap_counts_and_later_lines_are_not_hosts():
 def test_no_recap_is_an_error(output):
     with pytest.raises(ValueError):
         play_recap(output)
+
+
+def test_one_host_and_the_total():
+    assert host_recap(OUTPUT, "lab-2")["skipped"] == 3
+    assert host_recap(OUTPUT)["ok"] == 4  # localhost
+    assert changed_total(OUTPUT) == 2  # the debug message's "changed=1" is no host's count
+    with pytest.raises(ValueError, match="no lab-9 in the PLAY RECAP"):
+        host_recap(OUTPUT, "lab-9")

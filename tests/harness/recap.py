@@ -1,5 +1,5 @@
-"""What the PLAY RECAP of an ansible-playbook run says, per host: the idempotence checks of
-the end-to-end tests and of the lab's trainer image read it."""
+"""What the PLAY RECAP of an ansible-playbook run says, per host: the idempotence and
+check-mode assertions of the end-to-end suites and the lab's trainer image read it."""
 
 from __future__ import annotations
 
@@ -31,3 +31,16 @@ def changed_hosts(output: str) -> dict[str, int]:
     """Hosts whose recap says changed > 0, with their count: {} for an idempotent run."""
     return {host: counts["changed"] for host, counts in play_recap(output).items()
             if counts.get("changed", 0) > 0}
+
+
+def host_recap(output: str, host: str = "localhost") -> dict[str, int]:
+    """One host's counts: {"ok": n, "changed": n, "failed": n, ...}."""
+    recap = play_recap(output)
+    if host not in recap:
+        raise ValueError(f"no {host} in the PLAY RECAP (hosts: {', '.join(recap)})")
+    return recap[host]
+
+
+def changed_total(output: str) -> int:
+    """The changed count of every host of the last PLAY RECAP, added up."""
+    return sum(counts.get("changed", 0) for counts in play_recap(output).values())
