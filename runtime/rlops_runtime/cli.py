@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +32,7 @@ from .status import (
 )
 from .storage import Storage, StorageError, open_storage
 from .supervisor import RunConfig, SessionBusy, Supervisor, last_line
+from .waiting import wait_for
 
 PROG = "rlops-run"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -101,13 +101,17 @@ def cmd_start(args: argparse.Namespace) -> int:
             return _supervise(layout, config)
         finally:
             layout.pidfile.unlink(missing_ok=True)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline and pid_alive(pid):
+
+    def started() -> Status | bool | None:
+        if not pid_alive(pid):
+            return False
         status = read_status(layout.status)
-        if status and status.supervisor_pid == pid:
-            print(json.dumps(status.to_dict()))
-            return 0
-        time.sleep(0.1)
+        return status if status and status.supervisor_pid == pid else None
+
+    status = wait_for(started, args.timeout, 0.1)
+    if status:
+        print(json.dumps(status.to_dict()))
+        return 0
     reason = last_line(layout.supervisor_log) or "no log"
     print(f"{PROG}: error: supervisor of {layout.session_id} did not start: {reason}",
           file=sys.stderr)
@@ -127,13 +131,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
         print(observed_state(status, supervisor_alive=False) if status else "unknown")
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
+
+    def stopped() -> Status | None:
         status = read_status(layout.status)
-        if status and status.state in TERMINAL_STATES and not pid_alive(pid):
-            print(status.state)
-            return 0
-        time.sleep(0.2)
+        return status if status and status.state in TERMINAL_STATES and not pid_alive(pid) else None
+
+    status = wait_for(stopped, args.timeout, 0.2)
+    if status:
+        print(status.state)
+        return 0
     print(f"{PROG}: error: supervisor {pid} of {layout.session_id} did not stop within "
           f"{args.timeout} s", file=sys.stderr)
     return 1

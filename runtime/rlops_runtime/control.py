@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ from .host_sessions import (
 from .jsonio import read_json
 from .session import SessionLayout, validate_session_id
 from .status import ACTIVE_STATES, read_status
+from .waiting import wait_for
 
 # The states a started session may end a call in; anything else is a failure.
 STARTED_STATES = frozenset({"running", "completed"})
@@ -264,15 +264,13 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
 def _wait(session: Session, want: str, before_pid: int | None, started: bool,
           timeout: float, until: frozenset[str] = STARTED_STATES,
           ) -> tuple[bool, dict[str, Any] | None]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = session.status()
-        done = settled(want, status, before_pid, started, until)
-        if done is not None:
-            return done, status
-        if time.monotonic() >= deadline:
-            return False, status
-        time.sleep(POLL_SECONDS)
+    seen: dict[str, Any] = {}
+
+    def check() -> bool | None:
+        seen["status"] = session.status()
+        return settled(want, seen["status"], before_pid, started, until)
+
+    return bool(wait_for(check, timeout, POLL_SECONDS)), seen.get("status")
 
 
 def control(session: Session, want: str, *, restart: bool = False, enable: bool = True,
