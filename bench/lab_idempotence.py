@@ -66,7 +66,7 @@ def main() -> int:
         print(f"train_new on a fresh host: {seconds:.0f} s "
               f"(preparing play {preparing_play(record).seconds:.0f} s), session {session}",
               flush=True)
-        pb.wait(host, session, lambda s: s.get("state") == "completed", 300, "completed")
+        pb.wait(session, lambda s: s.get("state") == "completed", 300, "completed", host=host)
         # The first resume of a completed session takes its unit out of the boot list.
         seconds, record = pb.run_json("resume", rlops_session=session)
         print(f"first resume after completion: {seconds:.1f} s, "

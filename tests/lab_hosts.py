@@ -16,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from harness import Playbooks
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SH = REPO / "tests" / "lab" / "lab.sh"
-PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 # Shared by every lab run of this checkout: a copy of the controller's CPU torch wheel.
 WHEELHOUSE = REPO / ".venv" / "lab-wheelhouse"
 FULL_WHEELHOUSE = REPO / ".venv" / "lab-wheelhouse-full"
@@ -283,72 +284,21 @@ class Lab:
         (folder / f"{name}.yml").write_text(json.dumps(variables, indent=2) + "\n")
 
 
-class LabPlaybooks:
-    """The collection's playbooks against the lab inventory, as a user runs them."""
+class LabPlaybooks(Playbooks):
+    """The collection's playbooks against the lab inventory, as a user runs them: the
+    harness's Playbooks (tests/harness), with the hosts' files read through podman exec."""
 
     def __init__(self, lab: Lab, results: Path, extra: dict[str, Any] | None = None,
                  data_root: str = "/var/lib/rlops", bucket: str = "") -> None:
+        super().__init__(results=results, data_root=PurePosixPath(data_root), extra=extra,
+                         inventory=lab.inventory, read_json=lab.read_json)
         self.lab = lab
-        self.results = results
-        self.data_root = data_root  # the playbooks' default rlops_data_root
-        self.extra = extra or {}
         self.bucket = bucket  # of the lab's S3 server, when storage is there
 
-    def command(self, name: str, extra: dict[str, Any], args: tuple[str, ...] = ()) -> list[str]:
-        variables = {"rlops_results_dir": str(self.results), **self.extra, **extra}
-        return [str(PLAYBOOK), "-i", str(self.lab.inventory), f"playbooks/{name}.yml",
-                "-e", json.dumps(variables), *args]
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        return {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-                # One line per message, so that tests can search the output.
-                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **overrides}
-
-    def run(self, name: str, *, ok: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 1800, args: tuple[str, ...] = (),
-            **extra: Any) -> subprocess.CompletedProcess:
-        """`args`: more ansible-playbook arguments, e.g. ("--check",)."""
-        started = time.monotonic()
-        proc = subprocess.run(self.command(name, extra, args), cwd=REPO,
-                              env=self.env(**(env or {})), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        proc.seconds = time.monotonic() - started  # type: ignore[attr-defined]
-        if ok and proc.returncode != 0:
-            raise PlaybookFailed(f"{name} failed ({proc.returncode}) after "
-                                 f"{proc.seconds:.0f} s:\n{proc.stdout[-8000:]}\n"  # type: ignore[attr-defined]
-                                 f"{proc.stderr[-2000:]}")
-        return proc
-
-    def run_json(self, name: str, env: dict[str, str] | None = None,
-                 **extra: Any) -> tuple[float, dict[str, Any]]:
-        """Wall time and the ansible.posix.json record (plays, tasks, per-host stats)."""
-        env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **(env or {})}
-        proc = self.run(name, env=env, **extra)
-        return proc.seconds, json.loads(proc.stdout)  # type: ignore[attr-defined]
-
-    def session_dir(self, session: str) -> str:
-        return f"{self.data_root}/sessions/{session}"
-
-    def status(self, host: str, session: str) -> dict[str, Any]:
-        return self.lab.read_json(host, f"{self.session_dir(session)}/status.json")
-
-    def wait(self, host: str, session: str, predicate, timeout: float, what: str) -> dict:
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = self.status(host, session)
-            if predicate(status):
-                return status
-            time.sleep(1)
-        log = self.lab.exec(host, "tail", "-n", "40", f"{self.session_dir(session)}/logs/job.log",
-                            check=False).stdout.decode(errors="replace")
-        raise TimeoutError(f"session {session} on {host}: not {what} within {timeout} s; "
-                           f"status {status}\n{log}")
-
-
-class PlaybookFailed(AssertionError):
-    pass
+    def job_log_tail(self, session: str, host: str = "localhost") -> str:
+        log = self.session_dir(session) / "logs" / "job.log"
+        return self.lab.exec(host, "tail", "-n", "40", str(log),
+                             check=False).stdout.decode(errors="replace")
 
 
 # Waits up to 10 s until a server answers on a port of the container it runs in.

@@ -16,7 +16,7 @@ import json
 import os
 import re
 
-from harness import changed_hosts
+from harness import Unchanged, changed_hosts, has_checkpoint, in_state, status_table
 from lab_hosts import LabPlaybooks
 
 # Hosts 1 and 3 finish in seconds; host 2 is still training when stop.yml arrives.
@@ -24,10 +24,6 @@ HYPERPARAMETERS = {"n_steps": 256, "batch_size": 256}
 SHORT = 8192
 LONG = 2_000_000
 INTERVAL = 4096
-
-
-def has_checkpoint(status):
-    return (status.get("last_checkpoint_step") or 0) > 0 and status.get("state") == "running"
 
 
 def unit(lab, host, session, *props):
@@ -65,7 +61,7 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
         assert config["checkpoint_interval"] == INTERVAL
         assert lab.read_json(host, f"{config_dir}/hyperparameters.json") == HYPERPARAMETERS
 
-    running = pb.wait(h2, s2, has_checkpoint, 240, "checkpointed while running")
+    running = pb.wait(s2, has_checkpoint, 240, "checkpointed while running", host=h2)
     show = unit(lab, h2, s2, "ActiveState", "MainPID", "User")
     assert show["ActiveState"] == "active" and int(show["MainPID"]) == running["supervisor_pid"]
     # The unit is root's, the job runs as the user Ansible logs in as (through sudo).
@@ -73,26 +69,26 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     job_user = lab.exec(h2, "ps", "-o", "user=", "-p", str(running["pid"])).stdout.decode()
     assert job_user.strip() == "lab"
     for host, session in ((h1, s1), (h3, s3)):
-        done = pb.wait(host, session, lambda s: s.get("state") == "completed", 300, "completed")
+        done = pb.wait(session, in_state("completed"), 300, "completed", host=host)
         assert done["step"] >= SHORT and done["host"] == host
         show = unit(lab, host, session, "ActiveState", "Result", "ExecMainStatus")
         assert (show["Result"], show["ExecMainStatus"]) == ("success", "0"), show
 
     # --- status: every host's sessions in one table ------------------------------------------
-    table = run("status")
+    table = status_table(run("status"))
     for host, session in sessions.items():
-        assert re.search(rf"{session} +{host} +(running|completed)", table), table[-3000:]
+        assert table[session, host]["state"] in ("running", "completed"), table
 
     # --- stop one session: it checkpoints and publishes to S3; the others are untouched -----
     run("stop", rlops_session=s2)
-    stopped = pb.status(h2, s2)
+    stopped = pb.status(s2, host=h2)
     assert stopped["state"] == "stopped", stopped
     stopped_at = stopped["last_checkpoint_step"]
     assert running["last_checkpoint_step"] <= stopped_at < LONG
     latest = lab.s3_object(pb.bucket, f"runs/{s2}/checkpoints/LATEST")
     assert latest is not None and int(latest) == stopped_at
     assert unit(lab, h2, s2, "ActiveState")["ActiveState"] == "inactive"
-    assert pb.status(h1, s1)["state"] == "completed"
+    assert pb.status(s1, host=h1)["state"] == "completed"
 
     # --- host 2 loses the session: resume it on host 3 from storage --------------------------
     lab.exec(h2, "rm", "-rf", pb.session_dir(s2))
@@ -100,8 +96,8 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     # keeps its own budget by saying so, as a user would (-e).
     out = run("resume", rlops_session=s2, rlops_resume_host=h3, trainer_total_timesteps=LONG)
     assert f"session {s2} on {h3}" in out, out[-3000:]
-    resumed = pb.wait(h3, s2, lambda s: has_checkpoint(s)
-                      and s["last_checkpoint_step"] > stopped_at, 240, "checkpointed after resume")
+    resumed = pb.wait(s2, lambda s: has_checkpoint(s) and s["last_checkpoint_step"] > stopped_at,
+                      240, "checkpointed after resume", host=h3)
     assert resumed["resumed_from_step"] == stopped_at
     assert unit(lab, h3, s2, "ActiveState")["ActiveState"] == "active"
 
@@ -137,7 +133,7 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
     assert unit(lab, h1, s1, "UnitFileState")["UnitFileState"] == "disabled"
     out = run("resume", rlops_session=s1)
     assert changed_hosts(out) == {}, out[-4000:]
-    assert pb.status(h1, s1)["state"] == "completed"
+    assert pb.status(s1, host=h1)["state"] == "completed"
 
     # --- --check on all six playbooks changes nothing on any host ----------------------------
     run("stop", rlops_session=s2)  # every session settled: no job writes while we compare
@@ -148,21 +144,19 @@ def test_spine_over_ssh_on_three_hosts(lab, lab_playbooks: LabPlaybooks):
         owned_by_root = lab.exec(host, "find", f"{pb.data_root}/sessions", "-mindepth", "1",
                                  "-user", "root").stdout.decode().split()
         assert not owned_by_root, f"{host}: {owned_by_root}"
-    roots = (pb.data_root, "/etc/systemd/system")
-    before = {host: lab.state(host, *roots) for host in lab.hosts}
-    results_before = sorted(str(p) for p in pb.results.rglob("*"))
+    roots = (str(pb.data_root), "/etc/systemd/system")
+    unchanged = Unchanged(lambda: {
+        **{f"lab host {host}": lab.state(host, *roots) for host in lab.hosts},
+        "the results folder": sorted(str(p) for p in pb.results.rglob("*"))})
     checked = {}
     for name, extra in (("status", {}), ("stop", {"rlops_session": s1}),
                         ("resume", {"rlops_session": s2, "trainer_total_timesteps": LONG}),
                         ("retrieve", {"rlops_session": s1}),
                         ("evaluate", {"rlops_session": s2}), ("train_new", {"rlops_name": "chk"})):
-        proc = pb.run(name, args=("--check",), **extra)
+        proc = pb.run(name, check=True, **extra)
         timings.setdefault(f"{name} --check", []).append(round(proc.seconds))
         checked[name] = proc.stdout
-    for host in lab.hosts:
-        after = lab.state(host, *roots)
-        assert after == before[host], (host, sorted(set(after) ^ set(before[host]))[:20])
-    assert sorted(str(p) for p in pb.results.rglob("*")) == results_before
+    unchanged.check("--check of all six playbooks")
     # The unit of the stopped session would start (systemd_service says so itself).
     assert h3 in changed_hosts(checked["resume"]), checked["resume"][-3000:]
     assert "would run" in checked["evaluate"]
