@@ -10,6 +10,8 @@ DOCUMENTATION = r"""
 module: gpu_host_detect
 short_description: Find NVIDIA GPUs on the PCI bus, with details from nvidia-smi when it runs
 version_added: 0.1.0
+extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
 description:
   - Internal module of the rlops.fleet.gpu_host role. Reads only; changes nothing.
   - Reads C(vendor) and C(class) of every device under O(pci_root) (sysfs, no C(lspci));
@@ -29,8 +31,6 @@ description:
     C(plugins/module_utils/cuda_compat.py).
 author:
   - rlops.fleet developers (!UNKNOWN)
-extends_documentation_fragment:
-  - rlops.fleet.attributes.info_module
 options:
   pci_root:
     description: The sysfs folder of PCI devices.
@@ -194,136 +194,22 @@ nvidia_loaded:
 """
 
 import os
-import re
-from dataclasses import asdict, dataclass
-from xml.etree import ElementTree
+from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils import cuda_compat
+from ansible_collections.rlops.fleet.plugins.module_utils.nvidia_gpus import (
+    Gpu,
+    is_gpu,
+    merge,
+    parse_proc_version,
+    pci_names,
+    smi_absent,
+    smi_answer,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.sysfs import read_first, read_text
 
-DISPLAY_CLASS_PREFIX = "0x03"  # 0x0300 VGA, 0x0302 3D controller (datacenter GPUs)
-# "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 ..." and
-# "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.133.20  Release Build ..."
-PROC_VERSION_RE = re.compile(r"Kernel Module(?: for \S+)?\s+([0-9]+\.[0-9]+(?:\.[0-9]+)?)")
-NVML_VERSION_RE = re.compile(r"NVML library version:\s*([0-9]+\.[0-9]+(?:\.[0-9]+)?)")
-
-
-# --------------------------------------------------------------------------- decisions
-# Pure functions: tests/unit/plugins/modules/test_gpu_host_detect.py, with recorded
-# nvidia-smi outputs in tests/unit/plugins/modules/fixtures/nvidia_smi/.
-
-
-@dataclass
-class Gpu:
-    address: str  # 0000:01:00.0
-    device: str  # 0x2330
-    name: str = ""
-    memory_mib: int = 0
-    index: int = -1  # nvidia-smi's index, -1 when it does not run
-
-
-def is_gpu(vendor: str, pci_class: str, wanted_vendor: str) -> bool:
-    display = pci_class.strip().lower().startswith(DISPLAY_CLASS_PREFIX)
-    return display and hex_id(vendor) == hex_id(wanted_vendor)
-
-
-def short_bus_id(bus_id: str) -> str:
-    """00000000:01:00.0 (nvidia-smi) and 0000:01:00.0 (sysfs) -> 0000:01:00.0."""
-    parts = bus_id.strip().lower().split(":")
-    if len(parts) != 3:
-        return bus_id.strip().lower()
-    return f"{parts[0][-4:].rjust(4, '0')}:{parts[1]}:{parts[2]}"
-
-
-def hex_id(value: str) -> str:
-    """0x10DE -> 10de."""
-    value = value.strip().lower()
-    return value[2:] if value.startswith("0x") else value
-
-
-def pci_names(text: str, vendor: str) -> dict[str, str]:
-    """Device names of one vendor from pci.ids: {'2330': 'GH100 [H100 SXM5 80GB]'}."""
-    names: dict[str, str] = {}
-    vendor_id = hex_id(vendor)
-    inside = False
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        if not line.startswith("\t"):
-            inside = line[:4].lower() == vendor_id
-            continue
-        if inside and not line.startswith("\t\t"):
-            device, _sep, name = line.strip().partition(" ")
-            names[device.lower()] = name.strip()
-    return names
-
-
-def parse_smi_xml(text: str) -> tuple[dict[str, dict], str, str]:
-    """`nvidia-smi -q -x` -> ({bus id: {index, name, memory_mib}}, driver version, CUDA version).
-
-    The index is the GPU's position in the log (nvidia-smi's order, by PCI bus id). Raises
-    ValueError when the text is not an nvidia_smi_log document.
-    """
-    try:
-        root = ElementTree.fromstring(text.strip())
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"nvidia-smi -q -x printed no XML log ({exc})") from exc
-    if root.tag != "nvidia_smi_log":
-        raise ValueError(f"nvidia-smi -q -x printed <{root.tag}>, not <nvidia_smi_log>")
-    rows = {}
-    for index, gpu in enumerate(root.findall("gpu")):
-        bus_id = gpu.get("id") or gpu.findtext("pci/pci_bus_id") or ""
-        memory = (gpu.findtext("fb_memory_usage/total") or "").split()
-        rows[short_bus_id(bus_id)] = {
-            "index": index,
-            "name": (gpu.findtext("product_name") or "").strip(),
-            "memory_mib": int(memory[0]) if memory and memory[0].isdigit() else 0,
-        }
-    return rows, _version(root.findtext("driver_version")), _version(root.findtext("cuda_version"))
-
-
-def _version(text) -> str:
-    """'570.133.20' stays; 'N/A', '' and None become ''."""
-    text = (text or "").strip()
-    return text if re.match(r"^[0-9]+(\.[0-9]+)*$", text) else ""
-
-
-def smi_failure(text: str) -> tuple[str, bool, str]:
-    """A failed nvidia-smi's output -> (first line, library and kernel module differ, NVML's
-    version)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    mismatch = "version mismatch" in text.lower()
-    library = NVML_VERSION_RE.search(text)
-    return (lines[0] if lines else "", mismatch, library.group(1) if library else "")
-
-
-def parse_proc_version(text: str) -> str:
-    """The loaded kernel module's version from /proc/driver/nvidia/version, '' if none."""
-    found = PROC_VERSION_RE.search(text)
-    return found.group(1) if found else ""
-
-
-def merge(found: list[Gpu], smi_rows: dict[str, dict], names: dict[str, str]) -> list[Gpu]:
-    """PCI is the truth for which GPUs exist; nvidia-smi and pci.ids only add details."""
-    for gpu in found:
-        row = smi_rows.get(gpu.address)
-        if row:
-            gpu.name, gpu.memory_mib, gpu.index = row["name"], row["memory_mib"], row["index"]
-        else:
-            pci_name = names.get(hex_id(gpu.device))
-            gpu.name = f"NVIDIA {pci_name}" if pci_name else f"NVIDIA device {gpu.device}"
-    return sorted(found, key=lambda g: g.address)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
+# The decisions are module_utils/nvidia_gpus.py and cuda_compat.py; this file reads the host.
 
 
 def scan_pci(root: str, vendor: str) -> tuple[list[Gpu], int]:
@@ -335,8 +221,8 @@ def scan_pci(root: str, vendor: str) -> tuple[list[Gpu], int]:
     gpus = []
     for address in addresses:
         base = os.path.join(root, address)
-        if is_gpu(_read(base + "/vendor"), _read(base + "/class"), vendor):
-            gpus.append(Gpu(address=address, device=_read(base + "/device").lower()))
+        if is_gpu(read_text(base + "/vendor"), read_text(base + "/class"), vendor):
+            gpus.append(Gpu(address=address, device=read_text(base + "/device").lower()))
     return gpus, len(addresses)
 
 
@@ -354,28 +240,12 @@ def torch_wheels_in(sources: list[str]) -> list[str]:
     return names
 
 
-def smi_absent() -> dict:
-    return {"state": "absent", "error": "", "rows": {}, "driver": "", "cuda": "",
-            "mismatch": False, "library": ""}
-
-
 def run_smi(module: AnsibleModule, program: str) -> dict:
     """nvidia-smi -q -x, read: state, error, rows, driver, cuda, mismatch, library."""
-    found = smi_absent()
     smi = program if "/" in program else module.get_bin_path(program)
     if not smi or not os.access(smi, os.X_OK):
-        return found
-    rc, out, err = module.run_command([smi, "-q", "-x"])
-    if rc == 0:
-        try:
-            found["rows"], found["driver"], found["cuda"] = parse_smi_xml(out)
-            found["state"] = "ok"
-        except ValueError as exc:
-            found["state"], found["error"] = "failed", str(exc)
-        return found
-    first, found["mismatch"], found["library"] = smi_failure(f"{out}\n{err}")
-    found["state"], found["error"] = "failed", first or f"exit code {rc}"
-    return found
+        return smi_absent()
+    return smi_answer(*module.run_command([smi, "-q", "-x"]))
 
 
 def main():
@@ -383,11 +253,8 @@ def main():
         argument_spec=dict(
             pci_root=dict(type="path", default="/sys/bus/pci/devices"),
             vendor=dict(type="str", default="0x10de"),
-            pci_ids=dict(
-                type="list",
-                elements="path",
-                default=["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"],
-            ),
+            pci_ids=dict(type="list", elements="path",
+                         default=["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"]),
             module_root=dict(type="path", default="/sys/module"),
             nvidia_smi=dict(type="str", default="nvidia-smi"),
             proc_version=dict(type="path", default="/proc/driver/nvidia/version"),
@@ -404,15 +271,10 @@ def main():
     params = module.params
     gpus, scanned = scan_pci(params["pci_root"], params["vendor"])
     smi = run_smi(module, params["nvidia_smi"]) if gpus else smi_absent()
-    names = {}
-    if gpus and not smi["rows"]:
-        for path in params["pci_ids"]:
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    names = pci_names(handle.read(), params["vendor"])
-                break
-    gpus = merge(gpus, smi["rows"], names)
-    kernel_module = parse_proc_version(_read(params["proc_version"]))
+    # Names from the PCI id database only where nvidia-smi gave none.
+    pci_ids = read_first(params["pci_ids"]) if gpus and not smi["rows"] else ""
+    gpus = merge(gpus, smi["rows"], pci_names(pci_ids, params["vendor"]))
+    kernel_module = parse_proc_version(read_text(params["proc_version"]))
     working = smi["state"] == "ok" and bool(smi["driver"]) and bool(smi["rows"])
     plan = cuda_compat.plan_driver(
         len(gpus), smi["state"], smi["error"], smi["driver"] or kernel_module, smi["library"],

@@ -10,6 +10,8 @@ DOCUMENTATION = r"""
 module: volume_mount_device
 short_description: Find the data volume's block device and decide whether it may be formatted
 version_added: 0.1.0
+extends_documentation_fragment:
+  - rlops.fleet.attributes.info_module
 description:
   - Internal module of the rlops.fleet.volume_mount role. Reads only; changes nothing.
   - Finds the device named by a path, an EBS volume id (Nitro NVMe by-id link or NVMe
@@ -22,8 +24,6 @@ description:
     reported as C(format).
 author:
   - rlops.fleet developers (!UNKNOWN)
-extends_documentation_fragment:
-  - rlops.fleet.attributes.info_module
 options:
   source:
     description: How the device is named.
@@ -135,218 +135,20 @@ waited:
 
 import glob
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rlops.fleet.plugins.module_utils.block_device import (
+    Disk,
+    candidate_links,
+    choose_instance_store,
+    disk_from_blkid,
+    mountinfo_by_device,
+    plan,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.sysfs import read_text
+from ansible_collections.rlops.fleet.plugins.module_utils.waiting import WaitTimeout, wait_for
 
-EBS_NVME_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}"
-AZURE_LUN_LINKS = ("/dev/disk/azure/scsi1/lun{lun}", "/dev/disk/azure/data/by-lun/{lun}")
-FS_USAGES = ("", "filesystem")
-
-
-# --------------------------------------------------------------------------- decisions
-# Pure functions, unit-tested without a device: tests/unit/roles/test_volume_mount_device.py.
-
-
-@dataclass
-class Disk:
-    """What was read about one block device."""
-
-    path: str  # the device node, links resolved
-    link: str = ""  # the name it was found by
-    model: str = ""
-    serial: str = ""
-    fstype: str = ""  # blkid TYPE
-    usage: str = ""  # blkid USAGE: filesystem, other (swap), raid, crypto
-    uuid: str = ""
-    label: str = ""
-    pttype: str = ""  # partition table type
-    partitions: list[str] = field(default_factory=list)
-    holders: list[str] = field(default_factory=list)  # device-mapper, md, ...
-    mounted_at: list[str] = field(default_factory=list)
-    blank: bool | None = None  # first and last bytes all zero; None when not read
-
-
-@dataclass
-class Plan:
-    action: str  # mount | format | refuse
-    reason: str
-
-
-def ebs_serial(volume_id: str) -> str:
-    """vol-0123abc -> vol0123abc: the NVMe serial (and by-id name) of an EBS volume."""
-    return volume_id.strip().lower().replace("-", "", 1)
-
-
-def xen_rename(name: str) -> str:
-    """/dev/sdf -> /dev/xvdf: how Xen guests name a volume attached as sdX."""
-    base = os.path.basename(name)
-    return "/dev/xvd" + base[2:] if base.startswith("sd") else ""
-
-
-def device_name(name: str) -> str:
-    """sdf, /dev/sdf -> /dev/sdf."""
-    return name if name.startswith("/") else "/dev/" + name
-
-
-def candidate_links(source: str, params: dict, nvme_serials: dict[str, str]) -> list[str]:
-    """Paths that name the wanted device, best first (path, ebs and azure_lun sources).
-
-    nvme_serials maps /dev/<nvme disk> to its serial: EBS volumes on Nitro instances carry
-    the volume id as serial, which finds them even without udev's by-id links.
-    """
-    if source == "path":
-        return [params["device"]]
-    if source == "ebs":
-        serial = ebs_serial(params["ebs_volume_id"])
-        links = [EBS_NVME_LINK.format(serial=serial)]
-        links += sorted(dev for dev, found in nvme_serials.items() if found.strip() == serial)
-        if params.get("ebs_device_name"):
-            name = device_name(params["ebs_device_name"])
-            links += [name] + ([xen_rename(name)] if xen_rename(name) else [])
-        return links
-    if source == "azure_lun":
-        return [link.format(lun=params["azure_lun"]) for link in AZURE_LUN_LINKS]
-    raise ValueError(f"no fixed names for source {source}")
-
-
-def plan(disk: Disk, fstype: str, mount_point: str, mount_point_device: str = "") -> Plan:
-    """Decide what may be done with the device. Anything that may hold data is refused."""
-    where = disk.path + (f" ({disk.link})" if disk.link and disk.link != disk.path else "")
-    if mount_point_device and mount_point_device != disk.path:
-        return Plan(
-            "refuse",
-            f"{mount_point} is already the mount point of {mount_point_device}, not of {where}",
-        )
-    others = [m for m in disk.mounted_at if m != mount_point]
-    if others:
-        return Plan("refuse", f"{where} is mounted at {', '.join(others)}")
-    if disk.holders:
-        return Plan(
-            "refuse", f"{where} is in use by {', '.join(disk.holders)} (LVM, RAID or encryption)"
-        )
-    if disk.partitions or disk.pttype:
-        table = f" ({disk.pttype})" if disk.pttype else ""
-        parts = f" with {', '.join(disk.partitions)}" if disk.partitions else ""
-        return Plan(
-            "refuse",
-            f"{where} holds a partition table{table}{parts}: give a partition or an empty disk",
-        )
-    if disk.fstype:
-        if disk.fstype == fstype and disk.usage in FS_USAGES:
-            return Plan("mount", f"{where} holds a {fstype} file system (UUID {disk.uuid})")
-        what = (
-            f"a {disk.fstype} file system"
-            if disk.usage in FS_USAGES
-            else f"a {disk.fstype} signature ({disk.usage})"
-        )
-        return Plan(
-            "refuse",
-            f"{where} holds {what}, not {fstype}: a device with data is "
-            "never reformatted; wipe it yourself if its data is not needed",
-        )
-    if disk.blank is not True:
-        return Plan(
-            "refuse",
-            f"{where} has no file system signature but is not blank "
-            "(non-zero bytes at its start or end): it may hold data; wipe it "
-            "yourself if not",
-        )
-    return Plan("format", f"{where} is blank")
-
-
-def choose_instance_store(
-    disks: list[Disk], models: list[str], fstype: str, label: str, mount_point: str
-) -> tuple[Disk | None, str]:
-    """The instance-store disk to use, and why; (None, reason) when there is none.
-
-    A disk already mounted at mount_point wins, then one carrying our label and fstype
-    (a second run, or a reboot that kept the disk), then the first blank unused one.
-    """
-    local = sorted((d for d in disks if d.model.strip() in models), key=lambda d: _natural(d.path))
-    if not local:
-        seen = ", ".join(f"{d.path} ({d.model.strip() or 'no model'})" for d in disks)
-        return None, (
-            f"no NVMe instance-store disk (models: {', '.join(models)}); "
-            f"NVMe disks seen: {seen or 'none'}"
-        )
-    for disk in local:
-        if mount_point in disk.mounted_at:
-            return disk, f"{disk.path} is mounted at {mount_point}"
-    if label:
-        for disk in local:
-            if disk.label == label and disk.fstype == fstype:
-                return disk, f"{disk.path} carries the label {label}"
-    for disk in local:
-        if plan(disk, fstype, mount_point).action == "format":
-            return disk, f"{disk.path} is the first unused instance-store disk"
-    reasons = "; ".join(plan(d, fstype, mount_point).reason for d in local)
-    return None, f"every instance-store disk is in use: {reasons}"
-
-
-def _natural(path: str) -> tuple:
-    """nvme2n1 before nvme10n1."""
-    digits, parts = "", []
-    for char in path + "/":
-        if char.isdigit():
-            digits += char
-            continue
-        if digits:
-            parts.append((0, int(digits), ""))
-            digits = ""
-        parts.append((1, 0, char))
-    return tuple(parts)
-
-
-def parse_blkid_export(text: str) -> dict[str, str]:
-    """`blkid -p -o export` output -> {TYPE: ext4, UUID: ..., ...}."""
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
-
-
-def mountinfo_by_device(text: str) -> dict[str, list[str]]:
-    """/proc/self/mountinfo -> {"maj:min": [mount points]}."""
-    mounts: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) > 4:
-            point = fields[4].encode().decode("unicode_escape")  # \040 for spaces
-            mounts.setdefault(fields[2], []).append(point)
-    return mounts
-
-
-def wait_for(
-    look: Callable[[], tuple[Disk | None, str]],
-    timeout: float,
-    delay: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[Disk | None, str, float]:
-    """Look until the device is there or the deadline passes; looks at least once."""
-    start = clock()
-    while True:
-        disk, why = look()
-        elapsed = clock() - start
-        if disk is not None or elapsed >= timeout:
-            return disk, why, elapsed
-        sleep(max(0.0, min(delay, timeout - elapsed)))
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
+# The decisions are module_utils/block_device.py; this file only reads the host.
 
 
 def _majmin(path: str) -> str:
@@ -368,7 +170,7 @@ def _is_blank(path: str, size: int) -> bool | None:
 
 
 class Reader:
-    """Reads devices for the decisions above: the module's only contact with the host."""
+    """Reads devices for block_device's decisions: the module's only contact with the host."""
 
     def __init__(self, module: AnsibleModule, probe_bytes: int):
         self.module = module
@@ -376,14 +178,14 @@ class Reader:
         self.blkid = module.get_bin_path("blkid", required=True)
 
     def mounts(self) -> dict[str, list[str]]:
-        return mountinfo_by_device(_read("/proc/self/mountinfo"))
+        return mountinfo_by_device(read_text("/proc/self/mountinfo"))
 
     def nvme_disks(self) -> dict[str, tuple[str, str]]:
         """/dev/nvmeXnY -> (model, serial), from sysfs (/sys/block lists whole disks only)."""
         return {
             "/dev/" + os.path.basename(sys_dir): (
-                _read(sys_dir + "/device/model"),
-                _read(sys_dir + "/device/serial"),
+                read_text(sys_dir + "/device/model"),
+                read_text(sys_dir + "/device/serial"),
             )
             for sys_dir in glob.glob("/sys/block/nvme*n*")
         }
@@ -391,14 +193,10 @@ class Reader:
     def disk(self, path: str, link: str = "") -> Disk:
         real = os.path.realpath(path)
         sys_dir = "/sys/class/block/" + os.path.basename(real)
-        disk = Disk(path=real, link=link or path)
         rc, out, err = self.module.run_command([self.blkid, "-p", "-o", "export", real])
         if rc not in (0, 2):  # 2: no signature found
             self.module.fail_json(msg=f"blkid -p {real} failed (rc {rc}): {err.strip()}")
-        tags = parse_blkid_export(out)
-        disk.fstype, disk.usage = tags.get("TYPE", ""), tags.get("USAGE", "")
-        disk.uuid, disk.label = tags.get("UUID", ""), tags.get("LABEL", "")
-        disk.pttype = tags.get("PTTYPE", "")
+        disk = disk_from_blkid(real, link or path, out)
         if os.path.isdir(sys_dir):
             disk.partitions = sorted(
                 entry
@@ -430,13 +228,8 @@ class Reader:
                 disk = self.disk(dev)
                 disk.model, disk.serial = model, serial
                 probed.append(disk)
-            return choose_instance_store(
-                probed,
-                params["instance_store_models"],
-                params["fstype"],
-                params["label"],
-                params["mount_point"],
-            )
+            return choose_instance_store(probed, params["instance_store_models"], params["fstype"],
+                                         params["label"], params["mount_point"])
         serials = {}
         if source == "ebs":
             serials = {dev: serial for dev, (_model, serial) in self.nvme_disks().items()}
@@ -470,19 +263,18 @@ def main():
     )
     params = module.params
     reader = Reader(module, params["probe_bytes"])
-    disk, why, waited = wait_for(lambda: reader.find(params), params["timeout"], params["delay"])
-    if disk is None:
+    try:
+        (disk, why), waited = wait_for(
+            lambda: reader.find(params), lambda found: found[0] is not None,
+            params["timeout"], params["delay"])
+    except WaitTimeout as exc:
         module.fail_json(
             msg=f"volume_mount: no device for source {params['source']} after "
-            f"{round(waited)} s: {why}",
-            waited=waited,
+            f"{round(exc.elapsed)} s: {exc.last[1]}",
+            waited=exc.elapsed,
         )
-    decision = plan(
-        disk,
-        params["fstype"],
-        params["mount_point"],
-        reader.mount_point_device(params["mount_point"]),
-    )
+    decision = plan(disk, params["fstype"], params["mount_point"],
+                    reader.mount_point_device(params["mount_point"]))
     reason = decision.reason
     if params["source"] == "instance_store":
         reason = f"{why}; {reason}"

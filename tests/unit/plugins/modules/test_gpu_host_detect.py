@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ansible_collections.rlops.fleet.plugins.module_utils import nvidia_gpus
 from ansible_collections.rlops.fleet.plugins.modules import gpu_host_detect as ghd
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvidia_smi"
@@ -39,7 +40,7 @@ def pci_device(root: Path, address: str, vendor: str, device: str, pci_class: st
     ],
 )
 def test_is_gpu(vendor, pci_class, expected):
-    assert ghd.is_gpu(vendor, pci_class, "0x10de") is expected
+    assert nvidia_gpus.is_gpu(vendor, pci_class, "0x10de") is expected
 
 
 def test_scan_pci_reads_sysfs_layout(tmp_path):
@@ -64,7 +65,7 @@ def test_scan_pci_without_the_folder_finds_nothing(tmp_path):
     [("00000000:3B:00.0", "0000:3b:00.0"), ("0000:3b:00.0", "0000:3b:00.0"), ("x", "x")],
 )
 def test_short_bus_id(bus_id, short):
-    assert ghd.short_bus_id(bus_id) == short
+    assert nvidia_gpus.short_bus_id(bus_id) == short
 
 
 @pytest.mark.parametrize("fixture,driver,cuda,gpus", [
@@ -82,7 +83,7 @@ def test_short_bus_id(bus_id, short):
      {"0000:31:00.0": (0, "NVIDIA L4", 23034)}),
 ])
 def test_parse_smi_xml_of_recorded_logs(fixture, driver, cuda, gpus):
-    rows, found_driver, found_cuda = ghd.parse_smi_xml((FIXTURES / fixture).read_text())
+    rows, found_driver, found_cuda = nvidia_gpus.parse_smi_xml((FIXTURES / fixture).read_text())
     assert (found_driver, found_cuda) == (driver, cuda)
     read = {bus: (row["index"], row["name"], row["memory_mib"]) for bus, row in rows.items()}
     assert read == gpus
@@ -92,7 +93,7 @@ def test_parse_smi_xml_tolerates_unknown_memory_and_versions():
     log = ('<?xml version="1.0" ?>\n<nvidia_smi_log><driver_version>N/A</driver_version>'
            '<gpu id="00000000:01:00.0"><product_name>NVIDIA T4</product_name>'
            "<fb_memory_usage><total>N/A</total></fb_memory_usage></gpu></nvidia_smi_log>")
-    rows, driver, cuda = ghd.parse_smi_xml(log)
+    rows, driver, cuda = nvidia_gpus.parse_smi_xml(log)
     assert rows == {"0000:01:00.0": {"index": 0, "name": "NVIDIA T4", "memory_mib": 0}}
     assert (driver, cuda) == ("", "")
 
@@ -102,7 +103,7 @@ def test_parse_smi_xml_tolerates_unknown_memory_and_versions():
 ])
 def test_parse_smi_xml_refuses_what_is_no_log(text):
     with pytest.raises(ValueError, match="nvidia-smi -q -x printed"):
-        ghd.parse_smi_xml(text)
+        nvidia_gpus.parse_smi_xml(text)
 
 
 @pytest.mark.parametrize("fixture,first,mismatch,library", [
@@ -114,7 +115,21 @@ def test_parse_smi_xml_refuses_what_is_no_log(text):
     ("no_devices.txt", "No devices were found", False, ""),
 ])
 def test_smi_failure_of_recorded_messages(fixture, first, mismatch, library):
-    assert ghd.smi_failure((FIXTURES / fixture).read_text()) == (first, mismatch, library)
+    assert nvidia_gpus.smi_failure((FIXTURES / fixture).read_text()) == (first, mismatch, library)
+
+
+def test_smi_answer_reads_a_log_a_failure_and_no_log():
+    log = (FIXTURES / "570.133.20_h100x2_cuda12.8.xml").read_text()
+    answer = nvidia_gpus.smi_answer(0, log, "")
+    assert (answer["state"], answer["driver"], answer["cuda"]) == ("ok", "570.133.20", "12.8")
+    assert len(answer["rows"]) == 2 and not answer["error"]
+    mismatch = (FIXTURES / "failed_mismatch.txt").read_text()
+    answer = nvidia_gpus.smi_answer(18, mismatch, "")
+    assert answer["state"] == "failed" and answer["mismatch"] and answer["library"]
+    answer = nvidia_gpus.smi_answer(0, "No devices were found", "")
+    assert answer["state"] == "failed" and "no XML log" in answer["error"] and not answer["rows"]
+    answer = nvidia_gpus.smi_answer(9, "", "")
+    assert answer == dict(nvidia_gpus.smi_absent(), state="failed", error="exit code 9")
 
 
 @pytest.mark.parametrize("fixture,version", [
@@ -123,8 +138,8 @@ def test_smi_failure_of_recorded_messages(fixture, first, mismatch, library):
     ("proc_version_570_open.txt", "570.133.20"),
 ])
 def test_parse_proc_version(fixture, version):
-    assert ghd.parse_proc_version((FIXTURES / fixture).read_text()) == version
-    assert ghd.parse_proc_version("") == ""
+    assert nvidia_gpus.parse_proc_version((FIXTURES / fixture).read_text()) == version
+    assert nvidia_gpus.parse_proc_version("") == ""
 
 
 PCI_IDS = """# comment
@@ -138,7 +153,7 @@ PCI_IDS = """# comment
 
 
 def test_pci_names_of_one_vendor():
-    assert ghd.pci_names(PCI_IDS, "0x10de") == {
+    assert nvidia_gpus.pci_names(PCI_IDS, "0x10de") == {
         "2330": "GH100 [H100 SXM5 80GB]",
         "20b5": "GA100 [A100 PCIe 80GB]",
     }
@@ -146,13 +161,13 @@ def test_pci_names_of_one_vendor():
 
 def test_merge_prefers_nvidia_smi_then_pci_ids_then_the_id():
     gpus = [
-        ghd.Gpu("0000:3b:00.0", "0x2330"),
-        ghd.Gpu("0000:1a:00.0", "0x20b5"),
-        ghd.Gpu("0000:5e:00.0", "0x9999"),
+        nvidia_gpus.Gpu("0000:3b:00.0", "0x2330"),
+        nvidia_gpus.Gpu("0000:1a:00.0", "0x20b5"),
+        nvidia_gpus.Gpu("0000:5e:00.0", "0x9999"),
     ]
     smi = {"0000:3b:00.0": {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}}
-    names = ghd.pci_names(PCI_IDS, "0x10de")
-    merged = ghd.merge(gpus, smi, names)
+    names = nvidia_gpus.pci_names(PCI_IDS, "0x10de")
+    merged = nvidia_gpus.merge(gpus, smi, names)
     assert [(g.address, g.name, g.memory_mib, g.index) for g in merged] == [
         ("0000:1a:00.0", "NVIDIA GA100 [A100 PCIe 80GB]", 0, -1),
         ("0000:3b:00.0", "NVIDIA H100 80GB HBM3", 81559, 0),
@@ -162,7 +177,7 @@ def test_merge_prefers_nvidia_smi_then_pci_ids_then_the_id():
 
 def test_nvidia_smi_cannot_invent_gpus():
     smi = {"0000:99:00.0": {"index": 0, "name": "ghost", "memory_mib": 1}}
-    assert ghd.merge([], smi, {}) == []
+    assert nvidia_gpus.merge([], smi, {}) == []
 
 
 # --------------------------------------------------------------------------- the module

@@ -1,250 +1,51 @@
-"""Decisions of plugins/modules/volume_mount_device.py: which device, format or not."""
+"""plugins/modules/volume_mount_device.py run in-process against image files (blkid reads
+them as it reads a device): its reading and its one answer. The decisions are tested in
+tests/unit/plugins/module_utils/test_block_device.py, the wait in test_waiting.py."""
 
-from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
+import shutil
+import subprocess
 
 import pytest
+from ansible_collections.rlops.fleet.plugins.modules import volume_mount_device as vmd
 
-_PATH = Path(__file__).resolve().parents[4] / "plugins/modules/volume_mount_device.py"
-_SPEC = importlib.util.spec_from_file_location("volume_mount_device", _PATH)
-vmd = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = vmd  # dataclasses look their module up
-_SPEC.loader.exec_module(vmd)
+pytestmark = pytest.mark.skipif(not shutil.which("blkid"), reason="needs blkid")
 
-Disk = vmd.Disk
-MNT = "/mnt/rlops"
-STORE = "Amazon EC2 NVMe Instance Storage"
 
+def find(run_module, device, **extra):
+    args = {"source": "path", "device": str(device), "fstype": "ext4",
+            "mount_point": "/mnt/rlops-unit-test", "timeout": 0, "delay": 0, **extra}
+    return run_module(vmd.main, args, common={})
 
-def blank(path="/dev/nvme1n1", **kw):
-    return Disk(path=path, blank=True, **kw)
 
+def test_a_blank_image_may_be_formatted(run_module, tmp_path):
+    image = tmp_path / "blank.img"
+    image.write_bytes(bytes(4 << 20))
+    result, failed = find(run_module, image, probe_bytes=65536)
+    assert not failed and result["action"] == "format" and result["device"] == str(image)
+    assert result["reason"].endswith("is blank") and result["changed"] is False
 
-# --- names ---------------------------------------------------------------------------
 
+def test_an_image_with_bytes_at_its_end_is_refused(run_module, tmp_path):
+    image = tmp_path / "data.img"
+    image.write_bytes(bytes(4 << 20) + b"data")
+    result, failed = find(run_module, image, probe_bytes=65536)
+    assert not failed and result["action"] == "refuse" and "not blank" in result["reason"]
 
-def test_ebs_names_nitro_link_then_serial_then_xen_names():
-    params = {"ebs_volume_id": "vol-0abc123def4567890", "ebs_device_name": "sdf"}
-    serials = {"/dev/nvme2n1": "vol0abc123def4567890", "/dev/nvme0n1": "vol0other"}
-    assert vmd.candidate_links("ebs", params, serials) == [
-        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc123def4567890",
-        "/dev/nvme2n1",
-        "/dev/sdf",
-        "/dev/xvdf",
-    ]
 
+@pytest.mark.skipif(not shutil.which("mkfs.ext4"), reason="needs mkfs.ext4")
+def test_an_ext4_image_is_mounted_by_its_uuid(run_module, tmp_path):
+    image = tmp_path / "ext4.img"
+    image.write_bytes(bytes(8 << 20))
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "rlops-data", str(image)], check=True)
+    result, failed = find(run_module, image)
+    assert not failed and result["action"] == "mount" and result["label"] == "rlops-data"
+    assert result["fstype"] == "ext4" and result["uuid"] and result["uuid"] in result["reason"]
+    result, failed = find(run_module, image, fstype="xfs")
+    assert not failed and result["action"] == "refuse" and "never reformatted" in result["reason"]
 
-def test_ebs_without_device_name_looks_only_for_nvme_names():
-    params = {"ebs_volume_id": "vol-0123", "ebs_device_name": ""}
-    assert vmd.candidate_links("ebs", params, {}) == [
-        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123"
-    ]
 
-
-@pytest.mark.parametrize(
-    "name,renamed", [("/dev/sdf", "/dev/xvdf"), ("sdg", "/dev/xvdg"), ("/dev/xvdh", "")]
-)
-def test_xen_rename(name, renamed):
-    assert vmd.xen_rename(name) == renamed
-
-
-def test_azure_lun_names():
-    assert vmd.candidate_links("azure_lun", {"azure_lun": 3}, {}) == [
-        "/dev/disk/azure/scsi1/lun3",
-        "/dev/disk/azure/data/by-lun/3",
-    ]
-
-
-def test_path_is_taken_as_given():
-    assert vmd.candidate_links("path", {"device": "/dev/vdb"}, {}) == ["/dev/vdb"]
-
-
-# --- format or not -------------------------------------------------------------------
-
-
-def test_blank_device_is_formatted():
-    assert vmd.plan(blank(), "ext4", MNT).action == "format"
-
-
-def test_same_file_system_is_mounted_not_formatted():
-    disk = Disk(path="/dev/nvme1n1", fstype="ext4", usage="filesystem", uuid="u-1")
-    decision = vmd.plan(disk, "ext4", MNT)
-    assert decision.action == "mount"
-    assert "u-1" in decision.reason
-
-
-def test_other_file_system_is_refused_naming_both():
-    disk = Disk(path="/dev/nvme1n1", fstype="xfs", usage="filesystem")
-    decision = vmd.plan(disk, "ext4", MNT)
-    assert decision.action == "refuse"
-    assert "xfs file system, not ext4" in decision.reason
-    assert "never reformatted" in decision.reason
-
-
-@pytest.mark.parametrize(
-    "fstype,usage", [("swap", "other"), ("LVM2_member", "raid"), ("crypto_LUKS", "crypto")]
-)
-def test_non_file_system_signatures_are_refused(fstype, usage):
-    decision = vmd.plan(Disk(path="/dev/sdb", fstype=fstype, usage=usage), "ext4", MNT)
-    assert decision.action == "refuse"
-    assert fstype in decision.reason
-
-
-def test_signature_free_device_with_data_is_refused():
-    decision = vmd.plan(Disk(path="/dev/sdb", blank=False), "ext4", MNT)
-    assert decision.action == "refuse"
-    assert "not blank" in decision.reason
-
-
-def test_unread_device_is_not_taken_for_blank():
-    assert vmd.plan(Disk(path="/dev/sdb", blank=None), "ext4", MNT).action == "refuse"
-
-
-def test_partition_table_is_refused():
-    decision = vmd.plan(Disk(path="/dev/sdb", pttype="gpt", partitions=["sdb1"]), "ext4", MNT)
-    assert decision.action == "refuse"
-    assert "gpt" in decision.reason and "sdb1" in decision.reason
-
-
-def test_device_in_use_by_device_mapper_is_refused():
-    assert vmd.plan(blank(holders=["dm-0"]), "ext4", MNT).action == "refuse"
-
-
-def test_device_mounted_elsewhere_is_refused():
-    disk = Disk(path="/dev/sdb", fstype="ext4", usage="filesystem", mounted_at=["/srv"])
-    decision = vmd.plan(disk, "ext4", MNT)
-    assert decision.action == "refuse"
-    assert "/srv" in decision.reason
-
-
-def test_device_already_at_the_mount_point_is_mounted():
-    disk = Disk(path="/dev/sdb", fstype="ext4", usage="filesystem", mounted_at=[MNT])
-    assert vmd.plan(disk, "ext4", MNT, mount_point_device="/dev/sdb").action == "mount"
-
-
-def test_mount_point_taken_by_another_device_is_refused():
-    disk = Disk(path="/dev/sdb", fstype="ext4", usage="filesystem")
-    decision = vmd.plan(disk, "ext4", MNT, mount_point_device="/dev/sdc")
-    assert decision.action == "refuse"
-    assert "/dev/sdc" in decision.reason
-
-
-def test_reason_names_the_link_it_was_found_by():
-    disk = Disk(path="/dev/loop3", link="/dev/disk/by-id/x", fstype="xfs", usage="filesystem")
-    assert "/dev/loop3 (/dev/disk/by-id/x)" in vmd.plan(disk, "ext4", MNT).reason
-
-
-# --- instance store ------------------------------------------------------------------
-
-
-def test_instance_store_takes_the_first_blank_local_disk_in_natural_order():
-    disks = [
-        blank("/dev/nvme10n1", model=STORE),
-        blank("/dev/nvme0n1", model="Amazon Elastic Block Store"),
-        Disk(path="/dev/nvme1n1", model=STORE, fstype="ext4", usage="filesystem", label="other"),
-        blank("/dev/nvme2n1", model=STORE),
-    ]
-    disk, why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
-    assert disk.path == "/dev/nvme2n1"
-    assert "first unused" in why
-
-
-def test_instance_store_prefers_its_own_label_on_a_second_run():
-    disks = [
-        blank("/dev/nvme1n1", model=STORE),
-        Disk(
-            path="/dev/nvme2n1", model=STORE, fstype="ext4", usage="filesystem", label="rlops-data"
-        ),
-    ]
-    disk, _why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
-    assert disk.path == "/dev/nvme2n1"
-
-
-def test_instance_store_prefers_the_disk_at_the_mount_point():
-    disks = [
-        Disk(
-            path="/dev/nvme1n1", model=STORE, fstype="ext4", usage="filesystem", label="rlops-data"
-        ),
-        Disk(path="/dev/nvme2n1", model=STORE, fstype="ext4", usage="filesystem", mounted_at=[MNT]),
-    ]
-    disk, _why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
-    assert disk.path == "/dev/nvme2n1"
-
-
-def test_no_instance_store_names_what_was_seen():
-    disks = [blank("/dev/nvme0n1", model="Amazon Elastic Block Store")]
-    disk, why = vmd.choose_instance_store(disks, [STORE], "ext4", "", MNT)
-    assert disk is None
-    assert "nvme0n1 (Amazon Elastic Block Store)" in why
-
-
-def test_every_instance_store_disk_used_is_reported():
-    disks = [Disk(path="/dev/nvme1n1", model=STORE, fstype="xfs", usage="filesystem")]
-    disk, why = vmd.choose_instance_store(disks, [STORE], "ext4", "rlops-data", MNT)
-    assert disk is None
-    assert "in use" in why and "xfs" in why
-
-
-# --- parsing and waiting -------------------------------------------------------------
-
-
-def test_parse_blkid_export():
-    out = "DEVNAME=/dev/loop0\nLABEL=rlops-data\nUUID=ded0\nTYPE=ext4\nUSAGE=filesystem\n"
-    assert vmd.parse_blkid_export(out) == {
-        "DEVNAME": "/dev/loop0",
-        "LABEL": "rlops-data",
-        "UUID": "ded0",
-        "TYPE": "ext4",
-        "USAGE": "filesystem",
-    }
-
-
-def test_mountinfo_by_device_unescapes_spaces():
-    text = (
-        "36 25 7:3 / /mnt/rlops rw,relatime shared:1 - ext4 /dev/loop3 rw\n"
-        "37 25 7:3 / /mnt/with\\040space rw - ext4 /dev/loop3 rw\n"
-        "38 25 0:31 / / rw - overlay overlay rw\n"
-    )
-    assert vmd.mountinfo_by_device(text) == {
-        "7:3": ["/mnt/rlops", "/mnt/with space"],
-        "0:31": ["/"],
-    }
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_wait_returns_when_the_device_appears():
-    clock, looks = Clock(), iter([(None, "missing"), (None, "missing"), (blank(), "found")])
-    disk, why, waited = vmd.wait_for(lambda: next(looks), 10, 2, clock=clock, sleep=clock.sleep)
-    assert disk is not None and why == "found" and waited == 4
-
-
-def test_wait_gives_up_at_the_deadline_with_the_last_reason():
-    clock = Clock()
-    disk, why, waited = vmd.wait_for(
-        lambda: (None, "none of /dev/x exists"), 5, 2, clock=clock, sleep=clock.sleep
-    )
-    assert disk is None and why == "none of /dev/x exists" and waited == 5
-    assert clock.sleeps == [2, 2, 1]
-
-
-def test_wait_looks_once_with_no_timeout():
-    clock = Clock()
-    disk, _why, _elapsed = vmd.wait_for(
-        lambda: (None, "missing"), 0, 2, clock=clock, sleep=clock.sleep
-    )
-    assert disk is None and clock.sleeps == []
+def test_a_missing_device_fails_after_the_wait_with_what_was_looked_for(run_module, tmp_path):
+    result, failed = find(run_module, tmp_path / "absent", timeout=0)
+    assert failed and result["msg"] == (
+        f"volume_mount: no device for source path after 0 s: none of {tmp_path / 'absent'} exists")
+    assert result["waited"] >= 0
