@@ -171,15 +171,20 @@ def _restore(storage: Storage, layout: SessionLayout, check: bool,
     if check:
         data = storage.get_bytes(key)
         if data is None:
-            raise PrepareError(f"session {layout.session_id} is unknown to storage "
-                               f"{storage.uri}: it has no config/run.json")
+            raise PrepareError(unknown(layout, storage))
         names = [name for name in contract.CONFIG_FILES
                  if storage.exists(contract.config_key(layout.session_id, name))]
         return names, json.loads(data)
     try:
         return restore_config(storage, layout), read_json(layout.run_json)
-    except CliError as exc:
-        raise PrepareError(str(exc)) from None
+    except CliError:
+        raise PrepareError(unknown(layout, storage)) from None
+
+
+def unknown(layout: SessionLayout, storage: Storage) -> str:
+    return (f"session {layout.session_id} cannot be resumed: the host has no "
+            f"{layout.run_json} and storage {storage.uri} does not have it either "
+            "(config/run.json)")
 
 
 def prepare(layout: SessionLayout, request: Request, check: bool = False) -> dict[str, Any]:

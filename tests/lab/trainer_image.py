@@ -73,9 +73,11 @@ def _files(root: Path, skip: re.Pattern[str] = _SKIP) -> list[Path]:
 
 
 def role_modules(repo: Path = REPO) -> list[Path]:
-    """The collection's modules the trainer role calls, and the module_utils they import."""
+    """The collection's modules the trainer and runtime roles call, and the module_utils they
+    import."""
     names = set()
-    for task_file in (repo / "roles" / "trainer" / "tasks").glob("*.yml"):
+    for task_file in [*(repo / "roles" / "trainer" / "tasks").glob("*.yml"),
+                      *(repo / "roles" / "runtime" / "tasks").glob("*.yml")]:
         names |= set(re.findall(r"rlops\.fleet\.([a-z0-9_]+)", task_file.read_text()))
     modules = [repo / "plugins" / "modules" / f"{name}.py" for name in sorted(names)]
     modules = [m for m in modules if m.is_file()]
@@ -89,7 +91,8 @@ def role_modules(repo: Path = REPO) -> list[Path]:
 def inputs(repo: Path = REPO) -> list[Path]:
     """Every file whose content can change what the image holds."""
     docs = re.compile(r"(^|/)(molecule|__pycache__)/|\.md$|\.py[co]$")
-    return (_files(repo / "roles" / "trainer", docs) + _files(repo / "roles" / "session", docs)
+    return (_files(repo / "roles" / "trainer", docs) + _files(repo / "roles" / "runtime", docs)
+            + _files(repo / "roles" / "session", docs)
             + role_modules(repo) + _files(repo / "runtime") + [PLAY, Path(__file__).resolve()])
 
 
