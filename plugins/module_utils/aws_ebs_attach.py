@@ -32,6 +32,26 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_ebs import (
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import wait_until
 
+# ebs_volume_attachment's options (aws_session_plan runs the same request in check mode).
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    session=dict(type="str"),
+    volume_id=dict(type="str"),
+    instance_id=dict(type="str"),
+    availability_zone=dict(type="str"),
+    device_name=dict(type="str", default="/dev/sdf"),
+    size=dict(type="int"),
+    volume_type=dict(type="str", choices=["gp3", "gp2", "io1", "io2", "st1", "sc1"],
+                     default="gp3"),
+    iops=dict(type="int"),
+    throughput=dict(type="int"),
+    kms_key_id=dict(type="str", no_log=False),
+    tags=dict(type="dict", default={}),
+    force_detach=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=300, aliases=["timeout"]),
+    poll_interval=dict(type="float", default=3),
+)
+
 
 class VolumeAttachment(SessionResource):
     """Read, plan, apply for one session's volume: present() and absent()."""

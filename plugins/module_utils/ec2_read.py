@@ -19,8 +19,10 @@ from ansible_collections.amazon.aws.plugins.module_utils.ec2 import (
     describe_availability_zones,
     describe_images,
     describe_instances,
+    describe_key_pairs,
     describe_spot_instance_requests,
     describe_volumes,
+    describe_vpcs,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
     SESSION_TAG,
@@ -115,6 +117,21 @@ def region_zones(ec2, region: str) -> List[str]:
         zones = describe_availability_zones(
             ec2, Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}])
     return [z["ZoneName"] for z in zones if z.get("State", "available") == "available"]
+
+
+def key_pairs(ec2, name: str) -> List[Dict[str, Any]]:
+    """The key pairs of that name (none or one)."""
+    with aws_errors(f"Find key pair {name}"):
+        return describe_key_pairs(ec2, Filters=[{"Name": "key-name", "Values": [name]}])
+
+
+def vpcs(ec2, vpc_id: Optional[str]) -> List[Dict[str, Any]]:
+    """The VPC of that id, or the region's default VPC without one (none or one)."""
+    if vpc_id:
+        with aws_errors(f"Find VPC {vpc_id}"):
+            return describe_vpcs(ec2, VpcIds=[vpc_id])
+    with aws_errors("Find the default VPC"):
+        return describe_vpcs(ec2, Filters=[{"Name": "is-default", "Values": ["true"]}])
 
 
 def check_instance_types(ec2, types: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import wait_until
 from ansible_collections.rlops.fleet.plugins.module_utils.ec2_launch import (
+    LAUNCH_ARGUMENT_SPEC,
     MAX_TOKEN_GENERATIONS,
     TOKEN_REUSED,
     base_request,
@@ -43,6 +44,20 @@ from ansible_collections.rlops.fleet.plugins.module_utils.ec2_placement import (
 )
 
 PRICE_LOOKBACK = timedelta(hours=3)
+
+# ec2_spot_request's options (aws_session_plan runs the same request in check mode).
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    session=dict(type="str", required=True),
+    instance_types=dict(type="list", elements="str"),
+    availability_zones=dict(type="list", elements="str"),
+    availability_zone=dict(type="str"),
+    tags=dict(type="dict", default={}),
+    terminate_instance=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=600, aliases=["timeout"]),
+    poll_interval=dict(type="float", default=5),
+    **LAUNCH_ARGUMENT_SPEC,
+)
 
 
 class NextCandidate(Exception):

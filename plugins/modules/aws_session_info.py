@@ -184,76 +184,9 @@ volume:
 from datetime import datetime, timezone
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.rlops.fleet.plugins.module_utils import aws_session, ec2_read
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
-    FleetAWSError,
-    SessionResource,
-    run_module,
-)
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import run_module
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_session_read import SessionReader
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import session_id_error
-
-
-class SessionInfo(SessionResource):
-    """Reads only."""
-
-    def __init__(self, module, ec2, now):
-        super().__init__(module, ec2)
-        self.now = now
-        self.which = f"session {self.session}" if self.session else "every session"
-
-    def volume(self, volume_id):
-        volume = ec2_read.volume(self.ec2, volume_id, also_missing=("InvalidVolumeID.Malformed",))
-        if volume is None:
-            raise FleetAWSError(f"Read volume {volume_id}: it does not exist in "
-                                f"{self.module.region}")
-        return volume
-
-    def instance_states(self, volumes, known):
-        """State of every instance a volume is attached to (None when EC2 forgot it)."""
-        states = {i["InstanceId"]: (i.get("State") or {}).get("Name") for i in known}
-        wanted = sorted({a["InstanceId"] for v in volumes for a in v.get("Attachments") or []
-                         if a.get("InstanceId") and a["InstanceId"] not in states})
-        states.update(ec2_read.instance_states(self.ec2, wanted))
-        return states
-
-    def prices(self, instance, window):
-        """(cost so far, latest price) of a spot instance's run."""
-        kind = instance.get("InstanceType")
-        zone = (instance.get("Placement") or {}).get("AvailabilityZone")
-        start, end = window
-        records = ec2_read.spot_prices(self.ec2, [kind], start, zone, end)
-        points = aws_session.price_points(records, kind, zone)
-        return aws_session.spot_cost(points, start, end), (points[-1][1] if points else None)
-
-    def run(self):
-        where = f"{self.which} in {self.module.region}"
-        instances = sorted(
-            ec2_read.session_instances(self.ec2, self.session, f"Find the instances of {where}"),
-            key=lambda i: (str(i.get("LaunchTime") or ""), i["InstanceId"]))
-        volumes = sorted(
-            ec2_read.session_volumes(self.ec2, self.session, f"Find the volumes of {where}"),
-            key=lambda v: v["VolumeId"])
-        extra = None
-        volume_id = self.params["volume_id"]
-        if volume_id:
-            extra = next((v for v in volumes if v["VolumeId"] == volume_id), None)
-            extra = extra or self.volume(volume_id)
-        states = self.instance_states(volumes + ([extra] if extra else []), instances)
-        volume_records = [aws_session.volume_record(v, states) for v in volumes]
-        attached = aws_session.data_volumes_by_instance(volume_records)
-        records = []
-        for instance in instances:
-            cost = price = None
-            window = aws_session.run_window(instance, self.now)
-            if (self.params["cost"] and window
-                    and instance.get("InstanceLifecycle") == "spot"):
-                cost, price = self.prices(instance, window)
-            records.append(aws_session.instance_record(
-                instance, self.now, cost, price, attached.get(instance["InstanceId"])))
-        sessions = sorted({r["session"] for r in records + volume_records if r["session"]})
-        return {"changed": False, "sessions": sessions, "instances": records,
-                "volumes": volume_records,
-                "volume": aws_session.volume_record(extra, states) if extra else None}
 
 
 def main():
@@ -263,10 +196,11 @@ def main():
         cost=dict(type="bool", default=True),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    session = module.params["session"]
+    session, params = module.params["session"], module.params
     problem = session_id_error(session) if session else None
-    run_module(module, lambda ec2: SessionInfo(module, ec2, datetime.now(timezone.utc)).run(),
-               problem and f"aws_session_info for session {session}: {problem}")
+    run_module(module, lambda ec2: SessionReader(ec2, module.region, session, datetime.now(
+        timezone.utc)).find(params["volume_id"], params["cost"]),
+        problem and f"aws_session_info for session {session}: {problem}")
 
 
 if __name__ == "__main__":

@@ -225,29 +225,14 @@ volume:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import run_module
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_ebs import params_error
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_ebs_attach import VolumeAttachment
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_ebs_attach import (
+    ARGUMENT_SPEC,
+    VolumeAttachment,
+)
 
 
 def main():
-    argument_spec = dict(
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        session=dict(type="str"),
-        volume_id=dict(type="str"),
-        instance_id=dict(type="str"),
-        availability_zone=dict(type="str"),
-        device_name=dict(type="str", default="/dev/sdf"),
-        size=dict(type="int"),
-        volume_type=dict(type="str", choices=["gp3", "gp2", "io1", "io2", "st1", "sc1"],
-                         default="gp3"),
-        iops=dict(type="int"),
-        throughput=dict(type="int"),
-        kms_key_id=dict(type="str", no_log=False),
-        tags=dict(type="dict", default={}),
-        force_detach=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=300, aliases=["timeout"]),
-        poll_interval=dict(type="float", default=3),
-    )
-    module = AnsibleAWSModule(argument_spec=argument_spec,
+    module = AnsibleAWSModule(argument_spec=ARGUMENT_SPEC,
                               required_one_of=[["session", "volume_id"]],
                               supports_check_mode=True)
     problem = params_error(module.params)

@@ -249,23 +249,14 @@ instance_ids:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.rlops.fleet.plugins.module_utils import ec2_launch
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import run_module
-from ansible_collections.rlops.fleet.plugins.module_utils.ec2_spot_launch import SpotRequest
+from ansible_collections.rlops.fleet.plugins.module_utils.ec2_spot_launch import (
+    ARGUMENT_SPEC,
+    SpotRequest,
+)
 
 
 def main():
-    argument_spec = dict(
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        session=dict(type="str", required=True),
-        instance_types=dict(type="list", elements="str"),
-        availability_zones=dict(type="list", elements="str"),
-        availability_zone=dict(type="str"),
-        tags=dict(type="dict", default={}),
-        terminate_instance=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=600, aliases=["timeout"]),
-        poll_interval=dict(type="float", default=5),
-        **ec2_launch.LAUNCH_ARGUMENT_SPEC,
-    )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleAWSModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     problem = ec2_launch.params_error(module.params)
     run_module(module, lambda ec2: SpotRequest(module, ec2).run(),
                problem and f"ec2_spot_request for session {module.params['session']}: {problem}")
