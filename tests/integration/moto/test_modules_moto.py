@@ -10,13 +10,13 @@ fake, and moto accepts cross-zone attaches - the module refuses them before call
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
 import pytest
+from harness import ansible_env
 from servers import moto_server
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,9 +53,8 @@ class Runner:
 
     def __init__(self, moto_url: str, workdir: Path):
         # The json callback prints every task result: no extra task to save them.
-        self.env = {**os.environ, **CREDENTIALS, "AWS_URL": moto_url,
-                    "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+        self.env = ansible_env(None, **CREDENTIALS, AWS_URL=moto_url,
+                               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
         self.workdir = workdir
         self.count = 0
 
