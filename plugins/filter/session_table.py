@@ -31,8 +31,9 @@ options:
   publishes:
     description:
       - Results of C(rlops-run publish) on the hosts, each with C(host) added - the
-        registered results of a loop over status records (the record under
-        C(ansible_loop_var)), or dicts with C(session_id), C(rc), C(stdout) and C(stderr).
+        C(publishes) of C(rlops-run session status) (dicts with C(session_id), C(rc),
+        C(stdout) and C(stderr)), or the registered results of a loop over status records
+        (the record under C(ansible_loop_var)).
         C(stdout) holds C(published) or, with C(--dry-run), C(would_publish). Skipped
         results are ignored.
     type: list

@@ -20,18 +20,15 @@ import json
 import os
 import pwd
 import re
-import socket
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from .jsonio import read_json
 from .session import SessionLayout, validate_session_id
-from .status import read_status
 
 # run.json's key that names what runs the session; sessions without it (every session an
 # older runtime started) run under the single-host supervisor.
@@ -199,15 +196,20 @@ def locate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def status_records(data_root: str, session: str | None) -> list[dict[str, Any]]:
-    """The status entries of this host's sessions (or of one), as `rlops-run status` prints."""
-    from .cli import _local_sessions, status_entry
+    """The status entries of this host's sessions (or of one), each from its backend (the
+    supervisor's: as `rlops-run status` prints them); none for a session without status."""
+    from .cli import _local_sessions
 
     ids = [validate_session_id(session)] if session else _local_sessions(Path(data_root))
-    now, host, entries = datetime.now(timezone.utc), socket.gethostname(), []
+    entries = []
     for session_id in ids:
-        found = read_status(SessionLayout.for_session(data_root, session_id).status)
-        if found is not None:
-            entries.append(status_entry(found, host, now))
+        layout = SessionLayout.for_session(data_root, session_id)
+        try:
+            entry = backend_for(read_json(layout.run_json)).status(_session(layout, "process"))
+        except LayerError as exc:  # said in the table, the other sessions still shown
+            entry = {"session_id": session_id, "state": "unknown", "exit_reason": str(exc)}
+        if entry is not None:
+            entries.append(entry)
     return entries
 
 

@@ -241,3 +241,15 @@ def test_evaluate_check_names_the_checkpoint_and_runs_nothing(tmp_path):
     assert list(layout.eval_dir.iterdir()) == []
     code, _answer, err = layer(tmp_path, "evaluate", "--session", SESSION, "--episodes", "0")
     assert code == 2 and "--episodes must be >= 1, got 0" in err
+
+
+def test_status_of_a_session_on_an_unknown_backend_says_so_and_shows_the_others(tmp_path):
+    _left_behind(tmp_path)
+    ray = make_session(tmp_path, OTHER, backend="ray")
+    write_status(ray.status, Status(session_id=OTHER, state="running"))
+    code, answer, _err = layer(tmp_path, "status", "--check")
+    assert code == 0
+    by_id = {r["session_id"]: r for r in answer["records"]}
+    assert by_id[SESSION]["state"] == "completed"
+    assert by_id[OTHER]["state"] == "unknown"
+    assert "runs on backend 'ray', which this runtime does not have" in by_id[OTHER]["exit_reason"]

@@ -26,7 +26,10 @@ ROLES = sorted(p for p in (REPO / "roles").glob("*") if (p / "meta" / "main.yml"
 PROVIDERS = sorted(r for r in ROLES if r.name.startswith("provider_"))
 CONTRACT = ["locate", "provision", "ready", "teardown"]
 PREFIX = {"session": "rlops_", **{r.name: "provider_" for r in PROVIDERS}}
-ENTRY_POINTS = {"session": ["settings"], **{r.name: CONTRACT for r in PROVIDERS}}
+# The session role: its settings, and the session layer's entry points (tasks/<name>.yml).
+SESSION_LAYER = ["check", "locate", "require", "status", "show", "stop", "retrieve",
+                 "retrieve_storage", "evaluate"]
+ENTRY_POINTS = {"session": ["settings", *SESSION_LAYER], **{r.name: CONTRACT for r in PROVIDERS}}
 TYPES = {"str", "int", "float", "bool", "list", "dict", "path", "raw", "bytes", "bits",
          "jsonarg", "json"}
 
@@ -109,3 +112,10 @@ def test_documented(role: Path) -> None:
         default = option.get("default")
         if "choices" in option and default is not None and "{{" not in str(default):
             assert option["default"] in option["choices"], f"{name}: default not among choices"
+
+
+def test_session_layer_entry_points_are_its_task_files() -> None:
+    """Every entry point of the session layer is a task file of the role, and back."""
+    role = REPO / "roles" / "session"
+    assert sorted(p.stem for p in (role / "tasks").glob("*.yml")) == sorted(SESSION_LAYER)
+    assert sorted(set(_specs(role)) - {"settings"}) == sorted(SESSION_LAYER)
