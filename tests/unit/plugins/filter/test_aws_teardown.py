@@ -16,7 +16,8 @@ NONE_FOUND = {"volumes": [{"volume_id": "vol-root", "role": "root"}]}
 
 
 def plan(found=None, **asked):
-    return aws_teardown_plan(FOUND if found is None else found, "s-20261122t090000z", "us-east-1", **asked)
+    return aws_teardown_plan(FOUND if found is None else found, "s-20261122t090000z",
+                             "us-east-1", **asked)
 
 
 def test_nothing_asked_does_nothing():
