@@ -291,7 +291,7 @@ class LabPlaybooks(Playbooks):
     def __init__(self, lab: Lab, results: Path, extra: dict[str, Any] | None = None,
                  data_root: str = "/var/lib/rlops", bucket: str = "") -> None:
         super().__init__(results=results, data_root=PurePosixPath(data_root), extra=extra,
-                         inventory=lab.inventory, read_json=lab.read_json)
+                         inventory=lab.inventory, read_json=lab.read_json, poll_interval=1)
         self.lab = lab
         self.bucket = bucket  # of the lab's S3 server, when storage is there
 

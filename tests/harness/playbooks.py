@@ -45,7 +45,8 @@ class Playbooks:
       settings on top);
     - `logs`: a folder where each run's output is kept as NN-<playbook>[-check].log;
     - `read_json(host, path)`: how a host's JSON file is read ({} when absent or partial);
-      default: this machine's file.
+      default: this machine's file;
+    - `poll_interval`: seconds between two reads of a status `wait` waits on.
     """
 
     def __init__(self, *, results: Path, data_root: PurePath = DATA_ROOT,
@@ -53,7 +54,7 @@ class Playbooks:
                  env: Mapping[str, str] | None = None, logs: Path | None = None,
                  timeout: float = 1800,
                  read_json: Callable[[str, PurePath], dict[str, Any]] | None = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None, poll_interval: float = 0.5) -> None:
         self.results = results
         self.data_root = data_root
         self.extra = dict(extra or {})
@@ -63,6 +64,7 @@ class Playbooks:
         self.timeout = timeout
         self._read_json = read_json or _read_local_json
         self.echo = echo
+        self.poll_interval = poll_interval
         self.runs = 0
 
     # ------------------------------------------------------------------ running
@@ -138,7 +140,7 @@ class Playbooks:
         return self.read_json(host, self.session_dir(session) / "status.json")
 
     def wait(self, session: str, predicate: Callable[[dict[str, Any]], bool], timeout: float,
-             what: str, host: str = "localhost", interval: float = 0.5) -> dict[str, Any]:
+             what: str, host: str = "localhost") -> dict[str, Any]:
         """The session's status once `predicate(status)` holds; NotInTime after `timeout`
         seconds, with the last status and the job log's tail."""
         last: dict[str, Any] = {}
@@ -152,7 +154,7 @@ class Playbooks:
             return f"status {last}\n{self.job_log_tail(session, host)}"
 
         return wait_until(reached, timeout, f"{what} (session {session} on {host})",
-                          interval, detail)
+                          self.poll_interval, detail)
 
     def job_log_tail(self, session: str, host: str = "localhost") -> str:
         """The end of the session's job log on `host` (a hook: this machine's file)."""
