@@ -21,18 +21,16 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from urllib.parse import urlsplit
 
-import pytest
+from harness import Playbooks
 from lab_hosts import LAB_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab.sh"
-PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 IMDS_PORT = 8169
@@ -241,49 +239,39 @@ class EbsBridge(threading.Thread):
         self.join(timeout=10)
 
 
-class AwsPlaybooks:
-    """Run the playbooks as a user of the AWS path does: -i inventories/aws, AWS settings
-    in extra vars, the AWS SDK pointed at moto."""
+class AwsPlaybooks(Playbooks):
+    """The playbooks as a user of the AWS path runs them: -i inventories/aws, AWS settings in
+    extra vars, the AWS SDK pointed at moto (the harness's Playbooks). Each run's output is
+    kept under `workdir`. With `lab`, a session's status.json is read on the lab host that
+    plays its instance (`status(session, host=...)`, `wait(..., host=...)`)."""
 
-    def __init__(self, moto_url: str, workdir: Path, extra: dict):
+    def __init__(self, moto_url: str, workdir: Path, extra: dict, lab: Lab | None = None):
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env.update(CREDENTIALS, AWS_URL=moto_url, AWS_REGION=REGION,
+                   # Never the real metadata service or a real profile.
+                   AWS_EC2_METADATA_DISABLED="true",
+                   AWS_CONFIG_FILE=str(workdir / "no-aws-config"),
+                   AWS_SHARED_CREDENTIALS_FILE=str(workdir / "no-aws-credentials"),
+                   # Each task's time, in the run logs kept under workdir.
+                   ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
+        super().__init__(results=workdir / "results", data_root=PurePosixPath(DATA_ROOT),
+                         extra=extra, inventory="inventories/aws", env=env, logs=workdir,
+                         timeout=1200, echo=log, read_json=self._read_on_lab, poll_interval=1)
         self.workdir = workdir
-        self.extra = extra
-        self.env = {key: value for key, value in os.environ.items()
-                    if not key.startswith("AWS_")}
-        self.env.update(CREDENTIALS, AWS_URL=moto_url, AWS_REGION=REGION,
-                        # Never the real metadata service or a real profile.
-                        AWS_EC2_METADATA_DISABLED="true",
-                        AWS_CONFIG_FILE=str(workdir / "no-aws-config"),
-                        AWS_SHARED_CREDENTIALS_FILE=str(workdir / "no-aws-credentials"),
-                        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                        ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-                        # Each task's time, in the run logs kept under workdir.
-                        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
-        self.runs = 0
+        self.lab = lab
 
-    def run(self, name: str, ok: bool = True, env: dict | None = None, timeout: float = 1200,
-            check: bool = False, **extra) -> subprocess.CompletedProcess:
-        """Run playbooks/<name>.yml (with --check when `check`)."""
-        variables = {**self.extra, **extra}
+    def check_variables(self, variables: dict) -> None:
         check_network_rule(variables)
-        vars_file = self.workdir / f"vars-{name}-{time.monotonic_ns()}.json"
-        vars_file.write_text(json.dumps(variables))
-        cmd = [str(PLAYBOOK), "-i", "inventories/aws", f"playbooks/{name}.yml",
-               "-e", f"@{vars_file}"] + (["--check"] if check else [])
-        start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        self.runs += 1
-        shown = name + (" --check" if check else "")
-        saved = self.workdir / f"{self.runs:02d}-{name}{'-check' if check else ''}.log"
-        saved.write_text(proc.stdout + proc.stderr)
-        log(f"{shown}: rc {proc.returncode} in {time.monotonic() - start:.0f} s ({saved})")
-        if ok and proc.returncode != 0:
-            pytest.fail(f"{shown} failed ({proc.returncode}):\n"
-                        f"{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}")
-        if not ok and proc.returncode == 0:
-            pytest.fail(f"{shown} should have failed:\n{proc.stdout[-4000:]}")
-        return proc
+
+    def _read_on_lab(self, host: str, path: PurePath) -> dict:
+        assert self.lab is not None, "no lab hosts play this test's instances"
+        return self.lab.read_json(host, str(path))
+
+    def job_log_tail(self, session: str, host: str = "localhost") -> str:
+        if self.lab is None:
+            return ""
+        log_file = shlex.quote(str(self.session_dir(session) / "logs" / "job.log"))
+        return self.lab.exec(host, f"tail -n 40 {log_file}", check=False).stdout
 
 
 def check_network_rule(variables: dict) -> None:
@@ -296,24 +284,3 @@ def check_network_rule(variables: dict) -> None:
         "controller's address is asked from checkip.amazonaws.com)")
     host = (variables.get("rlops_aws_connect") or {}).get("ansible_host", "")
     assert host.startswith("127."), "tests must map instances onto 127.0.0.1 (rlops_aws_connect)"
-
-
-def debug_lines(output: str, marker: str) -> list[str]:
-    """The lines of the debug message that holds `marker` (results are printed as JSON)."""
-    at = output.find(marker)
-    start = output.rfind("=> {", 0, at)
-    if at < 0 or start < 0:
-        raise AssertionError(f"no {marker!r} in:\n{output[-3000:]}")
-    result, _end = json.JSONDecoder().raw_decode(output, start + 3)
-    return result["msg"]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {what} within {timeout:.0f} s")
-        time.sleep(interval)

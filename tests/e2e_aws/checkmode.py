@@ -2,15 +2,14 @@
 instance, volume, snapshot, security group (and rule), key pair, spot request and tag in
 moto, every object of every S3 bucket the test has (moto's and the lab's storage), the
 lab hosts that play instances (files, mounts, units, processes), and the controller's
-results folder."""
+results folder. The comparison is the harness's (tests/harness/snapshot.py)."""
 
 from __future__ import annotations
 
-import difflib
-import json
 from pathlib import Path
 
 from awslab import IN_HOST_DISKS, MOUNT, Lab
+from harness import Unchanged, tree_state
 
 # Paths whose changes are not the playbooks' doing: the kernel's and systemd's runtime
 # trees, temporary folders, logs (sshd records each login), Ansible's own remote temp
@@ -66,43 +65,11 @@ def host_state(lab: Lab, name: str) -> str:
     return lab.exec(name, _HOST_STATE, timeout=300).stdout
 
 
-def results_state(results: Path) -> list[str]:
-    """The controller's results folder: every path with its size and mtime."""
-    if not results.exists():
-        return []
-    return sorted(f"{p.relative_to(results)} {p.stat().st_size} {p.stat().st_mtime_ns}"
-                  for p in results.rglob("*"))
-
-
-def assert_unchanged(before, after, what: str) -> None:
-    if before == after:
-        return
-    lines = difflib.unified_diff(
-        json.dumps(before, indent=1, sort_keys=True, default=str).splitlines(),
-        json.dumps(after, indent=1, sort_keys=True, default=str).splitlines(),
-        "before", "after", lineterm="", n=2)
-    raise AssertionError(f"--check changed {what}:\n" + "\n".join(list(lines)[:200]))
-
-
-class Unchanged:
-    """Take the state of the cloud, the given lab hosts and the results folder now; `check()`
-    takes it again and fails on any difference, naming what changed."""
-
-    def __init__(self, ec2, s3_clients: dict, lab: Lab, hosts: list[str], results: Path):
-        self.ec2, self.s3_clients, self.lab = ec2, s3_clients, lab
-        self.hosts, self.results = hosts, results
-        self.before = self.read()
-
-    def read(self) -> dict:
-        return {"cloud": cloud_state(self.ec2, self.s3_clients),
-                "hosts": {h: host_state(self.lab, h) for h in self.hosts},
-                "results": results_state(self.results)}
-
-    def check(self, runs: str) -> None:
-        after = self.read()
-        assert_unchanged(self.before["cloud"], after["cloud"], f"the cloud ({runs})")
-        for host in self.hosts:
-            assert_unchanged(self.before["hosts"][host].splitlines(),
-                             after["hosts"][host].splitlines(), f"lab host {host} ({runs})")
-        assert_unchanged(self.before["results"], after["results"],
-                         f"the results folder {self.results} ({runs})")
+def unchanged_on_aws(ec2, s3_clients: dict, lab: Lab, hosts: list[str],
+                     results: Path) -> Unchanged:
+    """The harness's Unchanged over the state of the cloud, the given lab hosts and the
+    results folder: `.check(runs)` fails on any difference, naming what changed."""
+    return Unchanged(lambda: {
+        "the cloud": cloud_state(ec2, s3_clients),
+        **{f"lab host {host}": host_state(lab, host).splitlines() for host in hosts},
+        f"the results folder {results}": tree_state(results)})

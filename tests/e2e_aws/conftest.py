@@ -12,8 +12,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from awslab import BUCKET, CREDENTIALS, REGION, S3_PORT, SPOT_PRICE, Lab, log, run, wait_until
+from awslab import BUCKET, CREDENTIALS, REGION, S3_PORT, SPOT_PRICE, Lab, log, run
 from botocore.config import Config
+from harness import wait_until
 from servers import moto_server
 
 

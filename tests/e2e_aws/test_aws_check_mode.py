@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from awslab import CREDENTIALS, REGION, AwsPlaybooks, debug_lines
-from checkmode import assert_unchanged, cloud_state
+from awslab import CREDENTIALS, REGION, AwsPlaybooks
+from checkmode import cloud_state
+from harness import assert_unchanged, debug_lines
 
 SESSION = "check-20261206t070000z"
 ADDRESS = "203.0.113.7"

@@ -21,19 +21,17 @@ from decimal import Decimal
 import boto3
 from awslab import (
     BUCKET,
-    DATA_ROOT,
     MOUNT,
     REGION,
     SPOT_PRICE,
     TRAINER_VENV,
     AwsPlaybooks,
     EbsBridge,
-    debug_lines,
     log,
     run,
-    wait_until,
 )
-from checkmode import Unchanged
+from checkmode import unchanged_on_aws
+from harness import debug_lines, in_state, status_table, wait_until
 
 PREFIX = "sessions"
 # Long enough to still be training when stop.yml comes (~2-5k steps/s here under load);
@@ -100,7 +98,7 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
     imds = lab.start_imds(first)
     lab.start_imds(second)
     results = tmp_path / "results"
-    playbooks = AwsPlaybooks(moto_url, tmp_path, {
+    playbooks = AwsPlaybooks(moto_url, tmp_path, lab=lab, extra={
         **BUDGET,
         "rlops_results_dir": str(results),
         "rlops_aws_region": REGION,
@@ -122,13 +120,12 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         "trainer_wheelhouse": str(wheelhouse),
         **TRAINER_VENV,
     })
-    status_file = f"{DATA_ROOT}/sessions/{session}/status.json"
     bridge = EbsBridge(ec2, lab, session)
     s3_clients = {"moto": s3_client(moto_url), "storage": s3}
     bridge.start()
     try:
         # --- check mode before anything exists: what train_new would create ------------
-        unchanged = Unchanged(ec2, s3_clients, lab, [first, second], results)
+        unchanged = unchanged_on_aws(ec2, s3_clients, lab, [first, second], results)
         out = playbooks.run("train_new", check=True, rlops_session=session,
                             rlops_aws_connect=lab.connect(first)).stdout
         unchanged.check("train_new --check")
@@ -163,17 +160,16 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         mount = lab.exec(first, f"findmnt -n -o FSTYPE,OPTIONS {MOUNT}").stdout
         assert mount.startswith("ext4"), mount
 
-        before = wait_until(
-            lambda: (s := lab.read_json(first, status_file)).get("state") == "running"
-            and (s.get("last_synced_step") or 0) > 0 and s, 300, "checkpointed and synced")
+        before = playbooks.wait(
+            session, lambda s: s.get("state") == "running" and (s.get("last_synced_step") or 0) > 0,
+            300, "checkpointed and synced", host=first)
         log(f"training on {first}: step {before['step']}, synced {before['last_synced_step']}")
 
         # --- spot notice -> checkpoint flushed and synced ------------------------------
         lab.imds(first, "PUT", "/_control/spot/instance-action",
                  {"action": "terminate", "time": "2026-11-22T08:00:00Z"})
-        interrupted = wait_until(
-            lambda: (s := lab.read_json(first, status_file)).get("state") == "interrupted"
-            and s, 180, "interrupted by the spot notice")
+        interrupted = playbooks.wait(session, in_state("interrupted"), 180,
+                                     "interrupted by the spot notice", host=first)
         log(f"interrupted at step {interrupted['last_checkpoint_step']}")
         assert "spot instance-action: terminate" in interrupted["exit_reason"]
         step = interrupted["last_checkpoint_step"]
@@ -189,11 +185,11 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         # --- check mode with the instance running and its job interrupted -------------
         wait_until(lambda: not lab.exec(first, "pgrep -af '[r]lops' || true").stdout.strip(),
                    60, "the supervisor gone")
-        unchanged = Unchanged(ec2, s3_clients, lab, [first], results)
+        unchanged = unchanged_on_aws(ec2, s3_clients, lab, [first], results)
         connect = lab.connect(first)
         out = playbooks.run("status", check=True, rlops_aws_connect=connect).stdout
-        jobs = {row.split()[1]: row.split() for row in debug_lines(out, "CHECKPOINT AGE")[1:]}
-        assert jobs[first_id][:3] == [session, first_id, "interrupted"], jobs
+        jobs = status_table(out)
+        assert jobs.get((session, first_id), {}).get("state") == "interrupted", jobs
         out = playbooks.run("resume", check=True, rlops_session=session,
                             rlops_aws_connect=connect).stdout
         assert (f"session {session}: spot g4dn.xlarge {first_id} in {zone} ({SPOT_PRICE} USD/h) "
@@ -213,7 +209,7 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         run(["podman", "stop", "-t", "10", first])
 
         # --- check mode with the instance gone: resume would launch and attach ---------
-        unchanged = Unchanged(ec2, s3_clients, lab, [second], results)
+        unchanged = unchanged_on_aws(ec2, s3_clients, lab, [second], results)
         connect = lab.connect(second)
         out = playbooks.run("resume", check=True, rlops_session=session,
                             rlops_aws_connect=connect).stdout
@@ -245,9 +241,9 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         assert bridge.plays[second_id] == second
         assert f"session {session} on {second_id}" in out
 
-        resumed = wait_until(
-            lambda: (s := lab.read_json(second, status_file)).get("state") == "running"
-            and (s.get("step") or 0) > step and s, 240, "training on after the resume")
+        resumed = playbooks.wait(
+            session, lambda s: s.get("state") == "running" and (s.get("step") or 0) > step,
+            240, "training on after the resume", host=second)
         assert resumed["resumed_from_step"] == step
         log(f"resumed on {second} from step {step}, now at {resumed['step']}")
 
@@ -256,8 +252,8 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         asked = time.time()
         out = playbooks.run("status", rlops_aws_connect=lab.connect(second)).stdout
         answered = time.time()
-        jobs = {row.split()[1]: row.split() for row in debug_lines(out, "CHECKPOINT AGE")[1:]}
-        assert jobs[second_id][:3] == [session, second_id, "running"], jobs
+        jobs = status_table(out)
+        assert jobs.get((session, second_id), {}).get("state") == "running", jobs
         lines = debug_lines(out, "COST SO FAR")
         rows = {line.split()[1]: line.split() for line in lines[1:] if line.startswith(session)}
         assert rows[first_id][5] == "terminated" and rows[second_id][5] == "running", lines
@@ -282,7 +278,7 @@ def test_spot_session_survives_an_interruption(lab, storage, wheelhouse, ec2, am
         out = playbooks.run("stop", rlops_session=session, rlops_aws_terminate=True,
                             rlops_aws_snapshot=True, rlops_aws_connect=lab.connect(second)).stdout
         assert f"instance: terminated {second_id}" in out, out[-3000:]
-        stopped = lab.read_json(second, status_file)
+        stopped = playbooks.status(session, host=second)
         assert stopped["state"] == "stopped" and stopped["last_checkpoint_step"] > step
         assert session_instances(ec2, session) == []
         kept = data_volume(ec2, session)
