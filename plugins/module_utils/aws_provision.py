@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session import (
     RELEASING_STATES,
+    instance_table,
     volume_problem,
 )
 
@@ -135,3 +136,89 @@ def ssh_cidr(settings: Mapping[str, Any], answer: Optional[str]) -> Tuple[str, s
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return "", (f"{_setting(settings, 'address_url')} answered {shown}, not an IPv4 address: "
                 "set rlops_aws_ssh_cidr (e.g. 203.0.113.7/32)")
+
+
+def launch_report(spot: Mapping[str, Any], attached: Mapping[str, Any], session: str,
+                  settings: Mapping[str, Any], key_changed: bool = False,
+                  group: Optional[Mapping[str, Any]] = None, ssh_cidr: str = "",
+                  check_mode: bool = False) -> Dict[str, Any]:
+    """What provision's launch did (or, in check mode, would do), from the results of
+    ec2_key, ec2_security_group, ec2_spot_request and ebs_volume_attachment.
+
+    `hosts`: the instance that trains, as add_hosts takes it (none when it would first be
+    launched or started: check mode cannot reach it); `to_create`: what the playbook waits
+    for instead (__rlops_hosts_to_create); `lines`: what to show, each naming the session.
+    """
+    instance_id, state = spot.get("instance_id"), spot.get("instance_state")
+    price = spot.get("spot_price") or "unknown"
+    what = f"{spot.get('lifecycle')} {spot.get('instance_type')}"
+    where = f"in {spot.get('availability_zone')} ({price} USD/h)"
+    prefix = f"session {session}: "
+    if instance_id and (state == "running" or not check_mode):
+        host = dict(spot, session=session, state=state, data_volume={
+            "volume_id": attached.get("volume_id"), "device": attached.get("device_name")})
+        line = (f"{what} {instance_id} {where} with volume {attached.get('volume_id')}"
+                f"{' (new)' if attached.get('created') else ''} at {attached.get('device_name')}")
+        return {"hosts": [host], "to_create": [], "lines": [prefix + line]}
+    device = _setting(settings, "volume_device", "/dev/sdf")
+    size, kind = _setting(settings, "volume_size"), _setting(settings, "volume_type")
+    shown = (f"volume {attached['volume_id']}" if attached.get("volume_id") else
+             f"a {size} GiB {kind} volume")
+    attach_planned = any(str(a).startswith("attach ") for a in attached.get("actions") or [])
+    group = group or {}
+    lines = [
+        f"would import the key pair {_setting(settings, 'key_name')} from "
+        f"{_setting(settings, 'public_key_file')}" if key_changed else "",
+        "" if not group.get("changed") else
+        f"would {'set the rules of' if group.get('group_id') else 'create'} the security group "
+        f"rlops-{session}: tcp/22 from {ssh_cidr}",
+        f"would {f'start the {state} instance {instance_id}, a' if instance_id else 'launch a'} "
+        f"{what} {where}",
+        f"would create {shown} in {attached.get('availability_zone')} and attach it at {device}"
+        if attached.get("created") else
+        f"{shown} stays attached at {attached.get('device_name')}"
+        if instance_id and not attach_planned else f"would attach {shown} at {device}",
+        "check mode stops here: the instance "
+        f"{'is not running' if instance_id else 'does not exist yet'}, so its host can be neither"
+        " checked nor prepared; without --check, the volume is mounted on it and volume_mount,"
+        f" gpu_host and the trainer {'start' if attached.get('created') else 'resume'} the"
+        " session there",
+    ]
+    return {"hosts": [], "to_create": [f"instance of session {session}"],
+            "lines": [prefix + line for line in lines if line]}
+
+
+def locate_facts(found: Mapping[str, Any], session: str, purpose: str, region: str,
+                 retrieve_from: str = "auto", hosts_group: str = "trainers",
+                 hosts_listed: Sequence[str] = (), region_sessions: Sequence[str] = ()
+                 ) -> Dict[str, Any]:
+    """The provider contract's facts after `locate` (README.md of provider_aws), the hosts
+    to add, and the one problem ('' when there is none).
+
+    `found` is aws_session_info's answer for `session` ('' for every session);
+    `region_sessions` the sessions with resources in the region, read only when `found`
+    holds none of `session`'s.
+    """
+    instances = found.get("instances") or []
+    running = [i for i in instances if i.get("state") == "running"]
+    from_storage = purpose == "retrieve" and (
+        retrieve_from == "storage" or (retrieve_from == "auto" and not running))
+    problem = ""
+    if hosts_listed:
+        problem = (f"rlops_provider aws adds the sessions' instances to the group {hosts_group},"
+                   f" but the inventory already lists hosts there ({', '.join(hosts_listed)}):"
+                   f" use an inventory whose {hosts_group} group is empty (inventories/aws)")
+    elif session and not found.get("sessions"):
+        problem = (f"session {session} has no instance or volume in {region} (tag "
+                   f"rlops:session={session}); sessions with resources there: "
+                   f"{', '.join(region_sessions) or 'none'}")
+    elif purpose == "evaluate" and not running:
+        states = ", ".join(f"{i.get('instance_id')} {i.get('state')}" for i in instances)
+        problem = (f"session {session} has no running instance in {region} ({states or 'none'}),"
+                   f" and {purpose} needs one: run resume.yml -e rlops_session={session}")
+    return {
+        "problem": problem, "running": running, "hosts": [] if from_storage else running,
+        "session_provided": bool(session), "retrieve_from_storage": from_storage,
+        "report": (instance_table(instances, found.get("volumes") or [])
+                   if purpose == "status" else []),
+    }

@@ -8,6 +8,8 @@ import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_provision import (
     choose_volume,
     key_problem,
+    launch_report,
+    locate_facts,
     spot_params,
     ssh_cidr,
     volume_params,
@@ -132,3 +134,91 @@ def test_ssh_cidr():
     cidr, problem = ssh_cidr(SETTINGS, "<html>" + "x" * 60)
     assert cidr == "" and problem.startswith("https://checkip.example answered <html>")
     assert problem.endswith("not an IPv4 address: set rlops_aws_ssh_cidr (e.g. 203.0.113.7/32)")
+
+
+SPOT = {"instance_id": "i-1", "instance_state": "running", "lifecycle": "spot",
+        "instance_type": "g4dn.xlarge", "availability_zone": "us-east-1b", "spot_price": "0.2",
+        "public_ip": "198.51.100.1", "private_ip": "10.0.0.1"}
+ATTACHED = {"volume_id": "vol-1", "device_name": "/dev/sdf", "created": True,
+            "availability_zone": "us-east-1b", "actions": ["attach vol-1 to i-1 at /dev/sdf"]}
+
+
+def test_launch_report_of_a_running_instance():
+    got = launch_report(SPOT, ATTACHED, S, SETTINGS)
+    assert got["to_create"] == []
+    (host,) = got["hosts"]
+    assert host["instance_id"] == "i-1" and host["state"] == "running"
+    assert host["data_volume"] == {"volume_id": "vol-1", "device": "/dev/sdf"}
+    assert got["lines"] == [f"session {S}: spot g4dn.xlarge i-1 in us-east-1b (0.2 USD/h) "
+                            "with volume vol-1 (new) at /dev/sdf"]
+
+
+def test_launch_report_in_check_mode_before_anything_exists():
+    spot = dict(SPOT, instance_id=None, instance_state=None, spot_price=None)
+    attached = {"volume_id": None, "created": True, "availability_zone": "us-east-1b",
+                "actions": ["create a new volume in us-east-1b"]}
+    got = launch_report(spot, attached, S, dict(SETTINGS, rlops_aws_public_key_file="/k.pub"),
+                        key_changed=True, group={"changed": True, "group_id": None},
+                        ssh_cidr="203.0.113.7/32", check_mode=True)
+    assert got["hosts"] == [] and got["to_create"] == [f"instance of session {S}"]
+    assert [line.removeprefix(f"session {S}: ") for line in got["lines"]] == [
+        "would import the key pair rlops from /k.pub",
+        f"would create the security group rlops-{S}: tcp/22 from 203.0.113.7/32",
+        "would launch a spot g4dn.xlarge in us-east-1b (unknown USD/h)",
+        "would create a 100 GiB gp3 volume in us-east-1b and attach it at /dev/sdf",
+        "check mode stops here: the instance does not exist yet, so its host can be neither "
+        "checked nor prepared; without --check, the volume is mounted on it and volume_mount, "
+        "gpu_host and the trainer start the session there"]
+
+
+def test_launch_report_of_a_stopped_instance_in_check_mode():
+    got = launch_report(dict(SPOT, instance_state="stopped"),
+                        dict(ATTACHED, created=False, actions=[]), S, SETTINGS, check_mode=True)
+    assert got["hosts"] == []
+    lines = [line.removeprefix(f"session {S}: ") for line in got["lines"]]
+    assert lines[0] == ("would start the stopped instance i-1, a spot g4dn.xlarge in "
+                        "us-east-1b (0.2 USD/h)")
+    assert lines[1] == "volume vol-1 stays attached at /dev/sdf"
+    assert lines[2].endswith("the trainer resume the session there")
+
+
+RUNNING = {"instance_id": "i-1", "state": "running", "session": S}
+GONE = {"instance_id": "i-0", "state": "terminated", "session": S}
+
+
+def located(instances=(), purpose="stop", **kwargs):
+    found = {"sessions": [S] if instances else [], "instances": list(instances), "volumes": []}
+    return locate_facts(found, kwargs.pop("session", S), purpose, "us-east-1", **kwargs)
+
+
+def test_locate_adds_the_running_instances():
+    got = located([GONE, RUNNING])
+    assert got["problem"] == "" and got["running"] == got["hosts"] == [RUNNING]
+    assert got["session_provided"] is True and got["retrieve_from_storage"] is False
+    assert got["report"] == []
+
+
+@pytest.mark.parametrize("retrieve_from, instances, from_storage", [
+    ("auto", [RUNNING], False), ("auto", [GONE], True), ("storage", [RUNNING], True),
+    ("host", [GONE], False)])
+def test_retrieve_from_storage(retrieve_from, instances, from_storage):
+    got = located(instances, "retrieve", retrieve_from=retrieve_from)
+    assert got["retrieve_from_storage"] is from_storage
+    assert got["hosts"] == ([] if from_storage else got["running"])
+
+
+def test_status_of_every_session_reports_the_table():
+    got = located([RUNNING], "status", session="")
+    assert got["session_provided"] is False and got["report"][0].startswith("SESSION")
+
+
+def test_locate_refusals():
+    assert located([RUNNING], hosts_listed=["h1"], hosts_group="trainers")["problem"].startswith(
+        "rlops_provider aws adds the sessions' instances to the group trainers, but the "
+        "inventory already lists hosts there (h1)")
+    assert located(region_sessions=["a"])["problem"] == (
+        f"session {S} has no instance or volume in us-east-1 (tag rlops:session={S}); "
+        "sessions with resources there: a")
+    assert located([GONE], "evaluate")["problem"] == (
+        f"session {S} has no running instance in us-east-1 (i-0 terminated), and evaluate "
+        f"needs one: run resume.yml -e rlops_session={S}")
