@@ -63,27 +63,14 @@ _value:
 """
 
 import re  # noqa: E402
-from collections.abc import Mapping, Sequence  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+
+from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import as_int, is_list  # noqa: E402
 
 # What the provider's add_hosts.yml takes from rlops_aws_connect.
 CONNECT_KEYS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
                 "ansible_ssh_common_args", "ansible_connection")
 _CIDR = re.compile(r"^([0-9]{1,3}[.]){3}[0-9]{1,3}/[0-9]{1,2}$")
-
-
-def _int(value):
-    """Jinja's int filter: the number, or 0 for what is not one."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError):
-            return 0
-
-
-def _is_list(value):
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=False):
@@ -103,12 +90,12 @@ def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=Fal
          " already lists hosts there (%s): use an inventory whose %s group is empty"
          " (inventories/aws)" % (hosts_group, ", ".join(hosts_listed), hosts_group)),
         (text("region").strip(), "rlops_aws_region is empty (set it, or AWS_REGION)"),
-        (_is_list(value("instance_types")) and len(value("instance_types")) > 0,
+        (is_list(value("instance_types")) and len(value("instance_types")) > 0,
          "rlops_aws_instance_types must list at least one instance type, e.g. [g4dn.xlarge]"),
         (re.match(r"ami-[0-9a-f]+$", text("image_id")),
          "rlops_aws_image_id '%s' is not an AMI id (ami-0123...): name the image to boot"
          % text("image_id")),
-        (_is_list(value("availability_zones")),
+        (is_list(value("availability_zones")),
          "rlops_aws_availability_zones must be a list of zones (empty: every zone of the region)"),
         (all(isinstance(value(n), Mapping) for n in ("tags", "connect", "subnet_ids")),
          "rlops_aws_tags, rlops_aws_connect and rlops_aws_subnet_ids must be mappings"),
@@ -123,7 +110,7 @@ def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=Fal
          "rlops_aws_ssh_cidr '%s' is not an IPv4 CIDR such as 203.0.113.7/32" % text("ssh_cidr")),
         (not text("volume_id") or re.match(r"vol-[0-9a-f]+$", text("volume_id")),
          "rlops_aws_volume_id '%s' is not a volume id (vol-0123...)" % text("volume_id")),
-        (_int(value("volume_size")) > 0 and _int(value("wait_timeout")) > 0,
+        (as_int(value("volume_size")) > 0 and as_int(value("wait_timeout")) > 0,
          "rlops_aws_volume_size and rlops_aws_wait_timeout must be positive numbers"),
         (not text("public_key_file") or key_file_exists,
          "rlops_aws_public_key_file %s is not a file on the controller (set it to your SSH public"

@@ -87,22 +87,9 @@ _value:
 
 import re  # noqa: E402
 
+from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import as_bool, as_int  # noqa: E402
+
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-def _int(value):
-    """Jinja's int filter: the number, or 0 for what is not one."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError):
-            return 0
-
-
-def _bool(value):
-    return value is True or str(value).strip().lower() in ("true", "yes", "1", "on")
 
 
 def minio_proxy_problems(settings, password, host, src_kind, service_mgr="systemd", local_src=None,
@@ -114,7 +101,7 @@ def minio_proxy_problems(settings, password, host, src_kind, service_mgr="system
 
     user, src, sha256 = text("root_user"), text("server_src"), text("server_sha256")
     kind = src_kind
-    ports = [_int(settings.get("minio_proxy_port")), _int(settings.get("minio_proxy_console_port"))]
+    ports = [as_int(settings.get(key)) for key in ("minio_proxy_port", "minio_proxy_console_port")]
     buckets = settings.get("minio_proxy_buckets") or []
     bad_buckets = [name for name in buckets if not re.match(bucket_pattern, str(name))]
     extra = list(settings.get("minio_proxy_extra_env") or {})
@@ -123,9 +110,9 @@ def minio_proxy_problems(settings, password, host, src_kind, service_mgr="system
     local_is_file = bool(local_src.get("isreg"))
     checks = [
         (len(user) >= 3, "minio_proxy_root_user must have at least 3 characters"),
-        (_int(password.get("length")) >= 8,
+        (as_int(password.get("length")) >= 8,
          "minio_proxy_root_password must have at least 8 characters"),
-        ("\n" not in user and _bool(password.get("one_line")),
+        ("\n" not in user and as_bool(password.get("one_line")),
          "minio_proxy_root_user and minio_proxy_root_password must be one line each"),
         ("latest" not in src,
          "minio_proxy_server_src (%s) must name a pinned release, not latest" % src),
@@ -146,7 +133,7 @@ def minio_proxy_problems(settings, password, host, src_kind, service_mgr="system
         (not bad_env,
          "minio_proxy_extra_env keys must be MINIO_* names other than %s (set by the role): %s"
          % (", ".join(own_env), ", ".join(bad_env))),
-        (_int(settings.get("minio_proxy_health_timeout")) > 0,
+        (as_int(settings.get("minio_proxy_health_timeout")) > 0,
          "minio_proxy_health_timeout must be greater than 0"),
         (service_mgr == "systemd",
          "minio_proxy runs MinIO as a systemd unit: %s runs %s" % (host, service_mgr)),
@@ -156,7 +143,7 @@ def minio_proxy_problems(settings, password, host, src_kind, service_mgr="system
          or str(local_src.get("checksum", "")) == sha256.lower(),
          "minio_proxy_server_src %s: sha256 is %s, not %s"
          % (src, local_src.get("checksum", ""), sha256)),
-        (kind != "none" or _bool(binary.get("executable", False)),
+        (kind != "none" or as_bool(binary.get("executable", False)),
          "minio_proxy_server_src is empty and %s is not on %s: give a pinned release URL with"
          " minio_proxy_server_sha256, or a file on the controller" % (text("binary_path"), host)),
     ]
