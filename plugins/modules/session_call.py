@@ -118,10 +118,12 @@ cmd:
   elements: str
   sample: ["/srv/rlops/bin/rlops-run", "session", "status", "--data-root", "/srv/rlops"]
 rc:
-  description: The CLI's exit code (none when it is not there).
-  returned: always
+  description:
+    - The CLI's exit code when the call failed. Not returned otherwise (Ansible fails a task
+      whose result has a C(rc) other than 0, and a host without the runtime is not a failure).
+  returned: failure
   type: int
-  sample: 0
+  sample: 2
 """
 
 import os
@@ -155,17 +157,17 @@ def main():
     argv = build_argv(p["cli"], p["verb"], p["data_root"], p["session"], p["args"],
                       module.check_mode)
     if no_runtime(p["verb"], os.path.exists(p["cli"])):
-        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv, rc=None)
+        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
     data = stdin_text(p["stdin"])
     rc, stdout, stderr = module.run_command(argv, data=data)
     if no_runtime(p["verb"], True, rc, stdout, stderr):
-        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv, rc=rc)
+        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
     answer = parse_answer(stdout)
     msg = failure(p["verb"], p["cli"], rc, stdout, stderr, answer, p["host"])
     if msg is not None:
         module.fail_json(msg=msg, answer=answer or {}, cmd=argv, rc=rc, stderr=stderr)
     module.exit_json(changed=changed(p["verb"], answer), answer=answer,
-                     runtime=True, cmd=argv, rc=rc)
+                     runtime=True, cmd=argv)
 
 
 if __name__ == "__main__":

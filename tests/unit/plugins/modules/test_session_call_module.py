@@ -79,3 +79,11 @@ def test_a_stop_that_failed_says_the_job_log(tmp_path, run_module):
                           host="gpu1")
     assert failed and result["msg"] == ["not stopped (gpu1)", "last lines of the job log:", "oom"]
     assert called(tmp_path)["argv"][-3:] == ["--manager", "auto", "--json"]
+
+
+def test_no_rc_in_a_result_that_did_not_fail(tmp_path, run_module):
+    """Ansible fails a task whose result has an rc other than 0: a host without the runtime
+    (a CLI that exits without a word) is not a failure."""
+    for cli in (tmp_path / "missing", fake_cli(tmp_path, rc=127)):
+        result, failed = call(run_module, cli, "locate", session="s1")
+        assert not failed and "rc" not in result and result["answer"] == {}
