@@ -176,6 +176,8 @@ preflight() {
         -e trainer_service_manager=systemd
     expect_refused "unknown user" "trainer_user nobody-here does not exist" "${s[@]}" \
         -e trainer_user=nobody-here
+    expect_refused "trainer_state=stopped (stopping is the session layer's)" \
+        "stop one with playbooks/stop.yml" "${s[@]}" -e trainer_state=stopped
     mkdir -p "$DATA_ROOT/sessions/$SESSION/checkpoints/000000002048"
     expect_refused "new over an existing session" "session $SESSION already exists on localhost: run resume.yml" \
         "${s[@]}"
@@ -195,7 +197,7 @@ session_life() {
              -e trainer_checkpoint_interval=16384 -e trainer_start_timeout=180
              -e trainer_sync_interval=2)
     local r=("${s[@]}" -e trainer_mode=resume)
-    local stopped=("${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}')
+    local stopped=("${r[@]}" -e stop=true -e '{"expect_states": ["stopped"]}')
     local dir="$DATA_ROOT/sessions/$SESSION"
 
     expect_refused "invalid hyperparameters" "'n_stepz' is not a PPO hyperparameter" "${s[@]}" \
@@ -245,7 +247,7 @@ finish_life() {
 
 live() {
     local r=(-e trainer_session_id="$SESSION" -e trainer_mode=resume -e trainer_start_timeout=180)
-    local stopped=("${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}')
+    local stopped=("${r[@]}" -e stop=true -e '{"expect_states": ["stopped"]}')
     session_life
     wait_for_checkpoint "$(status_field last_checkpoint_step)"
     expect_run "stop after resume" any "${stopped[@]}"
@@ -278,7 +280,7 @@ local_source() {
         || bad "no requirement in the job's log"
     expect_run "local job re-run is idempotent" 0 "${l[@]}" -e trainer_mode=resume
     sleep 5
-    expect_run "local job stopped" any "${l[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+    expect_run "local job stopped" any "${l[@]}" -e trainer_mode=resume -e stop=true \
         -e '{"expect_states": ["stopped"]}'
     local step
     step="$(status_field last_checkpoint_step "$SESSION-local")"
@@ -288,7 +290,7 @@ local_source() {
     [[ "$resumed" != None && "$resumed" -ge "$step" && "$step" -gt 0 ]] \
         && ok "local job resumed from step $resumed (stopped at $step)" \
         || bad "local job resumed_from_step $resumed, stopped at $step"
-    expect_run "local job final stop" any "${l[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+    expect_run "local job final stop" any "${l[@]}" -e trainer_mode=resume -e stop=true \
         -e '{"expect_states": ["stopped"]}'
 }
 
@@ -311,7 +313,7 @@ git_source() {
     [[ "$(git -C "$DATA_ROOT/sessions/$SESSION-git/source" rev-parse HEAD)" == "$sha" ]] \
         && ok "git job at commit ${sha:0:12}" || bad "git job not at $sha"
     expect_run "git job re-run is idempotent" 0 "${g[@]}" -e trainer_mode=resume
-    expect_run "git job stopped" any "${g[@]}" -e trainer_mode=resume -e trainer_state=stopped \
+    expect_run "git job stopped" any "${g[@]}" -e trainer_mode=resume -e stop=true \
         -e '{"expect_states": ["stopped"]}'
 }
 
@@ -361,7 +363,7 @@ recorded_set() {
     done
     cmp -s "$record" "$WORK/lock-storage/$id/config/requirements.lock" \
         && ok "the record is in storage (checkpoint $((10#$step)) too)" || bad "no record in storage"
-    expect_run "stop" any "${n[@]}" -e trainer_mode=resume -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
+    expect_run "stop" any "${n[@]}" -e trainer_mode=resume -e stop=true -e '{"expect_states": ["stopped"]}'
     step="$(status_field last_checkpoint_step "$id")"
     local r2=("${n[@]}" -e trainer_mode=resume -e trainer_data_root="$data2" -e trainer_venv_root="$venvs2")
     expect_run "resume on a fresh data root and venv root" any "${r2[@]}"
@@ -378,7 +380,7 @@ recorded_set() {
         | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)[0]['resumed_from_step'])")"
     [[ "$resumed" != None && "$resumed" -ge "$step" ]] && ok "resumed from step $resumed (stopped at $step)" \
         || bad "resumed_from_step $resumed, stopped at $step"
-    expect_run "resumed session stopped" any "${r2[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
+    expect_run "resumed session stopped" any "${r2[@]}" -e stop=true -e '{"expect_states": ["stopped"]}'
 }
 
 systemd() {
@@ -407,7 +409,7 @@ systemd() {
         || bad "no resume after the reboot (resumed_from_step $resumed)"
     sleep 10  # sshd comes up after the unit
     expect_run "re-run after the reboot is idempotent" 0 "${r[@]}"
-    expect_run "final stop" any "${r[@]}" -e trainer_state=stopped -e '{"expect_states": ["stopped"]}'
+    expect_run "final stop" any "${r[@]}" -e stop=true -e '{"expect_states": ["stopped"]}'
     [[ "$("${ON_HOST[@]}" systemctl is-enabled "$unit" || true)" == disabled ]] && ok "$unit disabled" \
         || bad "$unit still enabled"
     finish_life
