@@ -21,7 +21,23 @@ from typing import Callable
 import pytest
 from fake_imds import FakeImds
 from rlops_runtime.contract import save_checkpoint
+from rlops_runtime.jsonio import write_json_atomic
+from rlops_runtime.session import SessionLayout
 from rlops_runtime.storage import Storage
+
+FAKE_JOB = Path(__file__).with_name("fake_job.py")
+
+
+def fake_job_session(data_root: Path, session: str, **run: object) -> SessionLayout:
+    """A session under `data_root` whose job is fake_job.py, with a short sync and stop, for
+    the tests of `rlops-run session` (control and the session layer); `run` overrides run.json."""
+    layout = SessionLayout.for_session(data_root, session).create()
+    write_json_atomic(layout.run_json, {
+        "session_id": session, "storage_uri": f"file://{data_root / 'storage'}",
+        "command": [sys.executable, str(FAKE_JOB)], "total_timesteps": 10**9,
+        "sync_interval": 0.5, "stop_grace": 10, "final_sync_timeout": 5, **run})
+    return layout
+
 
 AWS_ENV_CLEARED = (
     "AWS_PROFILE",

@@ -9,23 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import fake_job_session
 from rlops_runtime.control import Session, control, plan, settled, stop_timeout, unit_files
 from rlops_runtime.daemon import pid_alive
-from rlops_runtime.jsonio import write_json_atomic
 from rlops_runtime.session import SessionLayout
 from rlops_runtime.status import Status, write_status
 
-FAKE_JOB = Path(__file__).with_name("fake_job.py")
 SESSION = "ctl-20261206t000000z"
 
 
 def make_session(data_root: Path, **run: object) -> SessionLayout:
-    layout = SessionLayout.for_session(data_root, SESSION).create()
-    write_json_atomic(layout.run_json, {
-        "session_id": SESSION, "storage_uri": f"file://{data_root / 'storage'}",
-        "command": [sys.executable, str(FAKE_JOB)], "total_timesteps": 10**9,
-        "sync_interval": 0.5, "stop_grace": 10, "final_sync_timeout": 5, **run})
-    return layout
+    return fake_job_session(data_root, SESSION, **run)
 
 
 def session_cmd(layout: SessionLayout, *args: str) -> tuple[int, dict]:

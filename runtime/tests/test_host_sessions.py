@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import fake_job_session
 from rlops_runtime.contract import save_checkpoint
 from rlops_runtime.daemon import pid_alive
 from rlops_runtime.host_sessions import (
@@ -24,22 +25,16 @@ from rlops_runtime.host_sessions import (
     publish_targets,
     wanted_files,
 )
-from rlops_runtime.jsonio import utc_iso, write_json_atomic
+from rlops_runtime.jsonio import utc_iso
 from rlops_runtime.session import SessionLayout
 from rlops_runtime.status import Status, write_status
 
-FAKE_JOB = Path(__file__).with_name("fake_job.py")
 SESSION = "layer-20261206t000000z"
 OTHER = "other-20261206t000000z"
 
 
 def make_session(data_root: Path, session: str = SESSION, **run: object) -> SessionLayout:
-    layout = SessionLayout.for_session(data_root, session).create()
-    write_json_atomic(layout.run_json, {
-        "session_id": session, "storage_uri": f"file://{data_root / 'storage'}",
-        "command": [sys.executable, str(FAKE_JOB)], "total_timesteps": 10**9,
-        "sync_interval": 0.5, "stop_grace": 10, "final_sync_timeout": 5, **run})
-    return layout
+    return fake_job_session(data_root, session, **run)
 
 
 def layer(data_root: Path, action: str, *args: str, stdin: str = "") -> tuple[int, dict, str]:
