@@ -132,3 +132,16 @@ def test_apt_sources_are_the_files_of_before():
             "# A flat repository: the suite is a path, there are no components.\nTypes: deb\n"
             "URIs: https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)\nSuites: /\n"
             "Signed-By: /etc/apt/keyrings/nvidia-container-toolkit.asc\n"}
+
+
+def test_gpu_count_from_gpu_host_else_from_the_detection_in_preflight():
+    debian = facts("Debian", "Debian", "bookworm")
+    two = {"gpus": [{"address": "0000:01:00.0"}, {"address": "0000:02:00.0"}]}
+    assert int(role(debian, gpu_host_gpu_count=1, __nvidia_docker_detected=two)(
+        "__nvidia_docker_gpu_count")) == 1
+    assert int(role(debian, __nvidia_docker_detected=two)("__nvidia_docker_gpu_count")) == 2
+    assert role(debian, __nvidia_docker_detected=two)("__nvidia_docker_toolkit_wanted")
+    # A skipped detection, or none: no GPU.
+    skipped = {"skipped": True, "changed": False}
+    assert int(role(debian, __nvidia_docker_detected=skipped)("__nvidia_docker_gpu_count")) == 0
+    assert int(role(debian)("__nvidia_docker_gpu_count")) == 0
