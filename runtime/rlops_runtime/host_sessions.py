@@ -3,8 +3,9 @@
 The one way the playbooks reach a host's sessions (roles/session, tasks/locate.yml and the
 others): they name a data root and a session id, never a path under it, and read one JSON
 answer. The layout is the session contract's (`SessionLayout`); what runs a session is its
-backend, picked from the session's run.json (`backend`, default the single-host supervisor)
-in one registry, `BACKENDS`: a Ray or DeepRacer backend adds an entry there.
+backend, picked from the session's run.json (`backend`, default the single-host supervisor:
+the session contract's key, default and names) in one registry, `BACKENDS`: a Ray or
+DeepRacer backend adds its name to the contract's BACKEND_NAMES and an entry here.
 
 Decisions are pure functions (`backend_for`, `pick_manager`, `publish_targets`,
 `wanted_files`); the shell around them reuses the runtime's own commands: status entries
@@ -30,10 +31,10 @@ from typing import Any, Callable
 from .jsonio import read_json
 from .session import SessionLayout, validate_session_id
 
-# run.json's key that names what runs the session; sessions without it (every session an
-# older runtime started) run under the single-host supervisor.
-BACKEND_KEY = "backend"
-DEFAULT_BACKEND = "supervisor"
+# run.json's key that names what runs the session, its default and its valid names are the
+# session contract's (backend_name: the supervisor for sessions an older runtime started).
+from .session_contract import DEFAULT_BACKEND, backend_name
+
 # The verbs of this module; `stop` is control.py's, reached here by data root and session.
 LAYER_ACTIONS = ("locate", "status", "evaluate", "pack")
 SYSTEMD_BOOTED = Path("/run/systemd/system")
@@ -77,16 +78,11 @@ def _supervisor_status(session: Any) -> dict[str, Any] | None:
     return session.status()
 
 
+# One entry per name of the contract's BACKEND_NAMES (a test holds them equal).
 BACKENDS: dict[str, Backend] = {
     DEFAULT_BACKEND: Backend(DEFAULT_BACKEND, _supervisor_start, _supervisor_stop,
                              _supervisor_status),
 }
-
-
-def backend_name(run_json: Any) -> str:
-    """The backend a session's run.json names; the supervisor when it names none."""
-    name = run_json.get(BACKEND_KEY) if isinstance(run_json, dict) else None
-    return name or DEFAULT_BACKEND
 
 
 def backend_for(run_json: Any, backends: dict[str, Backend] | None = None) -> Backend:

@@ -251,6 +251,21 @@ TRANSITIONS = {
     "stopping": frozenset({"stopped", "interrupted", "timeout"}),
 }
 
+# --- Backends: what runs a session (run.json's `backend`) ------------------------------------
+# The single-host supervisor now. A Ray or DeepRacer backend adds its name here and its entry
+# in the runtime's registry (host_sessions.BACKENDS, held to these names by a test). A run.json
+# without the key (every session an older runtime started) runs under the supervisor.
+BACKEND_KEY = "backend"
+DEFAULT_BACKEND = "supervisor"
+BACKEND_NAMES = (DEFAULT_BACKEND,)
+
+
+def backend_name(run_json: Any) -> str:
+    """The backend a session's run.json names; the supervisor when it names none."""
+    name = run_json.get(BACKEND_KEY) if isinstance(run_json, dict) else None
+    return name or DEFAULT_BACKEND
+
+
 # --- run.json ------------------------------------------------------------------------------
 ALGOS = ("ppo", "dqn")
 DEVICES = ("auto", "cpu", "cuda")
@@ -278,11 +293,12 @@ RUN_DEFAULTS = {
     "notices": "auto",
     "imds_endpoint": DEFAULT_IMDS_ENDPOINT,
     "on_rebalance": "checkpoint",
+    BACKEND_KEY: DEFAULT_BACKEND,
 }
 RUN_REQUIRED = ("session_id", "storage_uri")
 RUN_KEYS = RUN_REQUIRED + ("command",) + tuple(RUN_DEFAULTS)
 CHOICES = {"algo": ALGOS, "device": DEVICES, "notices": NOTICE_MODES,
-           "on_rebalance": REBALANCE_ACTIONS}
+           "on_rebalance": REBALANCE_ACTIONS, BACKEND_KEY: BACKEND_NAMES}
 INT_SETTINGS = ("total_timesteps", "checkpoint_interval", "checkpoint_keep_local")
 FLOAT_SETTINGS = ("sync_interval", "max_duration", "stop_grace", "final_sync_timeout")
 POSITIVE_SETTINGS = ("total_timesteps", "checkpoint_interval", "sync_interval")
@@ -302,7 +318,7 @@ RESUME_POLICY = {
     "checkpoint_interval": APPLY, "device": APPLY, "sync_interval": APPLY,
     "max_duration": APPLY, "stop_grace": APPLY, "checkpoint_keep_local": APPLY,
     "final_sync_timeout": APPLY, "env": APPLY, "notices": APPLY, "imds_endpoint": APPLY,
-    "on_rebalance": APPLY,
+    "on_rebalance": APPLY, BACKEND_KEY: REFUSE,
 }
 
 
@@ -374,7 +390,7 @@ def check_run_json(data: Any) -> dict:
             not isinstance(command, list) or not command
             or not all(isinstance(part, str) for part in command)):
         raise ContractError("run.json: command must be a non-empty list of strings")
-    for key in ("notices", "on_rebalance"):
+    for key in ("notices", "on_rebalance", BACKEND_KEY):
         if key in data and data[key] not in CHOICES[key]:
             raise ContractError(
                 f"run.json: {key} must be one of {', '.join(CHOICES[key])}, got {data[key]!r}")

@@ -47,6 +47,9 @@ KILL_TIMEOUT = 10.0
 # ... up to 30 s, for run.json's final_sync_timeout seconds in all.
 FINAL_SYNC_RETRY_BASE = 2.0
 FINAL_SYNC_RETRY_CAP = 30.0
+# Between two polls the loop looks this often at the checkpoint folder's mtime (one stat): a
+# checkpoint renamed into place is in status.json within this, not a whole poll interval.
+WATCH_INTERVAL = 0.05
 
 
 class NoticeWatcher(Protocol):
@@ -80,6 +83,7 @@ class RunConfig:
     notices: str = RUN_DEFAULTS["notices"]
     imds_endpoint: str = RUN_DEFAULTS["imds_endpoint"]
     on_rebalance: str = RUN_DEFAULTS["on_rebalance"]
+    backend: str = RUN_DEFAULTS["backend"]  # what runs the session (host_sessions.BACKENDS)
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -149,6 +153,15 @@ def last_line(path: Path, tail_bytes: int = 4096) -> str | None:
     return lines[-1] if lines else None
 
 
+def folder_stamp(folder: Path) -> int | None:
+    """The folder's mtime in ns (changed by an entry created, renamed or removed), None if
+    it is missing."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
 def newest_local_step(checkpoint_dir: Path) -> int | None:
     steps = local_steps(checkpoint_dir)
     return steps[-1] if steps else None
@@ -212,6 +225,7 @@ class Supervisor:
         run_config: RunConfig,
         watchers: Sequence[NoticeWatcher] | None = None,
         poll_interval: float = 1.0,
+        watch_interval: float = WATCH_INTERVAL,
         status_interval: float = 5.0,
         notice_interval: float = 5.0,
         sys_root: str = "/sys",
@@ -223,6 +237,7 @@ class Supervisor:
         self.watchers = None if watchers is None else list(watchers)
         self._monitor: NoticeMonitor | None = None
         self.poll_interval = poll_interval
+        self.watch_interval = min(watch_interval, poll_interval)
         self.status_interval = status_interval
         self.notice_interval = notice_interval
         # Where the firmware tells an EC2 instance (tests point it elsewhere), and the
@@ -399,8 +414,22 @@ class Supervisor:
                 self._monitor.stop()
                 return self._shutdown("interrupted", exit_reason=notice.reason)
             self._follow_notice_checkpoint()
+            stamp = folder_stamp(self.layout.checkpoints)
             self._refresh()
-            time.sleep(self.poll_interval)
+            self._nap(stamp)
+
+    def _nap(self, stamp: int | None) -> None:
+        """Sleep one poll interval; wake early when the checkpoint folder changes after
+        `stamp` (taken before the last look at it) or a stop signal arrives. A change within
+        the clock's granularity is missed here and seen at the next poll."""
+        deadline = time.monotonic() + self.poll_interval
+        while self._stop_signal is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(self.watch_interval, left))
+            if folder_stamp(self.layout.checkpoints) != stamp:
+                return
 
     def _job_has_progress(self) -> bool:
         """The job has done something in this run: a progress report or a new checkpoint."""

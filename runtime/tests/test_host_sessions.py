@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fake_job_session
+from rlops_runtime import session_contract as contract
 from rlops_runtime.contract import save_checkpoint
 from rlops_runtime.daemon import pid_alive
 from rlops_runtime.host_sessions import (
@@ -20,7 +21,6 @@ from rlops_runtime.host_sessions import (
     Backend,
     LayerError,
     backend_for,
-    backend_name,
     pick_manager,
     publish_targets,
     wanted_files,
@@ -48,11 +48,14 @@ def layer(data_root: Path, action: str, *args: str, stdin: str = "") -> tuple[in
 
 
 def test_backend_from_run_json_defaults_to_the_supervisor():
-    assert backend_name({"session_id": SESSION}) == "supervisor"  # an older runtime's run.json
-    assert backend_name({"backend": ""}) == "supervisor"
-    assert backend_name(None) == "supervisor"
-    assert backend_name({"backend": "ray"}) == "ray"
+    # The name's rules are the contract's (test_session_contract); the registry follows them.
     assert backend_for({"session_id": SESSION}) is BACKENDS["supervisor"]
+    assert backend_for({"backend": ""}) is BACKENDS["supervisor"]
+
+
+def test_the_registry_has_the_contracts_backends():
+    assert set(BACKENDS) == set(contract.BACKEND_NAMES)
+    assert all(BACKENDS[name].name == name for name in BACKENDS)
 
 
 def test_an_unknown_backend_is_refused_with_the_known_ones():

@@ -144,10 +144,24 @@ def test_run_defaults_are_runconfigs() -> None:
     ({"session_id": "s", "storage_uri": "file:///x", "notices": "x"}, "notices must be one of"),
     ({"session_id": "s", "storage_uri": "file:///x", "final_sync_timeout": True}, "final_sync"),
     ({"session_id": "s", "storage_uri": "file:///x", "imds_endpoint": "x"}, "http:// URL"),
+    ({"session_id": "s", "storage_uri": "file:///x", "backend": "ray"},
+     "backend must be one of supervisor, got 'ray'"),
 ])
 def test_check_run_json(data, message) -> None:
     with pytest.raises(ContractError, match=message):
         contract.check_run_json(data)
+
+
+def test_backend_is_run_jsons_with_the_supervisor_by_default() -> None:
+    assert contract.RUN_DEFAULTS[contract.BACKEND_KEY] == contract.DEFAULT_BACKEND == "supervisor"
+    assert contract.DEFAULT_BACKEND in contract.BACKEND_NAMES
+    assert contract.backend_name({"session_id": "s"}) == "supervisor"  # an older runtime's
+    assert contract.backend_name({"backend": ""}) == "supervisor"
+    assert contract.backend_name(None) == "supervisor"
+    assert contract.backend_name({"backend": "ray"}) == "ray"
+    run = {"session_id": "s", "storage_uri": "file:///x", "backend": "supervisor"}
+    assert contract.check_run_json(run) is run
+    assert contract.RESUME_POLICY["backend"] == contract.REFUSE
 
 
 def test_settings_coerced_and_ranged() -> None:
