@@ -223,6 +223,26 @@ def test_max_duration_ends_in_timeout(tmp_path: Path) -> None:
     assert stored_status(tmp_path)["state"] == "timeout"
 
 
+def test_a_new_checkpoint_and_a_stop_are_seen_between_polls(tmp_path: Path) -> None:
+    # Polls 60 s apart: only the watch on the checkpoint folder (and on the stop flag) can
+    # make either show within seconds.
+    layout = make_session(tmp_path, env={"FAKE_CHECKPOINT_SECONDS": "1"})
+    supervisor = Supervisor(layout, RunConfig.load(layout.run_json), poll_interval=60,
+                            status_interval=60)
+    run = threading.Thread(target=supervisor.run, daemon=True)
+    run.start()
+    try:
+        wait_for(lambda: state_of(layout) == "running")
+        wait_for(lambda: newest(layout) is not None, timeout=10)
+        seen = time.monotonic()
+        wait_for(lambda: read_status(layout.status).last_checkpoint_step is not None, 2)
+        assert time.monotonic() - seen < 1
+    finally:
+        supervisor._stop_signal = signal.SIGTERM
+        run.join(30)
+    assert not run.is_alive() and state_of(layout) == "stopped"
+
+
 class FakeWatcher:
     """Reports a spot notice on its `after`-th poll."""
 
