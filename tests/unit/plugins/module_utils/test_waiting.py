@@ -45,6 +45,19 @@ def test_wait_looks_once_with_no_timeout():
     assert err.value.elapsed == 0 and clock.sleeps == []
 
 
+def test_done_may_end_the_wait_by_raising():
+    class Terminated(Exception):
+        pass
+
+    def done(state):
+        raise Terminated(state)  # an instance terminated while we waited for it to run
+
+    clock = Clock()
+    with pytest.raises(Terminated):
+        wait_for(lambda: "terminated", done, 10, 1, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == []
+
+
 def test_the_aws_modules_wait_with_the_same_waiter():
     from ansible_collections.rlops.fleet.plugins.module_utils import aws_wait
 

@@ -1,9 +1,8 @@
 """Pure helpers shared by the AWS modules: attachment plans, device paths, tags, waiter."""
 
 import pytest
-from ansible_collections.rlops.fleet.plugins.module_utils import aws_common, aws_ebs
+from ansible_collections.rlops.fleet.plugins.module_utils import aws_common, aws_ebs, aws_wait
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_ebs import PlanError
-from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import WaitTimeout, wait_for
 from botocore.exceptions import ClientError, NoCredentialsError
 
 
@@ -183,44 +182,20 @@ def test_aws_errors_prefix_what_and_explain_missing_credentials():
     assert aws_common.error_code(client_error) == "Boom"
 
 
-# ---- waiter -----------------------------------------------------------------------------
+# ---- waiter: the one waiter (module_utils/waiting.py, test_waiting.py) with the module's
+# wait_timeout and poll_interval, and its timeout in the module's words ---------------------
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+def test_wait_until_gives_the_state_read_when_done():
+    states = iter(["attached"])
+    assert aws_wait.wait_until(lambda: next(states), lambda s: s == "attached",
+                               {"wait_timeout": 60, "poll_interval": 5},
+                               lambda last, waited: "never") == "attached"
 
 
-def test_wait_for_reads_until_done_on_the_given_clock():
-    clock = FakeClock()
-    states = iter(["attaching", "attaching", "attached"])
-    state, waited = wait_for(lambda: next(states), lambda s: s == "attached", timeout=60,
-                             interval=5, clock=clock, sleep=clock.sleep)
-    assert state == "attached" and waited == 10 and clock.sleeps == [5, 5]
-
-
-def test_wait_for_times_out_with_the_last_state_and_never_oversleeps():
-    clock = FakeClock()
-    with pytest.raises(WaitTimeout) as err:
-        wait_for(lambda: "attaching", lambda s: False, timeout=12, interval=5, clock=clock,
-                 sleep=clock.sleep)
-    assert err.value.last == "attaching" and err.value.elapsed == 12
-    assert clock.sleeps == [5, 5, 2]
-
-
-def test_wait_for_reads_once_with_timeout_zero_and_done_may_end_it():
-    with pytest.raises(WaitTimeout):
-        wait_for(lambda: 1, lambda s: False, timeout=0, interval=1)
-
-    def done(state):
-        raise aws_common.FleetAWSError("terminated")
-
-    with pytest.raises(aws_common.FleetAWSError):
-        wait_for(lambda: 1, done, timeout=10, interval=1)
+def test_wait_until_says_the_timeout_in_the_modules_words():
+    with pytest.raises(aws_common.FleetAWSError) as err:
+        aws_wait.wait_until(lambda: "attaching", lambda s: False,
+                            {"wait_timeout": 0, "poll_interval": 5},
+                            lambda last, waited: f"volume is {last} after {waited:.0f} s")
+    assert err.value.message == "volume is attaching after 0 s"
+    assert isinstance(err.value.__cause__, aws_wait.WaitTimeout)
