@@ -363,16 +363,13 @@ def cmd_configure(args: argparse.Namespace) -> int:
     """Write config/run.json (and hyperparameters.json) of a new session, or apply what a
     resume may change; print what changed. Reads {"settings": {...}, "hyperparameters":
     {...} | null} from stdin. The rules are `session prepare`'s (rlops_runtime/prepare.py)."""
-    from .jsonio import read_json, write_json_atomic
+    from .jsonio import parse_json_object, read_json, write_json_atomic
     from .prepare import PrepareError, plan_config
     from .settings import SettingsError, describe_changes
 
     layout = SessionLayout(Path(args.session_dir).resolve())
     validate_session_id(layout.session_id)
-    try:
-        request = json.load(sys.stdin)
-    except ValueError as exc:
-        raise CliError(f"configure reads JSON from stdin: {exc}") from None
+    request = parse_json_object(sys.stdin.read(), "configure")
     current = read_json(layout.run_json)
     try:
         config, changes, hp = plan_config(layout, args.mode, dict(request.get("settings") or {}),
@@ -510,12 +507,9 @@ def _storage_env_option(cmd: argparse.ArgumentParser) -> None:
 
 def read_storage_env(text: str) -> dict[str, str]:
     """The storage client's environment from stdin: a JSON object of names to values."""
-    try:
-        env = json.loads(text or "{}")
-    except ValueError as exc:
-        raise CliError(f"--storage-env-stdin: stdin is not a JSON object: {exc.msg}") from None
-    if not isinstance(env, dict):
-        raise CliError("--storage-env-stdin: stdin is not a JSON object")
+    from .jsonio import parse_json_object
+
+    env = parse_json_object(text, "--storage-env-stdin")
     return {str(key): str(value) for key, value in env.items()}
 
 

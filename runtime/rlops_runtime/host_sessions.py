@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .jsonio import read_json
+from .jsonio import parse_json_object, read_json
 from .session import SessionLayout, validate_session_id
 
 # run.json's key that names what runs the session, its default and its valid names are the
@@ -255,10 +255,13 @@ def pack(args: argparse.Namespace, stdin: str) -> dict[str, Any]:
     if not layout.run_json.is_file():
         raise LayerError(f"session {layout.session_id} is not on this host")
     try:
-        have = json.loads(stdin or "{}").get("have") or {}
-    except (ValueError, AttributeError) as exc:
-        raise LayerError(f"session pack reads {{\"have\": {{path: sha1}}}} on stdin: {exc}") \
-            from None
+        have = parse_json_object(stdin, 'session pack ({"have": {path: sha1}})').get("have")
+    except ValueError as exc:
+        raise LayerError(str(exc)) from None
+    if have is not None and not isinstance(have, dict):
+        raise LayerError('session pack reads {"have": {path: sha1}} on stdin: "have" is not '
+                         "an object")
+    have = have or {}
     if not args.check:
         from .report import build_report
 

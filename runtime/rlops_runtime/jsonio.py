@@ -57,6 +57,19 @@ def write_json_atomic(path: Path | str, data: Any, durable: bool = True) -> None
     write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), durable=durable)
 
 
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """The JSON object a command reads on stdin ({} for nothing): the one reader of the
+    runtime's stdin requests (credentials, prepare, configure, pack). ValueError saying
+    that `what` reads one JSON object on stdin, and why this is not one, otherwise."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ValueError(f"{what} reads one JSON object on stdin: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} reads one JSON object on stdin, got {type(data).__name__}")
+    return data
+
+
 def read_json(path: Path | str, default: Any = None) -> Any:
     """The parsed file, or `default` if it is missing or not valid JSON."""
     try:

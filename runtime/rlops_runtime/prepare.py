@@ -28,7 +28,7 @@ from typing import Any
 
 from . import session_contract as contract
 from .checkpoints import local_steps
-from .jsonio import read_json, write_bytes_atomic, write_json_atomic
+from .jsonio import parse_json_object, read_json, write_bytes_atomic, write_json_atomic
 from .session import SessionLayout, validate_session_id
 from .status import read_status
 from .storage import Storage, StorageError, open_storage
@@ -54,11 +54,9 @@ class Request:
     @classmethod
     def parse(cls, text: str, mode: str | None = None) -> Request:
         try:
-            data = json.loads(text or "{}")
+            data = parse_json_object(text, "prepare")
         except ValueError as exc:
-            raise PrepareError(f"prepare reads one JSON object on stdin: {exc}") from None
-        if not isinstance(data, dict):
-            raise PrepareError("prepare reads one JSON object on stdin")
+            raise PrepareError(str(exc)) from None
         mode = mode or data.get("mode")
         if mode not in MODES:
             raise PrepareError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

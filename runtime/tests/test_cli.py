@@ -305,4 +305,8 @@ def test_storage_env_comes_from_stdin_not_the_command_line(tmp_path, monkeypatch
     assert seen["secret"] == "s3cr3t"
     monkeypatch.setattr("sys.stdin", io.StringIO("AWS_SECRET_ACCESS_KEY=x"))
     assert cli.main(["sessions", "--data-root", str(tmp_path), "--storage-env-stdin"]) == 2
-    assert "stdin is not a JSON object" in capsys.readouterr().err
+    assert "--storage-env-stdin reads one JSON object on stdin: " in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO('["AWS_SECRET_ACCESS_KEY"]'))
+    assert cli.main(["sessions", "--data-root", str(tmp_path), "--storage-env-stdin"]) == 2
+    assert ("--storage-env-stdin reads one JSON object on stdin, got list"
+            in capsys.readouterr().err)

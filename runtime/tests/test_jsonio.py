@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rlops_runtime.jsonio import read_json, utc_iso, write_json_atomic
+import pytest
+from rlops_runtime.jsonio import parse_json_object, read_json, utc_iso, write_json_atomic
 
 
 def test_write_then_read_leaves_no_temporary_files(tmp_path: Path):
@@ -38,3 +39,12 @@ def test_durable_writes_fsync_and_advisory_writes_do_not(tmp_path: Path, monkeyp
     write_json_atomic(tmp_path / "progress.json", {"a": 1}, durable=False)
     assert calls == []
     assert read_json(tmp_path / "progress.json") == {"a": 1}
+
+
+def test_a_stdin_request_is_one_json_object():
+    assert parse_json_object('{"a": 1}', "prepare") == {"a": 1}
+    assert parse_json_object("", "prepare") == {}
+    with pytest.raises(ValueError, match="^prepare reads one JSON object on stdin: Expecting"):
+        parse_json_object("A=b", "prepare")
+    with pytest.raises(ValueError, match="^configure reads one JSON object on stdin, got list$"):
+        parse_json_object("[1]", "configure")

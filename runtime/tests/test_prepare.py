@@ -123,3 +123,10 @@ def test_the_command_answers_in_json_with_credentials_from_stdin(tmp_path: Path)
     assert "secret" in layout.storage_env.read_text() and "RLOPS_TEST_TOKEN" not in os.environ
     code, answer = cli(layout, {"settings": {}}, "--mode", "new")
     assert code == 1 and answer["msg"] == "settings.storage_uri is required"
+
+
+def test_the_request_is_one_json_object() -> None:
+    with pytest.raises(PrepareError, match="^prepare reads one JSON object on stdin, got list$"):
+        Request.parse("[]", "new")
+    with pytest.raises(PrepareError, match="^settings.storage_uri is required$"):
+        Request.parse("", "new")
