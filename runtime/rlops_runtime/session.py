@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import session_contract as contract
 
@@ -13,11 +14,42 @@ from .session_contract import SESSION_ID_RE, make_session_id, validate_session_i
 __all__ = ["SESSION_ID_RE", "SessionLayout", "make_session_id", "validate_session_id"]
 
 
+class _Under:
+    """A path of a session, relative to its folder (`layout.<name>` is that path)."""
+
+    def __init__(self, *parts: str, doc: str = "") -> None:
+        self.parts = parts
+        self.__doc__ = doc or "/".join(parts)
+
+    def __get__(self, layout: Any, owner: type | None = None) -> Path:
+        if layout is None:
+            return self  # type: ignore[return-value] - the class's own attribute
+        return layout.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class SessionLayout:
     """Paths of one session under `<data_root>/sessions/<session>`."""
 
     root: Path
+
+    config_dir = _Under(contract.CONFIG_DIR)
+    run_json = _Under(contract.CONFIG_DIR, contract.RUN_JSON)
+    hyperparameters = _Under(contract.CONFIG_DIR, contract.HYPERPARAMETERS_JSON)
+    requirements_lock = _Under(contract.CONFIG_DIR, contract.REQUIREMENTS_LOCK,
+                               doc="The set the session's venv was installed with.")
+    storage_env = _Under(contract.CONFIG_DIR, contract.STORAGE_ENV)
+    checkpoints = _Under(contract.CHECKPOINTS_DIR)
+    tensorboard = _Under("tensorboard")
+    logs = _Under("logs")
+    job_log = _Under("logs", "job.log")
+    supervisor_log = _Under("logs", "supervisor.log")
+    progress = _Under("progress.json")
+    status = _Under(contract.STATUS_JSON)
+    lockfile = _Under("supervisor.lock")
+    pidfile = _Under("supervisor.pid")
+    eval_dir = _Under("eval")
+    report_dir = _Under("report")
 
     @classmethod
     def for_session(cls, data_root: Path | str, session_id: str) -> SessionLayout:
@@ -27,80 +59,9 @@ class SessionLayout:
     def session_id(self) -> str:
         return self.root.name
 
-    @property
-    def config_dir(self) -> Path:
-        return self.root / contract.CONFIG_DIR
-
-    @property
-    def run_json(self) -> Path:
-        return self.config_dir / contract.RUN_JSON
-
-    @property
-    def hyperparameters(self) -> Path:
-        return self.config_dir / contract.HYPERPARAMETERS_JSON
-
-    @property
-    def requirements_lock(self) -> Path:
-        """The set the session's venv was installed with (the trainer role writes it)."""
-        return self.config_dir / contract.REQUIREMENTS_LOCK
-
-    @property
-    def storage_env(self) -> Path:
-        return self.config_dir / contract.STORAGE_ENV
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / contract.CHECKPOINTS_DIR
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def job_log(self) -> Path:
-        return self.logs / "job.log"
-
-    @property
-    def supervisor_log(self) -> Path:
-        return self.logs / "supervisor.log"
-
-    @property
-    def progress(self) -> Path:
-        return self.root / "progress.json"
-
-    @property
-    def status(self) -> Path:
-        return self.root / contract.STATUS_JSON
-
-    @property
-    def lockfile(self) -> Path:
-        return self.root / "supervisor.lock"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.root / "supervisor.pid"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.root / "report"
-
     def create(self) -> SessionLayout:
-        """Create the session's folders (idempotent); returns self for chaining."""
-        for folder in (
-            self.config_dir,
-            self.checkpoints,
-            self.tensorboard,
-            self.logs,
-            self.eval_dir,
-            self.report_dir,
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
+        """Create the session's folders (the contract's SESSION_SUBDIRS; idempotent);
+        returns self for chaining."""
+        for name in contract.SESSION_SUBDIRS:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
         return self
