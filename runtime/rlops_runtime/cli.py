@@ -183,16 +183,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .agents.hyperparams import read_hyperparameters, validate_env_id, validate_hyperparameters
+    from .agents.hyperparams import read_hyperparameters
+    from .prepare import job_problems
 
-    problems = [p for p in [validate_env_id(args.env_id)] if p]
     hp = {}
     if args.hyperparameters:
         try:
             hp = read_hyperparameters(Path(args.hyperparameters))
         except FileNotFoundError:
             raise CliError(f"hyperparameters file {args.hyperparameters} does not exist") from None
-    problems += validate_hyperparameters(args.algo, hp)
+    problems = job_problems(args.env_id, args.algo, hp)
     if problems:
         raise CliError("; ".join(problems))
     print("ok")

@@ -133,14 +133,22 @@ def plan_config(layout: SessionLayout, mode: str, settings: dict[str, Any],
 # --------------------------------------------------------------------------- the shell
 
 
-def _validate(request: Request) -> None:
+def job_problems(env_id: str, algo: str, hyperparameters: dict[str, Any]) -> list[str]:
+    """What is wrong with the reference agent's env id (it must build in this venv) and
+    hyperparameters (names and values, against the installed SB3): what prepare's
+    `validate` and the hand tool `rlops-run validate` both ask."""
     from .agents.hyperparams import validate_env_id, validate_hyperparameters
+
+    return [p for p in [validate_env_id(env_id)] if p] + validate_hyperparameters(
+        algo, hyperparameters)
+
+
+def _validate(request: Request) -> None:
     from .supervisor import RunConfig
 
-    env_id = request.settings.get("env_id") or RunConfig.env_id
-    algo = request.settings.get("algo") or RunConfig.algo
-    problems = [p for p in [validate_env_id(env_id)] if p]
-    problems += validate_hyperparameters(algo, request.hyperparameters or {})
+    problems = job_problems(request.settings.get("env_id") or RunConfig.env_id,
+                            request.settings.get("algo") or RunConfig.algo,
+                            request.hyperparameters or {})
     if problems:
         raise PrepareError("; ".join(problems))
 

@@ -130,3 +130,21 @@ def test_the_request_is_one_json_object() -> None:
         Request.parse("[]", "new")
     with pytest.raises(PrepareError, match="^settings.storage_uri is required$"):
         Request.parse("", "new")
+
+
+def test_the_hand_tool_validate_and_prepare_give_one_verdict(tmp_path: Path, capsys) -> None:
+    """`rlops-run validate` (a hand tool) and prepare's validate run the same rule."""
+    from rlops_runtime import cli as runtime_cli
+
+    hyperparameters = {"n_step": 64, "gamma": "high"}
+    hp_file = tmp_path / "hp.json"
+    hp_file.write_text(json.dumps(hyperparameters))
+    assert runtime_cli.main(["validate", "--env-id", "CartPole-v1", "--algo", "ppo",
+                             "--hyperparameters", str(hp_file)]) == 2
+    said = capsys.readouterr().err
+    layout = SessionLayout.for_session(tmp_path / "host", SESSION)
+    with pytest.raises(PrepareError) as refused:
+        prepare(layout, request(tmp_path / "storage", hyperparameters=hyperparameters,
+                                validate=True, settings={"env_id": "CartPole-v1"}))
+    assert said == f"rlops-run: error: {refused.value}\n"
+    assert "'n_step' is not a PPO hyperparameter" in said and not layout.root.exists()
