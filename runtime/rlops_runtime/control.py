@@ -35,7 +35,9 @@ from .waiting import wait_for
 STARTED_STATES = frozenset({"running", "completed"})
 UNIT_DIR = Path("/etc/systemd/system")
 UNIT_TEMPLATE = "rlops-trainer@.service"
-POLL_SECONDS = 0.5
+# How often a wait reads status.json (a file read and a pid check): a start or stop is
+# answered within this of the state, as `rlops-run start` notices its supervisor.
+POLL_SECONDS = 0.1
 LOG_TAIL_LINES = 30
 # The unit's restart policy: a job that keeps failing is restarted a few times (each
 # restart resumes from the newest checkpoint), then left failed for someone to look at.
