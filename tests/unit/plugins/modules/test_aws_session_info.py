@@ -7,6 +7,7 @@ import yaml
 from ansible_collections.amazon.aws.plugins.module_utils.modules import aws_argument_spec
 from ansible_collections.rlops.fleet.plugins.modules import aws_session_info
 from botocore.stub import ANY
+from docfragments import module_arguments
 
 SESSION = "cartpole-20261122t051500z"
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
@@ -156,18 +157,7 @@ def test_cost_false_reads_no_prices(ec2_stub, run_module):
 
 
 def test_documentation_matches_the_argument_spec(monkeypatch):
-    captured = {}
-
-    class Captured(Exception):
-        pass
-
-    def fake_init(self, **kwargs):
-        captured.update(kwargs)
-        raise Captured()
-
-    monkeypatch.setattr(aws_session_info.AnsibleAWSModule, "__init__", fake_init)
-    with pytest.raises(Captured):
-        aws_session_info.main()
+    captured = module_arguments(aws_session_info, monkeypatch, "AnsibleAWSModule")
     common = set(aws_argument_spec())
     spec = {k: v for k, v in captured["argument_spec"].items() if k not in common}
     documented = yaml.safe_load(aws_session_info.DOCUMENTATION)["options"]

@@ -11,40 +11,16 @@ from ansible_collections.rlops.fleet.plugins.modules import (
     ebs_volume_attachment,
     ec2_spot_request,
 )
-from docfragments import documentation
+from docfragments import documentation, module_arguments, normalised
 
 MODULES = [ec2_spot_request, ebs_volume_attachment]
-KEYS = ("type", "default", "choices", "aliases", "elements", "required")
-
-
-class _Captured(Exception):
-    pass
 
 
 def _argument_spec(module, monkeypatch):
-    """The argument_spec main() builds, without running the module."""
-    captured = {}
-
-    def fake_init(self, **kwargs):
-        captured.update(kwargs)
-        raise _Captured()
-
-    monkeypatch.setattr(module.AnsibleAWSModule, "__init__", fake_init)
-    with pytest.raises(_Captured):
-        module.main()
+    """The argument_spec main() builds, without AnsibleAWSModule's common options."""
+    spec = module_arguments(module, monkeypatch, "AnsibleAWSModule")["argument_spec"]
     common = set(aws_argument_spec())
-    return {k: v for k, v in captured["argument_spec"].items() if k not in common}
-
-
-def _normalised(spec):
-    out = {key: spec.get(key) for key in KEYS}
-    out["type"] = out["type"] or "str"
-    out["required"] = bool(out["required"])
-    if out["type"] == "float" and out["default"] is not None:
-        out["default"] = float(out["default"])
-    out["aliases"] = sorted(out["aliases"] or [])
-    out["default"] = None if out["default"] == {} and out["type"] != "dict" else out["default"]
-    return out
+    return {k: v for k, v in spec.items() if k not in common}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
@@ -53,10 +29,10 @@ def test_documented_options_match_the_argument_spec(module, monkeypatch):
     spec = _argument_spec(module, monkeypatch)
     assert sorted(documented) == sorted(spec)
     for name, option in spec.items():
-        assert _normalised(documented[name]) == _normalised(option), name
+        assert normalised(documented[name]) == normalised(option), name
         assert documented[name]["description"], name
         for sub, sub_spec in (option.get("options") or {}).items():
-            assert _normalised(documented[name]["suboptions"][sub]) == _normalised(sub_spec)
+            assert normalised(documented[name]["suboptions"][sub]) == normalised(sub_spec)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

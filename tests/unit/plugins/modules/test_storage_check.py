@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import BUCKET, CheckError
 from ansible_collections.rlops.fleet.plugins.modules import session_preflight, storage_check
-from docfragments import documentation
+from docfragments import documentation, module_arguments, normalised
 
 try:  # ansible-core >= 2.19
     from ansible.module_utils.testing import patch_module_args
@@ -30,33 +30,10 @@ SECRET = "wJalrXUtnFEMI-K7MDENG-known-secret"
 TOKEN = "FQoGZXIvYXdzEXAMPLE-known-token"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAKNOWNKEY00000000", "AWS_SECRET_ACCESS_KEY": SECRET,
                "AWS_SESSION_TOKEN": TOKEN, "RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:1"}
-KEYS = ("type", "default", "choices", "required", "elements")
-
-
-class _Captured(Exception):
-    pass
 
 
 def _argument_spec(module, monkeypatch):
-    captured = {}
-
-    def fake_init(self, **kwargs):
-        captured.update(kwargs)
-        raise _Captured()
-
-    monkeypatch.setattr(module.StorageModule, "__init__", fake_init)
-    with pytest.raises(_Captured):
-        module.main()
-    return captured["argument_spec"]
-
-
-def _normalised(spec):
-    out = {key: spec.get(key) for key in KEYS}
-    out["type"] = out["type"] or "str"
-    out["required"] = bool(out["required"])
-    if out["type"] == "float" and out["default"] is not None:
-        out["default"] = float(out["default"])
-    return out
+    return module_arguments(module, monkeypatch, "StorageModule")["argument_spec"]
 
 
 @pytest.mark.parametrize("module", [storage_check, session_preflight],
@@ -66,7 +43,7 @@ def test_documented_options_are_the_argument_spec(module, monkeypatch):
     spec = _argument_spec(module, monkeypatch)
     assert sorted(doc["options"]) == sorted(spec)
     for name, option in spec.items():
-        assert _normalised(doc["options"][name]) == _normalised(option), name
+        assert normalised(doc["options"][name]) == normalised(option), name
     assert doc["attributes"]["check_mode"]["support"] == "full"
     returned = yaml.safe_load(module.RETURN)
     assert all({"description", "returned", "type"} <= set(v) for v in returned.values())
