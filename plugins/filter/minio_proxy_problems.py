@@ -87,7 +87,12 @@ _value:
 
 import re  # noqa: E402
 
-from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import as_bool, as_int  # noqa: E402
+from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import (  # noqa: E402
+    as_bool,
+    as_int,
+    failed,
+    setting_text,
+)
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -95,9 +100,7 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 def minio_proxy_problems(settings, password, host, src_kind, service_mgr="systemd", local_src=None,
                          binary=None, bucket_pattern=".*", own_env=()):
     """Every problem of `settings` (minio_proxy_* name -> value) and the host, or []."""
-    def text(name):
-        value = settings.get("minio_proxy_" + name)
-        return "" if value is None else str(value)
+    text = setting_text(settings, "minio_proxy_")
 
     user, src, sha256 = text("root_user"), text("server_src"), text("server_sha256")
     kind = src_kind
@@ -147,7 +150,7 @@ def minio_proxy_problems(settings, password, host, src_kind, service_mgr="system
          "minio_proxy_server_src is empty and %s is not on %s: give a pinned release URL with"
          " minio_proxy_server_sha256, or a file on the controller" % (text("binary_path"), host)),
     ]
-    return [message for ok, message in checks if not ok]
+    return failed(checks)
 
 
 class FilterModule(object):

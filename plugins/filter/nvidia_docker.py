@@ -61,14 +61,17 @@ _value:
 import json  # noqa: E402
 import re  # noqa: E402
 
+from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import (  # noqa: E402
+    failed,
+    setting_text,
+)
+
 _VERSION = re.compile(r"^$|[0-9][0-9A-Za-z.~+-]*$")
 
 
 def nvidia_docker_problems(settings, distribution, distro_docker_packages=()):
     """Every problem of `settings` (nvidia_docker_* name -> value), or []."""
-    def text(name):
-        value = settings.get("nvidia_docker_" + name)
-        return "" if value is None else str(value)
+    text = setting_text(settings, "nvidia_docker_")
 
     checks = [
         (text("engine") != "docker" or text("docker_source") != "distro"
@@ -84,7 +87,7 @@ def nvidia_docker_problems(settings, distribution, distro_docker_packages=()):
         (text("cdi_spec").startswith("/"),
          "nvidia_docker_cdi_spec (%s) must be an absolute path" % text("cdi_spec")),
     ]
-    return [message for ok, message in checks if not ok]
+    return failed(checks)
 
 
 def nvidia_docker_verify_problems(runtimes, smi, gpu_count, host, daemon_json):

@@ -5,7 +5,9 @@ import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import (
     as_bool,
     as_int,
+    failed,
     is_list,
+    setting_text,
 )
 
 
@@ -33,3 +35,12 @@ def test_as_bool_false(value):
 ])
 def test_is_list_not_a_string(value, expected):
     assert is_list(value) is expected
+
+
+def test_setting_text_reads_a_roles_setting_by_its_short_name():
+    text = setting_text({"role_port": 9000, "role_src": None, "other_src": "x"}, "role_")
+    assert (text("port"), text("src"), text("missing")) == ("9000", "", "")
+
+
+def test_failed_keeps_the_messages_of_the_failed_checks_in_order():
+    assert failed([(True, "a"), (False, "b"), (0, "c"), ("x", "d")]) == ["b", "c"]
