@@ -28,6 +28,7 @@ from .host_sessions import (
 )
 from .jsonio import read_json
 from .session import SessionLayout, validate_session_id
+from .session_contract import NEW
 from .status import ACTIVE_STATES, read_status
 from .waiting import wait_for
 
@@ -115,6 +116,14 @@ def settled(want: str, status: dict[str, Any] | None, before_pid: int | None,
     if state in until:
         return True
     return False if state not in ACTIVE_STATES else None
+
+
+def stop_status(session_id: str, status: dict[str, Any] | None) -> dict[str, Any]:
+    """Where a stop leaves the session: its status entry, or for a session that has never
+    run on this host (no status.json) one with the contract's state `new`."""
+    if status is not None:
+        return status
+    return {"session_id": session_id, "state": NEW, "supervisor_alive": False}
 
 
 def unit_files(data_root: str, session_id: str, user: str, group: str, cli: str,
@@ -336,7 +345,8 @@ def control(session: Session, want: str, *, restart: bool = False, enable: bool 
     answer.update(changed=bool(done), actions=done, ok=True, msg="")
     moved = bool({"start", "restart", "stop"} & set(done))
     if check or not moved:
-        answer["status"] = before
+        answer["status"] = stop_status(session.layout.session_id, before) \
+            if want == "stopped" else before
         return answer
     ok, status = _wait(session, want, (before or {}).get("supervisor_pid"),
                        steps.starts, timeout if want == "started" else stop_wait)

@@ -243,6 +243,9 @@ ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
 TERMINAL_STATES = frozenset({"stopped", "completed", "failed", "interrupted", "timeout"})
 # Never written: readers report it when the supervisor of an active session is gone.
 LOST = "lost"
+# Never written: a stop reports it for a session that has its config here and has never run
+# on this host (no status.json), so that nobody reads "stopped" for a session never started.
+NEW = "new"
 RESUMABLE_STATES = frozenset({"stopped", "interrupted", "timeout", LOST})
 # A supervisor run moves forward only; a new run (resume) starts again from "starting".
 TRANSITIONS = {

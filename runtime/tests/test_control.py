@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from conftest import fake_job_session
-from rlops_runtime.control import Session, control, plan, settled, stop_timeout, unit_files
+from rlops_runtime.control import (
+    Session,
+    control,
+    plan,
+    settled,
+    stop_status,
+    stop_timeout,
+    unit_files,
+)
 from rlops_runtime.daemon import pid_alive
 from rlops_runtime.session import SessionLayout
 from rlops_runtime.status import Status, write_status
@@ -95,6 +103,13 @@ def test_unit_files_name_the_user_venv_and_data_root():
     assert (f"ExecStart=/data/venvs/abc/bin/rlops-run run --session-dir /data/sessions/{SESSION}\n"
             in dropin)
     assert "TimeoutStopSec=95\n" in dropin
+
+
+def test_a_stop_always_says_where_the_session_is():
+    stopped = {"session_id": SESSION, "state": "stopped"}
+    assert stop_status(SESSION, stopped) is stopped
+    assert stop_status(SESSION, None) == {"session_id": SESSION, "state": "new",
+                                          "supervisor_alive": False}
 
 
 def test_stop_timeout_takes_the_sessions_settings():

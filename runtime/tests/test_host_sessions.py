@@ -193,6 +193,15 @@ def test_stop_by_data_root_and_session_through_the_backend(tmp_path):
             os.kill(pid, 9)
 
 
+def test_stop_of_a_session_that_never_ran_says_so(tmp_path):
+    make_session(tmp_path)  # its config, no status.json: prepared, never started here
+    for check in ([], ["--check"]):
+        code, answer, _err = layer(tmp_path, "stop", "--session", SESSION, "--manager", "auto",
+                                   *check)
+        assert (code, answer["ok"], answer["changed"], answer["before"]) == (0, True, False, None)
+        assert answer["manager"] == "process" and answer["status"]["state"] == "new", answer
+
+
 def test_stop_of_a_session_on_an_unknown_backend_changes_nothing(tmp_path):
     make_session(tmp_path, backend="ray")
     code, answer, _err = layer(tmp_path, "stop", "--session", SESSION, "--manager", "auto")
