@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 
 def free_port() -> int:
@@ -53,6 +56,28 @@ def serve_moto(new_session: bool = False, server: Sequence[str] = ("-m", "moto.s
         yield f"http://127.0.0.1:{port}", proc
     finally:
         stop_process(proc)
+
+
+def moto_users(iam: Any, users: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+    """IAM users of a moto server (`iam`, its client), each allowed its actions on every
+    resource, made while moto still accepts anything: {user: (access key, secret)}."""
+    keys = {}
+    for user, actions in users.items():
+        iam.create_user(UserName=user)
+        policy = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+    return keys
+
+
+def moto_require_auth(endpoint: str) -> None:
+    """Switch a moto server's authentication on (/moto-api/reset-auth): from now on each
+    request needs the keys of a user and that user's permission."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
+                                     method="POST", headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 @contextmanager

@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
-from servers import free_port, moto_server
+from servers import free_port, moto_require_auth, moto_server, moto_users
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -36,18 +35,8 @@ def moto():
     """(endpoint, {user: (key, secret)}): IAM users made while moto accepts anything, then
     authentication switched on (/moto-api/reset-auth)."""
     with moto_server() as endpoint:
-        iam = _boto("iam", endpoint)
-        keys = {}
-        for user, actions in USERS.items():
-            iam.create_user(UserName=user)
-            policy = {"Version": "2012-10-17",
-                      "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-            iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
-        request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
-                                         method="POST", headers={"Content-Type": "text/plain"})
-        urllib.request.urlopen(request, timeout=10).close()
+        keys = moto_users(_boto("iam", endpoint), USERS)
+        moto_require_auth(endpoint)
         yield endpoint, keys
 
 

@@ -14,13 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils import s3_probe as sp
-from servers import free_port, moto_server
+from servers import free_port, moto_require_auth, moto_server, moto_users
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -50,14 +49,7 @@ def moto():
     with moto_server() as endpoint:
         _boto("s3", endpoint).create_bucket(Bucket=BUCKET)
         iam = _boto("iam", endpoint)
-        keys = {}
-        for user, actions in USERS.items():
-            iam.create_user(UserName=user)
-            policy = {"Version": "2012-10-17",
-                      "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-            iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+        keys = moto_users(iam, USERS)
         # A role to take temporary credentials (with a session token) from.
         trust = {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
@@ -65,9 +57,7 @@ def moto():
         iam.put_role_policy(RoleName="trainer", PolicyName="s3", PolicyDocument=json.dumps(
             {"Version": "2012-10-17",
              "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
-                                         method="POST", headers={"Content-Type": "text/plain"})
-        urllib.request.urlopen(request, timeout=10).close()
+        moto_require_auth(endpoint)
         yield endpoint, keys
 
 
