@@ -108,6 +108,16 @@ def newest(layout: SessionLayout) -> int | None:
     return steps[-1] if steps else None
 
 
+def interrupted_by_the_stop_notice(run: SupervisorThread, layout: SessionLayout) -> Status:
+    """How a supervisor ends after IMDS's spot stop notice (fake_imds, 08:00): exit 0, state
+    interrupted, the notice as its reason; its status."""
+    assert run.code == 0
+    status = read_status(layout.status)
+    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
+    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    return status
+
+
 # pure helpers -----------------------------------------------------------------------------
 
 
@@ -303,16 +313,13 @@ def test_imds_notices_from_run_json(tmp_path: Path, fake_imds: FakeImds,
     finally:
         if run.is_alive():
             run.stop()
-    assert run.code == 0
-    status = read_status(layout.status)
-    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
-    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    status = interrupted_by_the_stop_notice(run, layout)
     first_again, second = requested_steps(layout)
     assert first_again == first < second
     assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= second
     assert status.last_synced_step == newest(layout)
     stored = stored_status(tmp_path)
-    assert (stored["state"], stored["notice"]) == ("interrupted", reason)
+    assert (stored["state"], stored["notice"]) == ("interrupted", status.notice)
     assert fake_imds.count("PUT", "/latest/api/token") == 1
 
 
@@ -401,10 +408,7 @@ def test_a_metadata_service_slow_at_start_still_delivers_the_notice(
     finally:
         if run.is_alive():
             run.stop()
-    assert run.code == 0
-    status = read_status(layout.status)
-    reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
-    assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
+    status = interrupted_by_the_stop_notice(run, layout)
     [requested] = requested_steps(layout)
     assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= requested > 0
     assert status.last_synced_step == newest(layout) and status.unsynced_steps == []
