@@ -10,11 +10,16 @@ without a device. Anything that may hold data is refused, never formatted.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from dataclasses import dataclass, field
 
 EBS_NVME_LINK = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{serial}"
 AZURE_LUN_LINKS = ("/dev/disk/azure/scsi1/lun{lun}", "/dev/disk/azure/data/by-lun/{lun}")
 FS_USAGES = ("", "filesystem")
+# mkfs asks before writing on a whole disk: the flag that says yes (the device was just
+# probed blank; community.general.filesystem passes the same ones).
+MKFS_FORCE_FLAGS = {"ext4": ["-F"], "xfs": ["-f"]}
 
 
 @dataclass
@@ -124,6 +129,13 @@ def plan(disk: Disk, fstype: str, mount_point: str, mount_point_device: str = ""
     return Plan("format", f"{where} is blank")
 
 
+def mkfs_argv(mkfs: str, fstype: str, label: str, options: str, device: str) -> list[str]:
+    """The command that makes the file system on a device planned for `format`: the force
+    flag, the label (one argument, whatever it holds), then the user's options."""
+    labelled = ["-L", label] if label else []
+    return [mkfs, *MKFS_FORCE_FLAGS.get(fstype, []), *labelled, *shlex.split(options), device]
+
+
 def choose_instance_store(
     disks: list[Disk], models: list[str], fstype: str, label: str, mount_point: str
 ) -> tuple[Disk | None, str]:
@@ -168,12 +180,13 @@ def _natural(path: str) -> tuple:
 
 
 def parse_blkid_export(text: str) -> dict[str, str]:
-    """`blkid -p -o export` output -> {TYPE: ext4, UUID: ..., ...}."""
+    """`blkid -p -o export` output -> {TYPE: ext4, UUID: ..., ...}. blkid escapes what a shell
+    would read otherwise (`LABEL=rlops\\ data`): the values come back as they are."""
     values = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep:
-            values[key.strip()] = value.strip()
+            values[key.strip()] = re.sub(r"\\(.)", r"\1", value.strip())
     return values
 
 

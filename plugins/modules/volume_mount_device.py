@@ -1,29 +1,41 @@
 #!/usr/bin/python
 # Copyright: rlops.fleet developers
 # Apache License 2.0 (see LICENSE)
-"""Internal module of the volume_mount role: find the data volume, decide what may be done."""
+"""Internal module of the volume_mount role: find the data volume, give it a file system only
+when blank."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: volume_mount_device
-short_description: Find the data volume's block device and decide whether it may be formatted
+short_description: Find the data volume's block device; make its file system only when it is blank
 version_added: 0.1.0
-extends_documentation_fragment:
-  - rlops.fleet.attributes.info_module
 description:
-  - Internal module of the rlops.fleet.volume_mount role. Reads only; changes nothing.
+  - Internal module of the rlops.fleet.volume_mount role.
   - Finds the device named by a path, an EBS volume id (Nitro NVMe by-id link or NVMe
     serial, then the Xen C(/dev/sdX) name and its C(/dev/xvdX) rename), an Azure data-disk
     LUN, or the first unused local NVMe instance-store disk, waiting up to O(timeout)
     seconds for it to appear.
   - Probes it (C(blkid -p), partitions, holders, mounts, the first and last MiB) and returns
-    C(action) C(mount) (it holds a file system of O(fstype)), C(format) (it is blank) or
-    C(refuse) with the reason (it holds anything else). A device that holds data is never
-    reported as C(format).
+    C(action) C(mount) (it holds a file system of O(fstype)) or C(format) (it is blank).
+    A device that holds anything else fails with the reason; a device that holds data is
+    never formatted.
+  - A blank device is probed once more, then given the file system (C(mkfs.<fstype>) with
+    the label O(label) and O(mkfs_options)); a signature that appeared in between still
+    stops it.
 author:
   - rlops.fleet developers (!UNKNOWN)
+attributes:
+  check_mode:
+    description: Finds and probes the device (reads only) and reports the format it would do.
+    support: full
+  diff_mode:
+    description: Nothing to show a difference of; RV(formatted) says what changed.
+    support: none
+  idempotent:
+    description: A device formatted by a first run holds its file system; a second run mounts it.
+    support: full
 options:
   source:
     description: How the device is named.
@@ -59,8 +71,13 @@ options:
     required: true
   label:
     description:
-      - File system label. With O(source=instance_store) a disk carrying this label and
-        O(fstype) is chosen before any blank disk, so that a second run finds the same disk.
+      - Label given to a new file system; empty for none. With O(source=instance_store) a
+        disk carrying this label and O(fstype) is chosen before any blank disk, so that a
+        second run finds the same disk.
+    type: str
+    default: ""
+  mkfs_options:
+    description: More options for C(mkfs.<fstype>), split as a shell would.
     type: str
     default: ""
   mount_point:
@@ -103,19 +120,23 @@ link:
   returned: always
   sample: /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0
 action:
-  description: C(mount), C(format) or C(refuse).
+  description: C(mount) or C(format).
   type: str
+  returned: always
+formatted:
+  description: Whether the file system was made (or would be, in check mode).
+  type: bool
   returned: always
 reason:
   description: Why, in one sentence.
   type: str
   returned: always
 fstype:
-  description: File system type found on the device, empty when none.
+  description: File system type on the device, empty when none (a blank one in check mode).
   type: str
   returned: always
 uuid:
-  description: File system UUID, empty when none.
+  description: File system UUID (the new one after a format), empty when none.
   type: str
   returned: always
 label:
@@ -131,6 +152,17 @@ waited:
   description: Seconds spent waiting for the device.
   type: float
   returned: always
+volume:
+  description: What the role reports as C(volume_mount_result).
+  type: dict
+  returned: always
+  sample:
+    device: /dev/nvme1n1
+    link: /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0
+    uuid: 0b6c5f0e-3c1a-4d2e-9f4b-2a7d8c1e5b60
+    fstype: ext4
+    path: /mnt/rlops
+    formatted: false
 """
 
 import glob
@@ -139,9 +171,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils.block_device import (
     Disk,
+    Plan,
     candidate_links,
     choose_instance_store,
     disk_from_blkid,
+    mkfs_argv,
     mountinfo_by_device,
     plan,
 )
@@ -239,6 +273,25 @@ class Reader:
                 return self.disk(link, link), "found as " + link
         return None, f"none of {', '.join(links)} exists"
 
+    def decide(self, disk: Disk, params: dict, prefix: str = "") -> Plan:
+        """The plan for the disk; a refusal fails the module with its reason."""
+        mount_point = params["mount_point"]
+        decision = plan(disk, params["fstype"], mount_point, self.mount_point_device(mount_point))
+        if decision.action == "refuse":
+            self.module.fail_json(msg="volume_mount: " + prefix + decision.reason, device=disk.path)
+        return decision
+
+    def make_file_system(self, disk: Disk, params: dict) -> Disk:
+        """mkfs on a disk planned for format, probed once more first (a signature that
+        appeared since stops it), then read again for the new file system's UUID."""
+        self.decide(self.disk(disk.path, disk.link), params)
+        fstype = params["fstype"]
+        mkfs = self.module.get_bin_path("mkfs." + fstype, required=True)
+        self.module.run_command(
+            mkfs_argv(mkfs, fstype, params["label"], params["mkfs_options"], disk.path),
+            check_rc=True)
+        return self.disk(disk.path, disk.link)
+
 
 def main():
     module = AnsibleModule(
@@ -253,6 +306,7 @@ def main():
             instance_store_models=dict(type="list", elements="str", default=[]),
             fstype=dict(type="str", required=True),
             label=dict(type="str", default=""),
+            mkfs_options=dict(type="str", default=""),
             mount_point=dict(type="path", required=True),
             timeout=dict(type="int", default=300),
             delay=dict(type="float", default=2),
@@ -273,22 +327,26 @@ def main():
             f"{round(exc.elapsed)} s: {exc.last[1]}",
             waited=exc.elapsed,
         )
-    decision = plan(disk, params["fstype"], params["mount_point"],
-                    reader.mount_point_device(params["mount_point"]))
-    reason = decision.reason
-    if params["source"] == "instance_store":
-        reason = f"{why}; {reason}"
+    # instance_store says which disk it chose, and why, before what it decided.
+    prefix = f"{why}; " if params["source"] == "instance_store" else ""
+    decision = reader.decide(disk, params, prefix)
+    formatted = decision.action == "format"
+    if formatted and not module.check_mode:
+        disk = reader.make_file_system(disk, params)
     module.exit_json(
-        changed=False,
+        changed=formatted,
         device=disk.path,
         link=disk.link,
         action=decision.action,
-        reason=reason,
+        formatted=formatted,
+        reason=prefix + decision.reason,
         fstype=disk.fstype,
         uuid=disk.uuid,
         label=disk.label,
         mounted_at=disk.mounted_at,
         waited=waited,
+        volume=dict(device=disk.path, link=disk.link, uuid=disk.uuid, fstype=params["fstype"],
+                    path=params["mount_point"], formatted=formatted),
     )
 
 

@@ -192,6 +192,7 @@ def test_parse_blkid_export():
         "TYPE": "ext4",
         "USAGE": "filesystem",
     }
+    assert vmd.parse_blkid_export("LABEL=rlops\\ data\\\\x\n") == {"LABEL": "rlops data\\x"}
 
 
 def test_disk_from_blkid_takes_the_signature_and_a_partition_table():
@@ -211,3 +212,9 @@ def test_mountinfo_by_device_unescapes_spaces():
         "7:3": ["/mnt/rlops", "/mnt/with space"],
         "0:31": ["/"],
     }
+
+
+def test_mkfs_argv_forces_on_the_blank_disk_keeps_the_label_whole_and_splits_the_options():
+    assert vmd.mkfs_argv("/sbin/mkfs.ext4", "ext4", "rlops data", "-m 0 -E 'a=b c'", "/dev/x") == [
+        "/sbin/mkfs.ext4", "-F", "-L", "rlops data", "-m", "0", "-E", "a=b c", "/dev/x"]
+    assert vmd.mkfs_argv("mkfs.xfs", "xfs", "", "", "/dev/y") == ["mkfs.xfs", "-f", "/dev/y"]
