@@ -45,18 +45,18 @@ def test_session_playbooks_go_through_the_layer(name: str) -> None:
 
 
 def test_the_cli_path_has_one_owner() -> None:
-    """__rlops_cli names the CLI on the host; every runtime call of the layer starts with it
-    (retrieve_storage runs the collection's runtime on the controller)."""
+    """__rlops_cli names the CLI on the host; every call of the layer is one
+    rlops.fleet.session_call with it (fetch runs the collection's runtime on the controller),
+    and no entry point runs a command of its own."""
     session_vars = yaml.safe_load((REPO / "roles" / "session" / "vars" / "main.yml").read_text())
     assert session_vars["__rlops_cli"] == "{{ rlops_data_root }}/bin/rlops-run"
     calls = {}
     for path in LAYER:
         for task in yaml.safe_load(path.read_text()):
-            if "ansible.builtin.command" in task:
-                argv = task["ansible.builtin.command"]["argv"]
-                calls[f"{path.stem}: {task['name']}"] = (
-                    argv[0] if isinstance(argv, list) else argv.split(",")[0].strip("{[ "))
-    assert calls and set(calls.values()) == {"{{ __rlops_cli }}", "__rlops_cli",
-                                             "ansible_playbook_python"}, calls
-    assert [c for c in calls if c.startswith("retrieve_storage")] == [
-        c for c, first in calls.items() if first == "ansible_playbook_python"]
+            assert not {"ansible.builtin.command", "ansible.builtin.shell"} & set(task), task
+            if "rlops.fleet.session_call" in task:
+                call = task["rlops.fleet.session_call"]
+                calls[f"{path.stem}: {call['verb']}"] = call.get("cli")
+    assert calls == {"locate: locate": "{{ __rlops_cli }}", "status: status": "{{ __rlops_cli }}",
+                     "stop: stop": "{{ __rlops_cli }}", "retrieve: pack": "{{ __rlops_cli }}",
+                     "evaluate: evaluate": "{{ __rlops_cli }}", "retrieve_storage: fetch": None}

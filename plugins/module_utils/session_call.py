@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+"""What rlops.fleet.session_call decides about one call of the session layer
+(`rlops-run session <verb>` on a training host): the argv, whether the call failed and with
+which one message, and whether it changed anything; and for its action plugin on the
+controller, the facts and the report it gives back, which files of a pack it may unpack and
+how `rlops-run fetch` (from storage, on the controller) is called. Pure functions; the module
+and the action plugin run them. tests/unit/plugins/module_utils/test_session_call.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+# The verbs of the session layer and whether each takes --check (locate only reads).
+VERBS = {"locate": False, "status": True, "stop": True, "pack": True, "evaluate": True}
+# Verbs whose host may have no runtime at all: such a host has no sessions (nothing to do).
+NO_RUNTIME_OK = ("locate", "status")
+# The verb the action plugin runs on the controller, with the collection's runtime.
+CONTROLLER_VERBS = ("fetch",)
+ERROR_PREFIX = "rlops-run: error: "
+
+
+def build_argv(cli, verb, data_root, session=None, args=(), check=False):
+    """`<cli> session <verb> --data-root R [--session S] <args> [--check]`; stop answers
+    in JSON (--json)."""
+    argv = [cli, "session", verb, "--data-root", data_root]
+    argv += ["--session", session] if session else []
+    argv += list(args) + (["--json"] if verb == "stop" and "--json" not in args else [])
+    return argv + (["--check"] if check and VERBS.get(verb) else [])
+
+
+def stdin_text(data):
+    """The call's stdin: a mapping or list as JSON, text as it is, nothing as None."""
+    if data is None or data == "":
+        return None
+    return data if isinstance(data, str) else json.dumps(data)
+
+
+def parse_answer(stdout):
+    """The runtime's JSON answer (its last line that is a JSON object), or None."""
+    for line in reversed((stdout or "").strip().splitlines()):
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(answer, dict):
+            return answer
+    try:
+        answer = json.loads(stdout or "")
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def failure(verb, cli, rc, stdout, stderr, answer, host=""):
+    """None when the call answered, else the one message to fail with: the runtime's last
+    error line; that the runtime predates the session layer when it does not know the verb;
+    for stop, the runtime's own message and the end of the job's log (a list)."""
+    where = host + ": " if host else ""
+    if verb == "stop" and answer is not None and "ok" in answer:
+        if answer["ok"]:
+            return None
+        return ["%s (%s)" % (answer.get("msg", "the session did not stop"), host),
+                "last lines of the job log:"] + list(answer.get("log_tail") or [])
+    if rc == 0 and answer is not None and verb != "stop":
+        return None
+    if "invalid choice" in (stderr or ""):
+        return ("%sthe runtime at %s predates the session layer (it has no `rlops-run session %s`):"
+                " train_new or resume a session on this host to install the runtime of this"
+                " collection, which reaches every session there, older ones included"
+                % (where, cli, verb))
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    said = lines[-1] if lines else ("rlops-run exited %s" % rc if rc != 0
+                                    else "rlops-run gave no JSON answer")
+    return said[len(ERROR_PREFIX):] if said.startswith(ERROR_PREFIX) else said
+
+
+def no_runtime(verb, exists, rc=None, stdout="", stderr=""):
+    """Whether the host has no runtime to ask, which is nothing to do for locate and status:
+    the CLI is not there, or it ran and said nothing at all."""
+    if verb not in NO_RUNTIME_OK:
+        return False
+    return not exists or (rc not in (None, 0) and not (stdout or "") + (stderr or ""))
+
+
+def changed(verb, answer):
+    """What the answer says it changed (stop: True unless it says); locate only reads; an
+    evaluation always writes eval/ (in check mode: would)."""
+    if verb == "locate" or answer is None:
+        return False
+    if verb == "evaluate":
+        return True
+    return bool(answer.get("changed", True))
+
+
+def facts(verb, answer, host, check=False):
+    """The session layer's facts from an answer: where the session is (locate), this host's
+    records and publishes, each with its host (status), the evaluation's result (evaluate)."""
+    answer = answer or {}
+    if verb == "locate":
+        return {"rlops_session_here": bool(answer.get("here", False)),
+                # The user the session's job runs as: the runtime writes into it as that user.
+                "rlops_session_owner": answer.get("owner") or "",
+                "rlops_session_manager": answer.get("manager") or "",
+                "rlops_known_sessions": list(answer.get("known") or []),
+                "rlops_session_in_storage": bool(answer.get("in_storage", False))}
+    if verb == "status":
+        return {name: [dict(item, host=host) for item in answer.get(key) or []]
+                for name, key in (("rlops_status", "records"), ("rlops_publish", "publishes"))}
+    if verb == "evaluate" and not check:
+        return {"rlops_eval": answer.get("result")}
+    return {}
+
+
+def report(verb, answer, session, host, dest="", check=False, storage_uri=""):
+    """What the user is told once the call answered (a list of lines), or None."""
+    answer = answer or {}
+    evaluate_next = "next: ansible-playbook playbooks/evaluate.yml -e rlops_session=%s" % session
+    if verb == "stop":
+        would = [a for a in answer.get("actions") or [] if a in ("publish", "stop")]
+        if check:
+            return ["would %s session %s on %s (now %s)" % (
+                " and ".join(would), session, host,
+                (answer.get("before") or {}).get("state", "never started"))] if would else None
+        return ["session %s on %s: %s; resume with: ansible-playbook playbooks/resume.yml"
+                " -e rlops_session=%s" % (session, host,
+                                          (answer.get("status") or {}).get("state", "stopped"),
+                                          session)]
+    if verb == "pack":
+        return ["session %s from %s -> %s (%d new or changed files%s)" % (
+            session, host, dest, len(answer.get("files") or []),
+            " would be copied" if check else ""),
+            "learning curve: %s/report/learning_curve.png" % dest, evaluate_next]
+    if verb == "evaluate":
+        step = answer.get("checkpoint")
+        if check:
+            return ["would run %s episodes of session %s's newest complete checkpoint (%s) on %s%s,"
+                    " into %s/eval" % (answer.get("episodes"), session,
+                                       "none yet" if step is None else "step %s" % step, host,
+                                       ", recording one" if answer.get("video") else "", dest)]
+        result = answer.get("result") or {}
+        return ["session %s: mean return %.1f \u00b1 %.1f over %s episodes (checkpoint step %s)"
+                % (session, result.get("mean_return", 0.0), result.get("std_return", 0.0),
+                   result.get("episodes"), result.get("step", step)),
+                "results: %s/eval" % dest]
+    if verb == "fetch":
+        skipped = answer.get("skipped_checkpoints") or []
+        step = answer.get("checkpoint")
+        return ["session %s from storage %s -> %s (%d new or changed files%s; newest complete"
+                " checkpoint %s%s)" % (
+                    session, storage_uri, answer.get("dest", dest),
+                    len(answer.get("fetched") or []),
+                    ", not copied in check mode" if check else "",
+                    "none" if step is None else step,
+                    " (skipped, incomplete in storage: %s)" % ", ".join(str(s) for s in skipped)
+                    if skipped else ""),
+                evaluate_next + " (needs a running instance)"]
+    return None
+
+
+def fetch_argv(python, storage_uri, session, dest, check=False):
+    """`rlops-run fetch` with the collection's runtime on the controller: the storage client's
+    environment, credentials included, goes on stdin."""
+    return [python, "-m", "rlops_runtime.cli", "fetch", "--storage-uri", storage_uri,
+            "--session", session, "--dest", dest, "--storage-env-stdin"] + (
+        ["--check"] if check else [])
+
+
+def fetch_env(credentials, region):
+    """The storage client's environment: the credentials, with the AWS settings' region
+    unless they name one."""
+    env = dict(credentials or {})
+    if region and not {"AWS_DEFAULT_REGION", "AWS_REGION"} & set(env):
+        env["AWS_DEFAULT_REGION"] = region
+    return env
+
+
+def fetch_failure(session, storage_uri, rc, stderr):
+    """The one message of a fetch from storage that failed."""
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    said = lines[-1] if lines else "rlops-run fetch failed (rc %s)" % rc
+    said = said[len(ERROR_PREFIX):] if said.startswith(ERROR_PREFIX) else said
+    return "session %s from storage %s: %s" % (session, storage_uri, said)
+
+
+def unsafe_members(names):
+    """The names in a pack that would land outside the results folder (absolute, or with
+    `..`): a pack that has any is refused whole."""
+    return [name for name in names
+            if name.startswith("/") or ".." in name.replace("\\", "/").split("/")]

@@ -1,0 +1,239 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: session_call
+short_description: Ask a training host's runtime about one session (the session layer's one call)
+version_added: 0.1.0
+description:
+  - Runs C(<cli> session <verb> --data-root <data_root> [--session <session>] <args>) on the
+    training host, the runtime's CLI C(rlops-run), which answers in JSON, and returns that
+    answer as RV(answer).
+  - Fails with one message - the runtime's last error line; that the runtime predates the
+    session layer when it does not know O(verb) (a C(train_new) or C(resume) on the host
+    installs the current one); for C(stop), the runtime's message and the last lines of
+    the job's log.
+  - A host without the runtime (no O(cli), or a CLI that exits without a word) has no
+    sessions - for C(locate) and C(status) that is nothing to do, RV(answer) is empty.
+  - C(changed) is the answer's C(changed) (C(stop) without one - true); C(locate) only
+    reads; C(evaluate) always runs episodes.
+  - Its action plugin runs on the controller around that call. It sets the session layer's
+    facts (C(locate) - C(rlops_session_here), C(rlops_session_owner), C(rlops_session_manager),
+    C(rlops_known_sessions), C(rlops_session_in_storage); C(status) - C(rlops_status),
+    C(rlops_publish), each item with its C(host); C(evaluate) - C(rlops_eval)) and shows what
+    was done (C(stop), C(pack), C(evaluate), C(fetch); in check mode what would be).
+  - With O(dest), C(pack) brings the session home - the controller's checksums of O(dest) on
+    stdin, so the pack holds only the files the controller lacks or has with other content;
+    the pack is fetched, unpacked into O(dest) and removed on both sides - and C(evaluate)
+    brings the evaluation's files into O(dest)/eval.
+  - C(fetch) runs on the controller only - the collection's runtime (C(rlops-run fetch)) with
+    the controller's Python brings the session from O(storage_uri) into O(dest), its newest
+    complete checkpoint verified against its manifest with the same fallback as a resume.
+author:
+  - rlops.fleet developers (!UNKNOWN)
+extends_documentation_fragment:
+  - rlops.fleet.attributes
+attributes:
+  action:
+    description: The action plugin runs on the controller around the module (see the description).
+    support: full
+  check_mode:
+    details:
+      - Runs the call with C(--check) for the verbs that take it (all but C(locate), which
+        only reads) - the runtime then says what it would do and changes nothing; nothing is
+        fetched, unpacked or removed.
+  diff_mode:
+    support: none
+    details:
+      - The answer says what changed.
+  idempotent:
+    support: partial
+    details:
+      - C(evaluate) runs the episodes again on every call.
+options:
+  cli:
+    description:
+      - The runtime's CLI on the host (the session role's C(__rlops_cli)); required but for
+        C(fetch).
+    type: path
+  verb:
+    description: The session layer's verb (C(fetch) - on the controller, from storage).
+    type: str
+    required: true
+    choices: [locate, status, stop, pack, evaluate, fetch]
+  data_root:
+    description: The host's data root (C(rlops_data_root)); required but for C(fetch).
+    type: path
+  session:
+    description: The session id. C(status) without it answers for every session of the host.
+    type: str
+  args:
+    description: More arguments of the verb, e.g. C([--manager, auto]) for C(stop).
+    type: list
+    elements: str
+    default: []
+  stdin:
+    description:
+      - What the call reads on stdin - a mapping (sent as JSON) or text. It may hold
+        credentials (C(locate --storage-env-stdin)) and is never logged.
+    type: raw
+  host:
+    description: The host's name in the messages; the action plugin gives C(inventory_hostname).
+    type: str
+    default: ""
+  dest:
+    description:
+      - A folder on the controller - C(pack) and C(fetch) bring the session into it,
+        C(evaluate) its evaluation into its C(eval/). Without it, only the answer.
+    type: path
+  storage_uri:
+    description:
+      - C(fetch) - the session's storage (C(rlops_storage_uri)); O(stdin) is the storage
+        client's environment.
+    type: str
+  region:
+    description: C(fetch) - the region for the storage client unless O(stdin) names one.
+    type: str
+seealso:
+  - module: rlops.fleet.trainer_host_info
+"""
+
+EXAMPLES = r"""
+- name: Look for the session on this host
+  rlops.fleet.session_call:
+    cli: "{{ rlops_data_root }}/bin/rlops-run"
+    verb: locate
+    data_root: "{{ rlops_data_root }}"
+    session: "{{ rlops_session }}"
+    args: [--storage-uri, "{{ rlops_storage_uri }}", --storage-env-stdin]
+    stdin: "{{ rlops_storage_credentials }}"
+
+- name: Stop it, as root under systemd
+  rlops.fleet.session_call:
+    cli: "{{ rlops_data_root }}/bin/rlops-run"
+    verb: stop
+    data_root: "{{ rlops_data_root }}"
+    session: "{{ rlops_session }}"
+    args: [--manager, auto]
+  become: true
+  when: rlops_session_here
+
+- name: Bring the session's new and changed files into results/<session>
+  rlops.fleet.session_call:
+    cli: "{{ rlops_data_root }}/bin/rlops-run"
+    verb: pack
+    data_root: "{{ rlops_data_root }}"
+    session: "{{ rlops_session }}"
+    dest: "{{ playbook_dir }}/results/{{ rlops_session }}"
+
+- name: Bring a session home from S3 storage (on the controller)
+  rlops.fleet.session_call:
+    verb: fetch
+    session: "{{ rlops_session }}"
+    storage_uri: s3://bucket/sessions
+    stdin: "{{ rlops_storage_credentials }}"
+    region: us-east-1
+    dest: "{{ playbook_dir }}/results/{{ rlops_session }}"
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+answer:
+  description: The runtime's JSON answer; empty when the host has no runtime.
+  returned: always
+  type: dict
+  sample: {"session_id": "cartpole-20261122T051500Z", "here": true, "owner": "rl", "changed": false}
+runtime:
+  description: Whether the host has the runtime and it answered.
+  returned: always
+  type: bool
+  sample: true
+cmd:
+  description: The call's argv (stdin is not in it).
+  returned: always
+  type: list
+  elements: str
+  sample: ["/srv/rlops/bin/rlops-run", "session", "status", "--data-root", "/srv/rlops"]
+msg:
+  description:
+    - What was done (in check mode - would be), for C(stop), C(pack), C(evaluate), C(fetch).
+  returned: success
+  type: list
+  elements: str
+  sample: ["session cartpole-20261122T051500Z on trainer1: stopped; resume with: ..."]
+ansible_facts:
+  description:
+    - The session layer's facts (see the description), for C(locate), C(status), C(evaluate).
+  returned: success
+  type: dict
+  sample: {"rlops_session_here": true, "rlops_session_owner": "rl"}
+rc:
+  description:
+    - The CLI's exit code when the call failed. Not returned otherwise (Ansible fails a task
+      whose result has a C(rc) other than 0, and a host without the runtime is not a failure).
+  returned: failure
+  type: int
+  sample: 2
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
+    CONTROLLER_VERBS,
+    VERBS,
+    build_argv,
+    changed,
+    failure,
+    no_runtime,
+    parse_answer,
+    stdin_text,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            cli=dict(type="path"),
+            verb=dict(type="str", required=True, choices=list(VERBS) + list(CONTROLLER_VERBS)),
+            data_root=dict(type="path"),
+            session=dict(type="str"),
+            args=dict(type="list", elements="str", default=[]),
+            stdin=dict(type="raw", no_log=True),
+            host=dict(type="str", default=""),
+            dest=dict(type="path"),
+            storage_uri=dict(type="str"),
+            region=dict(type="str"),
+        ),
+        required_if=[("verb", verb, ("cli", "data_root")) for verb in VERBS],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["verb"] in CONTROLLER_VERBS:
+        module.fail_json(msg="session_call verb %s runs on the controller, in the action plugin"
+                         % p["verb"])
+    argv = build_argv(p["cli"], p["verb"], p["data_root"], p["session"], p["args"],
+                      module.check_mode)
+    if no_runtime(p["verb"], os.path.exists(p["cli"])):
+        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
+    data = stdin_text(p["stdin"])
+    rc, stdout, stderr = module.run_command(argv, data=data)
+    if no_runtime(p["verb"], True, rc, stdout, stderr):
+        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
+    answer = parse_answer(stdout)
+    msg = failure(p["verb"], p["cli"], rc, stdout, stderr, answer, p["host"])
+    if msg is not None:
+        module.fail_json(msg=msg, answer=answer or {}, cmd=argv, rc=rc, stderr=stderr)
+    module.exit_json(changed=changed(p["verb"], answer), answer=answer,
+                     runtime=True, cmd=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""rlops.fleet.session_call in-process against a real executable standing in for rlops-run:
+what it is given (argv, stdin) and what the module makes of its answer."""
+
+import json
+import sys
+
+from ansible_collections.rlops.fleet.plugins.modules import session_call
+
+# Records its argv and stdin next to itself, then answers as told by ANSWER/RC/ERR files.
+FAKE_CLI = """#!{python}
+import json, pathlib, sys
+here = pathlib.Path(__file__).parent
+(here / "called.json").write_text(json.dumps({{"argv": sys.argv[1:], "stdin": sys.stdin.read()}}))
+sys.stdout.write((here / "answer").read_text() if (here / "answer").exists() else "")
+sys.stderr.write((here / "err").read_text() if (here / "err").exists() else "")
+sys.exit(int((here / "rc").read_text()) if (here / "rc").exists() else 0)
+"""
+
+
+def fake_cli(tmp_path, answer=None, rc=0, err=""):
+    cli = tmp_path / "rlops-run"
+    cli.write_text(FAKE_CLI.format(python=sys.executable))
+    cli.chmod(0o755)
+    if answer is not None:
+        (tmp_path / "answer").write_text(answer if isinstance(answer, str) else json.dumps(answer))
+    (tmp_path / "rc").write_text(str(rc))
+    (tmp_path / "err").write_text(err)
+    return cli
+
+
+def called(tmp_path):
+    return json.loads((tmp_path / "called.json").read_text())
+
+
+def call(run_module, cli, verb, check_mode=False, **args):
+    return run_module(session_call.main, dict(cli=str(cli), verb=verb, data_root="/d", **args),
+                      check_mode=check_mode, common={})
+
+
+def test_locate_sends_the_credentials_on_stdin_and_returns_the_answer(tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"here": True, "owner": "rl", "changed": False})
+    result, failed = call(run_module, cli, "locate", session="s1",
+                          args=["--storage-env-stdin"], stdin={"AWS_SECRET_ACCESS_KEY": "k"})
+    assert not failed and result["answer"]["owner"] == "rl" and result["changed"] is False
+    assert called(tmp_path) == {"argv": ["session", "locate", "--data-root", "/d", "--session",
+                                         "s1", "--storage-env-stdin"],
+                                "stdin": '{"AWS_SECRET_ACCESS_KEY": "k"}\n'}
+    assert "k" not in json.dumps(result["cmd"])
+
+
+def test_no_runtime_is_nothing_to_do_for_status(tmp_path, run_module):
+    result, failed = call(run_module, tmp_path / "missing", "status")
+    assert not failed and result["answer"] == {} and result["runtime"] is False
+
+
+def test_check_mode_runs_with_check_and_changed_comes_from_the_answer(tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"records": [], "publishes": [], "changed": True})
+    result, failed = call(run_module, cli, "status", check_mode=True)
+    assert not failed and result["changed"] is True
+    assert called(tmp_path)["argv"][-1] == "--check"
+
+
+def test_an_unknown_verb_fails_with_one_message(tmp_path, run_module):
+    cli = fake_cli(tmp_path, rc=2, err="rlops-run session: error: argument action: "
+                                       "invalid choice: 'pack'\n")
+    result, failed = call(run_module, cli, "pack", session="s1", host="gpu1")
+    assert failed and result["msg"].startswith(f"gpu1: the runtime at {cli} predates")
+
+
+def test_the_runtime_error_line_is_the_message(tmp_path, run_module):
+    cli = fake_cli(tmp_path, rc=2, err="rlops-run: error: session s1 is not on this host\n")
+    result, failed = call(run_module, cli, "evaluate", session="s1")
+    assert failed and result["msg"] == "session s1 is not on this host"
+
+
+def test_a_stop_that_failed_says_the_job_log(tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"ok": False, "msg": "not stopped", "log_tail": ["oom"]}, rc=1)
+    result, failed = call(run_module, cli, "stop", session="s1", args=["--manager", "auto"],
+                          host="gpu1")
+    assert failed and result["msg"] == ["not stopped (gpu1)", "last lines of the job log:", "oom"]
+    assert called(tmp_path)["argv"][-3:] == ["--manager", "auto", "--json"]
+
+
+def test_no_rc_in_a_result_that_did_not_fail(tmp_path, run_module):
+    """Ansible fails a task whose result has an rc other than 0: a host without the runtime
+    (a CLI that exits without a word) is not a failure."""
+    for cli in (tmp_path / "missing", fake_cli(tmp_path, rc=127)):
+        result, failed = call(run_module, cli, "locate", session="s1")
+        assert not failed and "rc" not in result and result["answer"] == {}
