@@ -27,6 +27,8 @@ description:
     endpoint cannot be reached or did not answer in time, the credentials were rejected,
     a permission is missing. Names that are not valid bucket names are refused before any
     request.
+  - With O(health_path), first waits until the endpoint is live (a server started a moment
+    ago), as MinIO's C(/minio/health/live) says.
   - For buckets on AWS itself with their policies, versioning and tags, use
     M(amazon.aws.s3_bucket).
 author:
@@ -37,7 +39,8 @@ attributes:
   check_mode:
     description:
       - Looks for the buckets (read requests only) and reports in RV(created) the ones it
-        would create, without creating them.
+        would create, without creating them. With O(health_path) the endpoint is asked once,
+        not waited for; when it is not live (a server not started yet) no bucket is looked for.
     support: full
   diff_mode:
     description: Shows which of the named buckets exist before and after.
@@ -89,6 +92,22 @@ options:
       - The secret key (MinIO's root password). Never shown in results or logs.
     type: str
     required: true
+  health_path:
+    description:
+      - A path of the endpoint that answers C(200) to an unsigned C(GET) once the server
+        is ready (MinIO's C(/minio/health/live)). When given, the module waits for it
+        before it looks for any bucket, and fails after O(health_timeout) seconds with the
+        last answer. Empty - no wait.
+    type: str
+    default: ""
+  health_timeout:
+    description: Seconds to wait for O(health_path) to answer C(200).
+    type: int
+    default: 60
+  health_delay:
+    description: Seconds between two looks at O(health_path).
+    type: float
+    default: 2
 notes:
   - A refused C(HEAD) has no body to say why; the module asks again with a C(GET) of the
     bucket's location, whose error names the reason (a rejected secret, a missing
@@ -112,6 +131,15 @@ EXAMPLES = r"""
 - name: Say which buckets were made
   ansible.builtin.debug:
     msg: "created {{ buckets.created }}, already there {{ buckets.existing }}"
+
+- name: Wait until a MinIO started a moment ago is live, then create the bucket
+  rlops.fleet.s3_bucket:
+    names: [rlops-checkpoints]
+    endpoint: http://127.0.0.1:9000
+    access_key: rlops
+    secret_key: "{{ vault_minio_password }}"
+    health_path: /minio/health/live
+    health_timeout: 60
 
 - name: A MinIO with TLS in another region
   rlops.fleet.s3_bucket:
@@ -148,13 +176,20 @@ region:
   returned: always
   type: str
   sample: us-east-1
+live:
+  description: Whether O(health_path) answered C(200) (in check mode, when asked once).
+  returned: when O(health_path) is given
+  type: bool
+  sample: true
 """
 
 import os
 import re
+from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     CONNECT_TIMEOUT,
     DEFAULT_REGION,
@@ -166,6 +201,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     bucket_exists,
     create_bucket,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.waiting import WaitTimeout, wait_for
 
 # Path-style bucket names; the role minio_proxy checks its input with the same pattern
 # (roles/minio_proxy/vars/main.yml; tests/unit/plugins/modules/test_s3_bucket.py keeps the
@@ -186,6 +222,9 @@ ARGUMENT_SPEC = dict(
     secret_key=dict(type="str", required=True, no_log=True),
     connect_timeout=dict(type="float", default=CONNECT_TIMEOUT),
     read_timeout=dict(type="float", default=READ_TIMEOUT),
+    health_path=dict(type="str", default=""),
+    health_timeout=dict(type="int", default=60),
+    health_delay=dict(type="float", default=2),
 )
 
 
@@ -221,6 +260,10 @@ def input_error(params, is_file=os.path.isfile):
     for name in ("connect_timeout", "read_timeout"):
         if not params[name] > 0:
             return "%s must be more than 0 seconds, got %s" % (name, params[name])
+    if params["health_path"] and not params["health_path"].startswith("/"):
+        return "health_path %r must start with /" % params["health_path"]
+    if params["health_timeout"] < 0:
+        return "health_timeout must not be negative, got %s" % params["health_timeout"]
     if params["ca_file"]:
         if parts.scheme != "https":
             return "ca_file is for an https:// endpoint; %s is plain http" % params["endpoint"]
@@ -236,6 +279,38 @@ def client_for(params):
         credentials=Credentials(params["access_key"], params["secret_key"], source="access_key"),
         ca_bundle=params["ca_file"] or "", region_source="region")
     return S3Client(settings, params["connect_timeout"], params["read_timeout"])
+
+
+def health(params):
+    """One unsigned GET of the endpoint's health path: (status, what it answered); status 0
+    when there was no answer (nothing listening yet, no answer in time)."""
+    url = params["endpoint"].rstrip("/") + params["health_path"]
+    try:
+        answer = open_url(url, method="GET", ca_path=params["ca_file"], use_proxy=False,
+                          follow_redirects="none",
+                          timeout=params["connect_timeout"] + params["read_timeout"])
+        answer.close()
+        return answer.getcode(), "HTTP %s" % answer.getcode()
+    except HTTPError as exc:
+        return exc.code, "HTTP %s" % exc.code
+    except Exception as exc:  # URLError, a refused or reset connection, a timeout, TLS
+        return 0, str(getattr(exc, "reason", None) or exc)
+
+
+def wait_live(params, check_mode, ask=None, **clock):
+    """(live, error). Waits for the health path to answer 200 - in check mode it is asked
+    once, and a server that is not live is no error (a fresh host has none yet)."""
+    ask = ask or health
+    timeout = 0 if check_mode else params["health_timeout"]
+    try:
+        wait_for(lambda: ask(params), lambda answer: answer[0] == 200, timeout,
+                 params["health_delay"], **clock)
+    except WaitTimeout as exc:
+        if check_mode:
+            return False, None
+        return False, "%s%s did not answer 200 within %s s (last: %s)" % (
+            params["endpoint"].rstrip("/"), params["health_path"], timeout, exc.last[1])
+    return True, None
 
 
 def ensure_buckets(client, names, create=True):
@@ -273,10 +348,20 @@ def main():
     params = module.params
     names = unique(params["names"])
     error = input_error(params)
+    nothing = dict(changed=False, created=[], existing=[], endpoint=params["endpoint"],
+                   region=params["region"])
     if error:
-        module.fail_json(msg=error, changed=False, created=[], existing=[],
-                         endpoint=params["endpoint"], region=params["region"])
+        module.fail_json(msg=error, **nothing)
+    live = {}
+    if params["health_path"]:
+        is_live, error = wait_live(params, module.check_mode)
+        if error:
+            module.fail_json(msg=error, live=False, **nothing)
+        if not is_live:
+            module.exit_json(live=False, **nothing)
+        live = {"live": True}
     result, error = ensure_buckets(client_for(params), names, create=not module.check_mode)
+    result.update(live)
     if module._diff:
         result["diff"] = diff_of(result)
     if error:

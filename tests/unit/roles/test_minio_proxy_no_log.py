@@ -108,7 +108,7 @@ def test_the_check_finds_the_credential_tasks(monkeypatch):
         if sees_secret(task)
     }
     assert seen["Write the environment file with the credentials"]["no_log"] is True
-    buckets = seen["Create the missing buckets"]
+    buckets = seen["Wait until MinIO is live, then create the missing buckets"]
     assert "environment" not in buckets and "no_log" not in buckets
     assert secret_outside_no_log_options(buckets, monkeypatch) == []
     # The same task with the password in its environment, or in an option that is shown,

@@ -3,7 +3,9 @@ input checks, and what it decides from each S3 answer (look, create, check mode,
 refusals and their messages), with a scripted client. Real requests against moto:
 tests/integration/moto/test_s3_bucket_moto.py."""
 
+import http.server
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,8 @@ def test_bucket_names(name, valid):
 
 PARAMS = {"names": ["ckpt"], "state": "present", "endpoint": ENDPOINT, "region": "us-east-1",
           "ca_file": None, "access_key": "rlops", "secret_key": "secret-value",
-          "connect_timeout": 5.0, "read_timeout": 10.0}
+          "connect_timeout": 5.0, "read_timeout": 10.0, "health_path": "",
+          "health_timeout": 60, "health_delay": 2.0}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -57,6 +60,8 @@ PARAMS = {"names": ["ckpt"], "state": "present", "endpoint": ENDPOINT, "region":
     ({"endpoint": "http://h:0"}, "endpoint 'http://h:0' has a port that is not"),
     ({"endpoint": "http://h:9000/?x=1"}, "endpoint 'http://h:9000/?x=1' has a query"),
     ({"region": ""}, "region must not be empty"),
+    ({"health_path": "minio/health/live"}, "health_path 'minio/health/live' must start with /"),
+    ({"health_timeout": -1}, "health_timeout must not be negative, got -1"),
     ({"access_key": ""}, "access_key must not be empty"),
     ({"secret_key": ""}, "secret_key must not be empty"),
     ({"read_timeout": 0.0}, "read_timeout must be more than 0 seconds, got 0.0"),
@@ -218,3 +223,93 @@ def test_main_reports_check_mode_and_diff(run_module, monkeypatch):
     assert result["diff"] == {"before": {"buckets": ["have"]},
                               "after": {"buckets": ["have", "lack"]}}
     assert [c[0] for c in client.calls] == ["HEAD", "HEAD"]
+
+
+class Clock:
+    """A fake monotonic clock that sleeping moves on."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def answers(*said):
+    script = list(said)
+    return lambda params: script.pop(0)
+
+
+LIVE = dict(PARAMS, health_path="/minio/health/live", health_timeout=5, health_delay=2.0)
+
+
+def test_wait_live_asks_until_the_health_path_answers_200():
+    clock = Clock()
+    ask = answers((0, "connection refused"), (503, "HTTP 503"), (200, "HTTP 200"))
+    assert s3_bucket.wait_live(LIVE, False, ask, clock=clock, sleep=clock.sleep) == (True, None)
+    assert clock.now == 4.0
+
+
+def test_wait_live_fails_after_the_timeout_with_the_last_answer():
+    clock = Clock()
+    ask = answers(*[(0, "connection refused")] * 3 + [(503, "HTTP 503")])
+    assert s3_bucket.wait_live(LIVE, False, ask, clock=clock, sleep=clock.sleep) == (
+        False, "http://127.0.0.1:9000/minio/health/live did not answer 200 within 5 s"
+        " (last: HTTP 503)")
+
+
+def test_check_mode_asks_once_and_a_server_not_live_is_no_error():
+    clock = Clock()
+    ask = answers((0, "connection refused"))
+    assert s3_bucket.wait_live(LIVE, True, ask, clock=clock, sleep=clock.sleep) == (False, None)
+    assert clock.now == 0.0
+
+
+def test_health_gets_the_path_unsigned_and_says_what_answered():
+    signed = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            signed.append("Authorization" in self.headers)
+            self.send_response(200 if self.path == "/minio/health/live" else 403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        assert s3_bucket.health(dict(LIVE, endpoint=endpoint)) == (200, "HTTP 200")
+        assert s3_bucket.health(dict(LIVE, endpoint=endpoint, health_path="/x")) == (
+            403, "HTTP 403")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert signed == [False, False]
+    assert s3_bucket.health(dict(LIVE, endpoint=endpoint))[0] == 0
+
+
+def test_main_in_check_mode_looks_for_no_bucket_on_a_server_not_live(run_module, monkeypatch):
+    def no_client(params):
+        raise AssertionError("no bucket may be looked for")
+
+    monkeypatch.setattr(s3_bucket, "client_for", no_client)
+    monkeypatch.setattr(s3_bucket, "health", lambda params: (0, "connection refused"))
+    result, failed = run_module(s3_bucket.main, dict(LIVE, ca_file=None), check_mode=True,
+                                common={})
+    assert not failed and result["live"] is False and result["created"] == []
+    assert result["changed"] is False
+
+
+def test_main_waits_for_the_server_then_creates_the_bucket(run_module, monkeypatch):
+    client = ScriptedClient({("HEAD", "ckpt", ()): [MISSING], ("PUT", "ckpt", ()): [OK]})
+    monkeypatch.setattr(s3_bucket, "client_for", lambda params: client)
+    monkeypatch.setattr(s3_bucket, "health", lambda params: (200, "HTTP 200"))
+    result, failed = run_module(s3_bucket.main, dict(LIVE, ca_file=None), common={})
+    assert not failed and result["live"] is True and result["created"] == ["ckpt"]
