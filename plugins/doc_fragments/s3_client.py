@@ -2,7 +2,8 @@
 # Copyright: rlops.fleet developers
 # Apache License 2.0 (see LICENSE)
 """Options and notes of the modules that talk to S3 with the collection's own client
-(plugins/module_utils/s3_probe.py): session_preflight, storage_check, s3_bucket."""
+(plugins/module_utils/s3_probe.py): session_preflight, storage_check, s3_bucket; and the
+attributes of the two that check storage with its probe object (PROBE)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -28,4 +29,24 @@ notes:
     S3-compatible endpoint path-style and AWS itself virtual-hosted style (path-style for
     bucket names with dots), follows the bucket's region once when AWS names another one,
     and retries a 5xx answer once. It does not use HTTP proxies.
+"""
+
+    # The modules that check storage with the probe (session_preflight, storage_check).
+    PROBE = r"""
+attributes:
+  check_mode:
+    description:
+      - Checks in check mode too (checking is what a C(--check) run asks for), with read
+        requests only - the listing, and a read of the probe object, which may be absent -
+        so that nothing in storage changes. C(s3:PutObject) is then left unchecked (the
+        permissions returned say what was checked); the real run checks it.
+    support: full
+  diff_mode:
+    description: Changes nothing to show a difference of.
+    support: none
+  idempotent:
+    description: >-
+      Writes only its own probe object, C(<prefix>/.rlops-check/<host name>), overwritten by
+      every check and never deleted; always reports unchanged, as the runtime's check does.
+    support: full
 """

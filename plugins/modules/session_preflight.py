@@ -31,19 +31,7 @@ author:
   - rlops.fleet developers (!UNKNOWN)
 extends_documentation_fragment:
   - rlops.fleet.s3_client
-attributes:
-  check_mode:
-    description:
-      - Checks in check mode too (checking is what a C(--check) run asks for), with read
-        requests only (the listing, and a read of the probe object, which may be absent)
-        so that nothing in storage changes; C(s3:PutObject) is then left to the real run.
-    support: full
-  diff_mode:
-    description: Changes nothing to show a difference of.
-    support: none
-  idempotent:
-    description: The same request gives the same answer; the probe object is overwritten.
-    support: full
+  - rlops.fleet.s3_client.probe
 options:
   session:
     description: An existing or chosen session id. When empty, one is built from O(name).

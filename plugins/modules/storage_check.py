@@ -34,22 +34,7 @@ author:
   - rlops.fleet developers (!UNKNOWN)
 extends_documentation_fragment:
   - rlops.fleet.s3_client
-attributes:
-  check_mode:
-    description:
-      - Checks in check mode too (checking is what a C(--check) run asks for), with read
-        requests only - the listing, and a read of the probe object, which may be absent -
-        so that nothing in storage changes. C(s3:PutObject) is then left unchecked
-        (RV(permissions) says what was checked); the real run checks it.
-    support: full
-  diff_mode:
-    description: Changes nothing to show a difference of.
-    support: none
-  idempotent:
-    description: >-
-      Writes only its own probe object, overwritten by every check and never deleted;
-      always reports unchanged, as the runtime's check does.
-    support: full
+  - rlops.fleet.s3_client.probe
 options:
   storage_uri:
     description:
