@@ -31,21 +31,33 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_provision import (
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session_read import SessionReader
 
 
-class CheckOnly:
-    """What another module's engine reads of its module, for a request run in check mode
-    inside this one: its own arguments (validated and defaulted by its own spec), this
-    module's region and warnings."""
+class EngineView:
+    """What another module's engine reads of its module, for a request run inside this one:
+    its own arguments (validated and defaulted by its own spec), this module's region and
+    warnings, and check mode (always, for the preflight)."""
 
-    check_mode = True
     _diff = False
 
-    def __init__(self, module, spec: Mapping[str, Any], params: Mapping[str, Any], what: str):
+    def __init__(self, module, spec: Mapping[str, Any], params: Mapping[str, Any], what: str,
+                 check_mode: bool = True):
         validated = ArgumentSpecValidator(dict(spec)).validate(dict(params))
         if validated.error_messages:
             raise FleetAWSError(f"{what}: {'; '.join(validated.error_messages)}")
         self.params = validated.validated_parameters
         self.region = module.region
         self.warn = module.warn
+        self.check_mode = check_mode
+
+
+def run_engine(module, ec2, engine, spec, params, params_error: Callable[[Mapping], str],
+               what: str, check_mode: bool = True) -> Dict[str, Any]:
+    """The engine's answer to `params` (in check mode unless told), or its refusal of them
+    as one message, in the words of the module it is the engine of."""
+    view = EngineView(module, spec, params, what, check_mode)
+    problem = params_error(view.params)
+    if problem:
+        raise FleetAWSError(f"{what}: {problem}")
+    return engine(view, ec2).run()
 
 
 class ProvisionPlan:
@@ -59,11 +71,7 @@ class ProvisionPlan:
 
     def check(self, engine, spec, params, params_error: Callable[[Mapping], str], what: str):
         """The engine's check-mode answer to `params`, or its refusal as one message."""
-        view = CheckOnly(self.module, spec, params, what)
-        problem = params_error(view.params)
-        if problem:
-            raise FleetAWSError(f"{what}: {problem}")
-        return engine(view, self.ec2).run()
+        return run_engine(self.module, self.ec2, engine, spec, params, params_error, what)
 
     def address(self, url: str) -> str:
         """The controller's address as the internet sees it (a GET that changes nothing)."""

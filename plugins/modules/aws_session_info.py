@@ -179,6 +179,13 @@ volume:
   description: The volume named by O(volume_id), in the form of RV(volumes); null without it.
   returned: always
   type: dict
+region_sessions:
+  description: Every session with resources in the region, read (one more pass) only when
+    O(session) has none, so that a playbook can name them; else RV(sessions).
+  returned: always
+  type: list
+  elements: str
+  sample: [cartpole-20261122t051500z]
 """
 
 from datetime import datetime, timezone
@@ -198,9 +205,18 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     session, params = module.params["session"], module.params
     problem = session_id_error(session) if session else None
-    run_module(module, lambda ec2: SessionReader(ec2, module.region, session, datetime.now(
-        timezone.utc)).find(params["volume_id"], params["cost"]),
-        problem and f"aws_session_info for session {session}: {problem}")
+
+    def find(ec2):
+        now = datetime.now(timezone.utc)
+        found = SessionReader(ec2, module.region, session, now).find(params["volume_id"],
+                                                                     params["cost"])
+        found["region_sessions"] = found["sessions"]
+        if session and not found["sessions"]:
+            found["region_sessions"] = SessionReader(ec2, module.region, None, now).find()[
+                "sessions"]
+        return found
+
+    run_module(module, find, problem and f"aws_session_info for session {session}: {problem}")
 
 
 if __name__ == "__main__":
