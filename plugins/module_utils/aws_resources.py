@@ -16,8 +16,6 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_provision import (
 )
 
 SSH_RULE_DESCRIPTION = "SSH from the rlops.fleet controller"
-# A VPC security group's default egress rule, which the session's group keeps (and only it).
-ALL_OUT = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
 
 
 def setting(settings: Mapping[str, Any], name: str, default: Any = None) -> Any:

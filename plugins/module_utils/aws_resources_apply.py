@@ -30,7 +30,6 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_provision_plan imp
     run_engine,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_resources import (
-    ALL_OUT,
     flag,
     group_name,
     group_tags,
@@ -100,7 +99,8 @@ class SessionResources:
                                                      aws_retry=True)["SecurityGroups"]
 
     def security_group(self, vpc_id: str, cidr: str) -> Dict[str, Any]:
-        """The session's group: SSH from `cidr` only (all out), the session's tags.
+        """The session's group: SSH from `cidr` only, the session's tags (its egress rules
+        are left as they are: a new VPC group lets everything out).
         {group_id (None in check mode when it would be created), changed}."""
         name = group_name(self.session)
         what = f"Set security group {name}"
@@ -115,21 +115,16 @@ class SessionResources:
                         group_tags(self.session, self.settings), ["security-group"]),
                     Description=f"SSH from the rlops.fleet controller to the instances of "
                                 f"session {self.session}", aws_retry=True)
-            # Not listed yet (eventual consistency): a new VPC group lets everything out.
-            found = self.find_groups(vpc_id) or [
-                {"GroupId": group["GroupId"], "IpPermissionsEgress": [ALL_OUT]}]
+            found = self.find_groups(vpc_id) or [{"GroupId": group["GroupId"]}]
         group = found[0]
         group_id = group["GroupId"]
         revoke_in, grant_in = rules_change(group.get("IpPermissions") or [], [ssh_rule(cidr)])
-        revoke_out, grant_out = rules_change(group.get("IpPermissionsEgress") or [], [ALL_OUT])
         to_set, to_remove = tags_change(tag_dict(group), group_tags(self.session, self.settings))
-        changed = bool(revoke_in or grant_in or revoke_out or grant_out or to_set or to_remove)
+        changed = bool(revoke_in or grant_in or to_set or to_remove)
         if changed and not self.check_mode:
             with aws_errors(f"{what} ({group_id}): tcp/22 from {cidr} only"):
                 for call, perms in ((self.ec2.revoke_security_group_ingress, revoke_in),
-                                    (self.ec2.authorize_security_group_ingress, grant_in),
-                                    (self.ec2.authorize_security_group_egress, grant_out),
-                                    (self.ec2.revoke_security_group_egress, revoke_out)):
+                                    (self.ec2.authorize_security_group_ingress, grant_in)):
                     if perms:
                         call(GroupId=group_id, IpPermissions=perms, aws_retry=True)
                 if to_set:

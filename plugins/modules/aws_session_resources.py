@@ -15,8 +15,9 @@ description:
     (the same code, with O(mode)) and fails with its one message before anything is created;
     then imports O(public_key) as the key pair C(rlops_aws_key_name) unless
     a key pair of that name exists (never replaced); sets the security group
-    C(rlops-<session>) in the plan's VPC to SSH (tcp/22) from the plan's C(ssh_cidr) only,
-    all traffic out, and the session's tags; gets the session's spot instance (in the zone
+    C(rlops-<session>) in the plan's VPC to SSH (tcp/22) from the plan's C(ssh_cidr) only
+    (other ingress rules are removed; egress rules are left as they are) and the session's
+    tags; gets the session's spot instance (in the zone
     of the plan's volume when it has one) with the engine of M(rlops.fleet.ec2_spot_request);
     attaches the session's volume (made in the instance's zone when it has none) with the
     engine of M(rlops.fleet.ebs_volume_attachment). A re-run finds what the first made.

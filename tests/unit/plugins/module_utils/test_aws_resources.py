@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_resources import (
-    ALL_OUT,
     flag,
     group_tags,
     launch_spot_params,
@@ -90,8 +89,9 @@ def test_the_wanted_rules_change_nothing():
     current = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                 "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}]  # no description: still equal
     assert rules_change(current, [SSH]) == ([], [])
+    all_out = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
     assert rules_change([{"IpProtocol": "-1", "FromPort": -1, "ToPort": -1,
-                          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}], [ALL_OUT]) == ([], [])
+                          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}], [all_out]) == ([], [])
 
 
 def test_other_rules_go_and_the_ssh_rule_comes():

@@ -126,17 +126,22 @@ def test_launch_creates_everything_and_a_rerun_finds_it(ec2, settings, run_modul
     assert everything(ec2) == before
 
 
-def test_launch_puts_the_groups_rules_back(ec2, settings, run_module):
+def test_launch_puts_the_groups_ingress_and_tags_back(ec2, settings, run_module):
     launch(run_module, settings)
     group_id = session_group(ec2)["GroupId"]
     ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
          "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+         "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    egress = session_group(ec2)["IpPermissionsEgress"]
     ec2.create_tags(Resources=[group_id], Tags=[{"Key": "extra", "Value": "1"}])
     result, failed = launch(run_module, settings, mode="resume")
     assert not failed and result["security_group"] == {"group_id": group_id, "changed": True}
     group = session_group(ec2)
     assert [p["FromPort"] for p in group["IpPermissions"]] == [22]
+    assert group["IpPermissionsEgress"] == egress  # egress is left as it is
     assert "extra" not in {t["Key"] for t in group["Tags"]}
 
 
