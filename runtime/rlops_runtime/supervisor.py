@@ -49,7 +49,7 @@ FINAL_SYNC_RETRY_BASE = 2.0
 FINAL_SYNC_RETRY_CAP = 30.0
 # Between two polls the loop looks this often at the checkpoint folder's mtime (one stat): a
 # checkpoint renamed into place is in status.json within this, not a whole poll interval.
-WATCH_INTERVAL = 0.05
+WATCH_INTERVAL = 0.1
 
 
 class NoticeWatcher(Protocol):
@@ -153,7 +153,7 @@ def last_line(path: Path, tail_bytes: int = 4096) -> str | None:
     return lines[-1] if lines else None
 
 
-def folder_stamp(folder: Path) -> int | None:
+def folder_stamp(folder: Path | str) -> int | None:
     """The folder's mtime in ns (changed by an entry created, renamed or removed), None if
     it is missing."""
     try:
@@ -423,12 +423,13 @@ class Supervisor:
         `stamp` (taken before the last look at it) or a stop signal arrives. A change within
         the clock's granularity is missed here and seen at the next poll."""
         deadline = time.monotonic() + self.poll_interval
+        folder = str(self.layout.checkpoints)  # one stat a look, nothing more
         while self._stop_signal is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             time.sleep(min(self.watch_interval, left))
-            if folder_stamp(self.layout.checkpoints) != stamp:
+            if folder_stamp(folder) != stamp:
                 return
 
     def _job_has_progress(self) -> bool:
