@@ -19,7 +19,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness import Playbooks
+from harness import Playbooks, podman_exec, read_host_json
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SH = REPO / "tests" / "lab" / "lab.sh"
@@ -239,17 +239,10 @@ class Lab:
         return proc.stdout if proc.returncode == 0 else None
 
     # --------------------------------------------------------------- looking inside
-    def exec(self, host: str, *argv: str, check: bool = True, stdin: str | None = None,
-             user: str = "") -> subprocess.CompletedProcess:
-        """A command inside a lab host (podman exec: the test's own eyes, not Ansible)."""
-        cmd = ["podman", "exec", *(["-i"] if stdin is not None else []),
-               *(["--user", user] if user else [])]
-        proc = subprocess.run([*cmd, host, *argv], input=stdin.encode() if stdin else None,
-                              capture_output=True, timeout=120, check=False)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{host}: {' '.join(argv)} exited {proc.returncode}: "
-                               f"{proc.stderr.decode(errors='replace')[-1000:]}")
-        return proc
+    # A command inside a lab host, its output as bytes; a JSON file on it ({} when absent or
+    # partial): the harness's, shared with the AWS suite's instances.
+    exec = staticmethod(podman_exec)
+    read_json = staticmethod(read_host_json)
 
     def sh(self, host: str, script: str, stdin: str | None = None) -> str:
         return self.exec(host, "sh", "-c", script, stdin=stdin).stdout.decode()
@@ -269,13 +262,6 @@ class Lab:
         enabled = self.exec(host, "systemctl", "list-unit-files", "--no-legend",
                             "rlops-trainer@*", check=False).stdout.decode().splitlines()
         return sorted(files) + ["unit " + line for line in units + enabled]
-
-    def read_json(self, host: str, path: str) -> dict[str, Any]:
-        proc = self.exec(host, "cat", path, check=False)
-        try:
-            return json.loads(proc.stdout) if proc.returncode == 0 else {}
-        except ValueError:
-            return {}
 
     def write_vars(self, kind: str, name: str, variables: dict[str, Any]) -> None:
         """group_vars/<name>.yml or host_vars/<name>.yml next to the lab's inventory."""
