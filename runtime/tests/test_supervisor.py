@@ -108,10 +108,13 @@ def newest(layout: SessionLayout) -> int | None:
     return steps[-1] if steps else None
 
 
-def interrupted_by_the_stop_notice(run: SupervisorThread, layout: SessionLayout) -> Status:
-    """How a supervisor ends after IMDS's spot stop notice (fake_imds, 08:00): exit 0, state
-    interrupted, the notice as its reason; its status."""
-    assert run.code == 0
+def interrupted_by_the_stop_notice(run: SupervisorThread, layout: SessionLayout,
+                                   fake_imds: FakeImds) -> Status:
+    """IMDS gives the spot stop notice (08:00); the supervisor ends within 30 s: exit 0, state
+    interrupted, the notice as its reason. Its status."""
+    fake_imds.set_instance_action("stop", "2026-11-22T08:00:00Z")
+    run.join(30)
+    assert not run.is_alive() and run.code == 0
     status = read_status(layout.status)
     reason = "spot instance-action: stop at 2026-11-22T08:00:00Z"
     assert (status.state, status.notice, status.exit_reason) == ("interrupted", reason, reason)
@@ -308,12 +311,10 @@ def test_imds_notices_from_run_json(tmp_path: Path, fake_imds: FakeImds,
         assert status.notice == "rebalance recommendation at 2026-11-22T07:50:00Z"
         assert stored_status(tmp_path)["notice"] == status.notice
 
-        fake_imds.set_instance_action("stop", "2026-11-22T08:00:00Z")
-        run.join(30)
+        status = interrupted_by_the_stop_notice(run, layout, fake_imds)
     finally:
         if run.is_alive():
             run.stop()
-    status = interrupted_by_the_stop_notice(run, layout)
     first_again, second = requested_steps(layout)
     assert first_again == first < second
     assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= second
@@ -403,12 +404,10 @@ def test_a_metadata_service_slow_at_start_still_delivers_the_notice(
         wait_for(lambda: read_status(layout.status).notices["watching"], timeout=10)
         notices = read_status(layout.status).notices
         assert notices["last_error"] is None and notices["since"]
-        fake_imds.set_instance_action("stop", "2026-11-22T08:00:00Z")
-        run.join(30)
+        status = interrupted_by_the_stop_notice(run, layout, fake_imds)
     finally:
         if run.is_alive():
             run.stop()
-    status = interrupted_by_the_stop_notice(run, layout)
     [requested] = requested_steps(layout)
     assert read_latest(storage_of(tmp_path), SESSION) == newest(layout) >= requested > 0
     assert status.last_synced_step == newest(layout) and status.unsynced_steps == []
