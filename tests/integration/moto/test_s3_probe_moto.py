@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils import s3_probe as sp
-from servers import free_port, moto_require_auth, moto_server, moto_users
+from servers import free_port, http_server, moto_require_auth, moto_server, moto_users
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -243,17 +243,8 @@ def web_server():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Page) as url:
+        yield url
 
 
 def test_an_endpoint_that_is_not_s3():
@@ -300,17 +291,8 @@ def regional_server(region):
                 objects[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
                 self._answer(200)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Regional)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Regional) as url:
+        yield url, seen
 
 
 def test_the_buckets_region_is_followed_once():
