@@ -29,6 +29,10 @@ description:
     (NVIDIA's minimum driver per CUDA release, and minor-version compatibility within a
     CUDA major from 11 on), and says what to change when it does not. Pure functions in
     C(plugins/module_utils/cuda_compat.py).
+  - With O(apt_sources), where the plan installs a driver, reads the host's apt sources
+    (C(apt-get indextargets), also before the first C(apt-get update)) and says what a source
+    of the driver's components must add for O(release)
+    (C(plugins/module_utils/apt_sources.py)).
 author:
   - rlops.fleet developers (!UNKNOWN)
 options:
@@ -96,6 +100,21 @@ options:
     type: list
     elements: str
     default: []
+  apt_sources:
+    description:
+      - Read the host's apt sources (Debian) where the plan installs a driver, for
+        RV(debian_sources).
+    type: bool
+    default: false
+  release:
+    description: The Debian release whose sources are read (C(bookworm)), with O(apt_sources).
+    type: str
+    default: ""
+  debian_mirror:
+    description: The mirror to take the missing components from; empty takes the one the host
+      has for O(release).
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -191,6 +210,17 @@ nvidia_loaded:
   description: Whether the nvidia kernel module is loaded.
   type: bool
   returned: always
+debian_sources:
+  description:
+    - With O(apt_sources), for O(release) - the driver's components (C(contrib), C(non-free),
+      C(non-free-firmware)) that no source of the release has (C(missing)), the mirror to take
+      them from (C(mirror), empty when the host has no source of the release's C(main) and no
+      O(debian_mirror) is given), the suites (C(suites)) and the host's security mirror
+      (C(security), empty when it has none). Empty when they were not read.
+  type: dict
+  returned: always
+  sample: {missing: [contrib, non-free, non-free-firmware], mirror: "http://deb.debian.org/debian",
+           suites: [bookworm, bookworm-updates], security: "http://deb.debian.org/debian-security"}
 """
 
 import os
@@ -198,6 +228,10 @@ from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils import cuda_compat
+from ansible_collections.rlops.fleet.plugins.module_utils.apt_sources import (
+    INDEX_TARGETS_ARGV,
+    debian_sources,
+)
 from ansible_collections.rlops.fleet.plugins.module_utils.nvidia_gpus import (
     Gpu,
     is_gpu,
@@ -209,7 +243,8 @@ from ansible_collections.rlops.fleet.plugins.module_utils.nvidia_gpus import (
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.sysfs import read_first, read_text
 
-# The decisions are module_utils/nvidia_gpus.py and cuda_compat.py; this file reads the host.
+# The decisions are module_utils/nvidia_gpus.py, cuda_compat.py and apt_sources.py; this file
+# reads the host.
 
 
 def scan_pci(root: str, vendor: str) -> tuple[list[Gpu], int]:
@@ -248,6 +283,16 @@ def run_smi(module: AnsibleModule, program: str) -> dict:
     return smi_answer(*module.run_command([smi, "-q", "-x"]))
 
 
+def read_apt_sources(module: AnsibleModule) -> dict:
+    """What the driver's source file must add, from apt's own reading of the sources."""
+    params = module.params
+    rc, out, err = module.run_command(INDEX_TARGETS_ARGV)
+    if rc != 0:
+        command = " ".join(INDEX_TARGETS_ARGV)
+        module.fail_json(msg="%s exited %s: %s" % (command, rc, (err or out).strip()[-500:]))
+    return debian_sources(out, params["release"], params["debian_mirror"])
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -265,6 +310,9 @@ def main():
             torch_requirement=dict(type="str", default=""),
             torch_wheels=dict(type="list", elements="str", default=[]),
             torch_sources=dict(type="list", elements="str", default=[]),
+            apt_sources=dict(type="bool", default=False),
+            release=dict(type="str", default=""),
+            debian_mirror=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
@@ -302,6 +350,8 @@ def main():
         driver_plan=plan._asdict(),
         torch=build._asdict() if build else {},
         torch_check=check._asdict(),
+        debian_sources=(read_apt_sources(module)
+                        if params["apt_sources"] and plan.action == "install" else {}),
     )
 
 

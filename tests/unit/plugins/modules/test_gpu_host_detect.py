@@ -332,3 +332,46 @@ def test_module_in_check_mode_reads_the_same(host, run_module):
     args = host.args(torch_requirement="torch==2.8.0")
     assert detect(run_module, args, check_mode=True) == detect(run_module, args)
     assert detect(run_module, args)["torch_check"]["status"] == "minor"
+
+
+def apt_get(host: Host, output: str, rc: int = 0) -> str:
+    """A PATH whose apt-get prints `output` for `apt-get indextargets`, and notes that it ran."""
+    program = host.root / "apt" / "apt-get"
+    program.parent.mkdir()
+    (host.root / "indextargets.txt").write_text(output)
+    program.write_text(f"#!/bin/sh\ntouch '{host.root}/apt-ran'\n"
+                       f"[ \"$1\" = indextargets ] || exit 2\n"
+                       f"cat '{host.root}/indextargets.txt'\nexit {rc}\n")
+    program.chmod(0o755)
+    return f"{program.parent}:/usr/bin:/bin"
+
+
+def test_module_reads_the_apt_sources_where_it_plans_an_install(host, run_module, monkeypatch):
+    host.gpu("0000:00:1e.0", "0x1eb8")  # no driver: the plan installs 580
+    monkeypatch.setenv("PATH", apt_get(host, "http://deb.debian.org/debian|bookworm|main|deb\n"))
+    result = detect(run_module, host.args(apt_sources=True, release="bookworm"))
+    assert result["debian_sources"] == {
+        "missing": ["contrib", "non-free", "non-free-firmware"],
+        "mirror": "http://deb.debian.org/debian", "suites": ["bookworm"], "security": ""}
+    assert detect(run_module, host.args(apt_sources=True, release="bookworm"),
+                  check_mode=True) == result
+
+
+def test_module_reads_no_apt_sources_where_nothing_is_installed(host, run_module, monkeypatch):
+    host.gpu("0000:53:00.0").gpu("0000:64:00.0").nvidia_smi("570.133.20_h100x2_cuda12.8.xml")
+    monkeypatch.setenv("PATH", apt_get(host, "", rc=100))
+    result = detect(run_module, host.args(apt_sources=True, release="bookworm"))
+    assert result["driver_plan"]["action"] == "keep"
+    assert result["debian_sources"] == {}
+    assert not (host.root / "apt-ran").exists()
+    assert detect(run_module, host.args())["debian_sources"] == {}
+
+
+def test_module_fails_when_apt_cannot_read_its_sources(host, run_module, monkeypatch):
+    host.gpu("0000:00:1e.0", "0x1eb8")
+    monkeypatch.setenv("PATH", apt_get(host, "E: Malformed stanza 1 in source list", rc=100))
+    result, failed = run_module(ghd.main, host.args(apt_sources=True, release="bookworm"),
+                                common={})
+    assert failed
+    assert result["msg"].startswith("apt-get indextargets --no-release-info --format")
+    assert result["msg"].endswith("exited 100: E: Malformed stanza 1 in source list")
