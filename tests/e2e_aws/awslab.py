@@ -26,7 +26,7 @@ import time
 from pathlib import Path, PurePath, PurePosixPath
 from urllib.parse import urlsplit
 
-from harness import Playbooks
+from harness import Playbooks, podman_exec, read_host_json
 from lab_hosts import LAB_VARS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,8 +109,8 @@ class Lab:
 
     def exec(self, name: str, script: str, check: bool = True, timeout: float = 120
              ) -> subprocess.CompletedProcess:
-        return run(["podman", "exec", name, "bash", "-c", script], check=check,
-                   timeout=timeout)
+        """A bash script inside lab host `name`; its output as text."""
+        return podman_exec(name, "bash", "-c", script, check=check, timeout=timeout, text=True)
 
     def exec_detached(self, name: str, *argv: str) -> None:
         run(["podman", "exec", "-d", name, *argv])
@@ -188,12 +188,8 @@ class Lab:
         """
         self.exec(name, script)
 
-    def read_json(self, name: str, path: str) -> dict:
-        proc = self.exec(name, f"cat {shlex.quote(path)} 2>/dev/null", check=False)
-        try:
-            return json.loads(proc.stdout) if proc.returncode == 0 else {}
-        except ValueError:
-            return {}
+    # A JSON file on a lab host ({} when absent or partial): the harness's.
+    read_json = staticmethod(read_host_json)
 
 
 class EbsBridge(threading.Thread):
