@@ -234,3 +234,17 @@ def test_launch_refuses_bad_input_before_anything_is_created(ec2, settings, run_
     result, failed = launch(run_module, dict(settings, **change))
     assert failed and message in result["msg"], result["msg"]
     assert everything(ec2) == before
+
+
+def test_resume_after_ec2_took_the_instance_moves_the_volume(ec2, settings, run_module):
+    launched, _failed = launch(run_module, settings)
+    (old,) = launched["hosts"]
+    ec2.terminate_instances(InstanceIds=[old["instance_id"]])
+    result, failed = launch(run_module, settings, mode="resume")
+    assert not failed, result
+    (new,) = result["hosts"]
+    assert new["instance_id"] != old["instance_id"]
+    assert new["availability_zone"] == old["availability_zone"]
+    assert new["data_volume"]["volume_id"] == old["data_volume"]["volume_id"]
+    (volume,) = ec2.describe_volumes(VolumeIds=[old["data_volume"]["volume_id"]])["Volumes"]
+    assert [a["InstanceId"] for a in volume["Attachments"]] == [new["instance_id"]]
