@@ -26,6 +26,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
     fetch_failure,
     parse_answer,
     report,
+    stdin_text,
     unsafe_members,
 )
 
@@ -89,6 +90,9 @@ class ActionModule(ActionBase):
         """The host's answer; with dest, what pack and evaluate bring home."""
         if args["verb"] == "pack" and dest:
             args["stdin"] = {"have": local_checksums(dest) if os.path.isdir(dest) else {}}
+        args["stdin"] = stdin_text(args.get("stdin"))  # one text: no_log masks it whole
+        if args["stdin"] is None:
+            del args["stdin"]
         result = self._module("rlops.fleet.session_call", args, task_vars)
         result.pop("invocation", None)
         answer = result.get("answer") or {}

@@ -33,8 +33,11 @@ def build_argv(cli, verb, data_root, session=None, args=(), check=False):
 
 
 def stdin_text(data):
-    """The call's stdin: a mapping or list as JSON, text as it is, nothing as None."""
-    if data is None or data == "":
+    """The call's stdin: a mapping or list as JSON, text as it is, nothing (or an empty
+    mapping, which the runtime reads as {} from nothing) as None. The action plugin gives the
+    module this text: its no_log then masks the whole text in the output, not each value of
+    the mapping on its own (a credential that equals a user name would mask the owner)."""
+    if data is None or data == "" or data == {}:
         return None
     return data if isinstance(data, str) else json.dumps(data)
 

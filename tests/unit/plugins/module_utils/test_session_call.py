@@ -34,7 +34,8 @@ def test_stop_answers_in_json_once():
     assert sc.build_argv(CLI, "stop", "/d", "s", ["--json"]).count("--json") == 1
 
 
-@pytest.mark.parametrize("data, text", [(None, None), ("", None), ({"a": 1}, '{"a": 1}'),
+@pytest.mark.parametrize("data, text", [(None, None), ("", None), ({}, None),
+                                        ({"a": 1}, '{"a": 1}'),
                                         ("raw", "raw")])
 def test_stdin(data, text):
     assert sc.stdin_text(data) == text

@@ -4,6 +4,9 @@ what it is given (argv, stdin) and what the module makes of its answer."""
 import json
 import sys
 
+import pytest
+from ansible.module_utils.basic import remove_values
+from ansible.module_utils.common.parameters import _list_no_log_values
 from ansible_collections.rlops.fleet.plugins.modules import session_call
 
 # Records its argv and stdin next to itself, then answers as told by ANSWER/RC/ERR files.
@@ -87,3 +90,16 @@ def test_no_rc_in_a_result_that_did_not_fail(tmp_path, run_module):
     for cli in (tmp_path / "missing", fake_cli(tmp_path, rc=127)):
         result, failed = call(run_module, cli, "locate", session="s1")
         assert not failed and "rc" not in result and result["answer"] == {}
+
+
+
+@pytest.mark.parametrize("stdin, owner", [('{"AWS_ACCESS_KEY_ID": "lab"}', "lab"),
+                                          ({"AWS_ACCESS_KEY_ID": "lab"},
+                                           "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")])
+def test_credentials_as_one_text_mask_only_that_text(stdin, owner):
+    """The action plugin sends stdin as one JSON text: no_log masks that text in the output,
+    not each value (a mapping would mask every 'lab' of the answer, here its owner)."""
+    spec = {"stdin": {"type": "raw", "no_log": True}}
+    masked = remove_values({"answer": {"owner": "lab"}},
+                           _list_no_log_values(spec, {"stdin": stdin}))
+    assert masked["answer"]["owner"] == owner
