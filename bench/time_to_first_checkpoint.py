@@ -15,7 +15,9 @@ B (peer): wall time from launching the session's own job command, the reference 
   variables of a fresh session (same interval, env, algo, device), until its first
   checkpoint folder is complete. B is what any launcher must pay (interpreter, torch, SB3,
   env, 2048 steps, the write); A - B is Ansible's share: the controller, the role's tasks,
-  the supervisor's start and its poll interval.
+  the supervisor's start and how soon it sees the checkpoint. The runtime's part of it is
+  printed too: from the supervisor's `running` line in logs/supervisor.log (the job just
+  started) to the checkpoint in status.json, next to B.
 
 Three measures of issue 11 come from the same playbook runs (medians over --repeats):
 - time to first checkpoint: A / B, goal <= 2.5 (B a median of --bare-repeats);
@@ -35,12 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from _common import REPO, RLOPS_RUN, Goal, clean_env, median, read_status, table
@@ -123,6 +127,18 @@ def first_checkpoint_seen(data_root: Path) -> Path | None:
     return None
 
 
+def job_started(session: Path) -> float | None:
+    """Epoch seconds of the supervisor's `running` line (it logs just after starting the job)."""
+    try:
+        text = (session / "logs" / "supervisor.log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*: running$", text, re.M)
+    if not found:
+        return None
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
 def run_playbook(work: Path, name: str, args: argparse.Namespace, stop_yml: bool = True) -> dict:
     """Launch train_new, time the first checkpoint, stop the session (stop.yml or the CLI)."""
     data_root = work / name
@@ -149,6 +165,9 @@ def run_playbook(work: Path, name: str, args: argparse.Namespace, stop_yml: bool
             if session is not None:
                 result["first_checkpoint"] = time.perf_counter() - started
                 result["session"] = session
+                running = job_started(session)
+                if running is not None:
+                    result["from_running"] = time.time() - running
                 break
             time.sleep(POLL)
         else:
@@ -272,16 +291,18 @@ def main() -> int:
                     hosts = len(result["tasks"]["per_host"]) or None
                     tasks = max(result["tasks"]["per_host"].values(), default=None)
                     measured.append({"first": result["first_checkpoint"], "hosts": hosts,
+                                     "running": result.get("from_running"),
                                      "cpu": result["cpu"], "tasks": tasks})
                     plays = plays or result["tasks"]["plays"]
                     row.update(first=result["first_checkpoint"], playbook=result["playbook"],
+                               running=result.get("from_running", "-"),
                                stop=result.get("stop"), cpu=result["cpu"], hosts=hosts,
                                tasks=tasks)
                 elif which == "bare" and index < args.bare_repeats:
                     row["bare"] = run_bare(work, f"bare{index}", python, args)
                     bare_times.append(row["bare"])
             rows.append([index] + [row.get(key, "-") for key in (
-                "first", "playbook", "bare", "stop", "cpu", "hosts", "tasks")])
+                "first", "playbook", "running", "bare", "stop", "cpu", "hosts", "tasks")])
             load.append(os.getloadavg()[0])
             print(f"repeat {index} done", file=sys.stderr, flush=True)
 
@@ -289,8 +310,8 @@ def main() -> int:
           f"warm venv under {args.venv_root}; load average {min(load):.1f}..{max(load):.1f} "
           f"on {os.cpu_count()} cores")
     print(table(["repeat", "playbook -> checkpoint s", "playbook exit s",
-                 "bare agent -> checkpoint s", "stop.yml s", "train_new CPU s", "hosts",
-                 "host play tasks"], rows))
+                 "job started -> checkpoint seen s", "bare agent -> checkpoint s", "stop.yml s",
+                 "train_new CPU s", "hosts", "host play tasks"], rows))
     if plays:
         print("task results per play (first measured run): " + "; ".join(
             f"{name or '(unnamed)'}{' [host play]' if host else ''}: {total}"
@@ -303,6 +324,10 @@ def main() -> int:
     a, b = median([m["first"] for m in measured]), median(bare_times)
     print(f"playbook {a:.1f} s / bare agent {b:.1f} s; Ansible's share of the wait: "
           f"{(a - b) / a:.0%} ({a - b:.1f} s)")
+    from_running = [m["running"] for m in measured if m["running"] is not None]
+    if from_running:
+        print(f"the runtime's part: job started -> checkpoint in status.json "
+              f"{median(from_running):.2f} s vs the bare agent's {b:.2f} s")
     print(Goal(RATIO_LABEL, a / b, GOAL_RATIO, higher_is_better=False, digits=2).line())
     per_host = [m["cpu"] / m["hosts"] for m in measured if m["hosts"]]
     tasks = [m["tasks"] for m in measured if m["tasks"] is not None]
