@@ -11,8 +11,9 @@ module: runtime_wheel
 short_description: Build the rlops_runtime wheel of a source folder, named by its content
 version_added: 0.1.0
 description:
-  - Internal module of the rlops.fleet.trainer role; runs on the controller
-    (C(delegate_to=localhost)).
+  - Internal module of the rlops.fleet.runtime role; runs on the controller. Its action
+    plugin builds the wheel (or finds it in the cache) in Ansible's worker itself, whatever the
+    task's host, so a task pays no module run; this file holds the code and the documentation.
   - Builds C(rlops_runtime-<version>+<content hash>-py3-none-any.whl) from the runtime's source
     (C(pyproject.toml) and the C(rlops_runtime) package) with the standard library only (no
     build backend, no network), into a cache folder. A wheel of the same content is already

@@ -24,6 +24,12 @@ options:
     description: A user to look up in the passwd database.
     type: str
     default: ""
+  default_user:
+    description:
+      - With an empty O(user), look up the user who runs the module instead - the one who ran
+        sudo (C(SUDO_USER)) when it runs through sudo, else the running user.
+    type: bool
+    default: false
   group:
     description:
       - A group to look up in the group database. Empty with O(user) set means the user's
@@ -104,6 +110,19 @@ systemd_booted:
   description: Whether systemd runs the host (C(/run/systemd/system) is a folder).
   type: bool
   returned: always
+service_mgr:
+  description: C(systemd) when systemd runs the host, else the name of process 1 (C(/proc/1/comm)).
+  type: str
+  returned: always
+  sample: systemd
+runner:
+  description:
+    - Who runs the module - C(name), C(uid) - and C(sudo_user), who ran sudo (empty without
+      sudo). These are the facts C(user_id), C(user_uid) and C(env.SUDO_USER) of
+      M(ansible.builtin.setup), without a fact gathering.
+  type: dict
+  returned: always
+  sample: {name: root, uid: 0, sudo_user: trainer}
 files:
   description: Content of every file of O(read) by path; null for a plain path that is not a file.
   type: dict
@@ -178,6 +197,13 @@ def parse_probe(rc: int, stdout: str, stderr: str, python: str) -> dict:
     return {"error": f"{python} did not run the probe: {said}"}
 
 
+def pick_user(user: str, default_user: bool, runner: dict) -> str:
+    """The user to look up: the one asked for, else (default_user) who ran sudo or runs us."""
+    if user or not default_user:
+        return user
+    return runner["sudo_user"] or runner["name"]
+
+
 def count_checkpoints(names: list[str], is_dir) -> int:
     """Complete checkpoints are folders named by 12 digits (`.tmp-*` ones are partial)."""
     return sum(1 for name in names if CHECKPOINT_NAME.fullmatch(name) and is_dir(name))
@@ -239,6 +265,25 @@ def lookup_group(name: str, gid: int | None) -> dict | None:
     return {"name": entry.gr_name, "gid": entry.gr_gid} if entry else None
 
 
+def read_runner() -> dict:
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return {"name": name, "uid": uid, "sudo_user": os.environ.get("SUDO_USER", "")}
+
+
+def service_manager(systemd_booted: bool) -> str:
+    if systemd_booted:
+        return "systemd"
+    try:
+        with open("/proc/1/comm", encoding="utf-8") as handle:
+            return handle.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def probe_python(python: str) -> dict:
     executable = python if "/" in python else shutil.which(python)
     if not executable:
@@ -261,6 +306,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             user=dict(type="str", default=""),
+            default_user=dict(type="bool", default=False),
             group=dict(type="str", default=""),
             python=dict(type="str", default=""),
             read=dict(type="list", elements="path", default=[]),
@@ -273,7 +319,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    user = lookup_user(p["user"]) if p["user"] else None
+    runner = read_runner()
+    user_name = pick_user(p["user"], p["default_user"], runner)
+    user = lookup_user(user_name) if user_name else None
     group = None
     if p["group"] or user:
         group = lookup_group(p["group"], user["gid"] if user else None)
@@ -281,12 +329,15 @@ def main() -> None:
         files = read_files(p["read"], p["max_bytes"])
     except (OSError, ValueError) as exc:
         module.fail_json(msg=f"reading {', '.join(p['read'])}: {exc}")
+    booted = os.path.isdir("/run/systemd/system")
     module.exit_json(
         changed=False,
         user=user,
         group=group,
         python=probe_python(p["python"]) if p["python"] else {},
-        systemd_booted=os.path.isdir("/run/systemd/system"),
+        systemd_booted=booted,
+        service_mgr=service_manager(booted),
+        runner=runner,
         files=files,
         paths=stat_paths(p["stat"]),
         checkpoints=checkpoint_count(p["checkpoints"]),

@@ -106,3 +106,19 @@ def test_users_and_groups():
     assert thi.lookup_group("", me["gid"])["gid"] == me["gid"]  # the user's primary group
     assert thi.lookup_group("no-such-group-rlops", None) is None
     assert thi.lookup_group("", None) is None
+
+
+def test_pick_user_takes_the_given_one_else_who_ran_sudo_else_the_runner():
+    runner = {"name": "root", "uid": 0, "sudo_user": "alice"}
+    assert thi.pick_user("bob", True, runner) == "bob"
+    assert thi.pick_user("", True, runner) == "alice"
+    assert thi.pick_user("", True, dict(runner, sudo_user="")) == "root"
+    assert thi.pick_user("", False, runner) == ""
+
+
+def test_runner_and_service_manager():
+    runner = thi.read_runner()
+    assert runner["uid"] == os.getuid()
+    assert thi.lookup_user(runner["name"])["uid"] == os.getuid()
+    assert thi.service_manager(True) == "systemd"
+    assert thi.service_manager(False)  # process 1's name, or "unknown"
