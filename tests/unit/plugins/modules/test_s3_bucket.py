@@ -16,6 +16,8 @@ from docfragments import documentation, module_arguments, normalised
 
 REPO = Path(__file__).resolve().parents[4]
 ENDPOINT = "http://127.0.0.1:9000"
+
+
 def test_documented_options_are_the_argument_spec(monkeypatch):
     captured = module_arguments(s3_bucket, monkeypatch, "AnsibleModule")
     spec = captured["argument_spec"]
