@@ -92,7 +92,6 @@ def test_no_rc_in_a_result_that_did_not_fail(tmp_path, run_module):
         assert not failed and "rc" not in result and result["answer"] == {}
 
 
-
 @pytest.mark.parametrize("stdin, owner", [('{"AWS_ACCESS_KEY_ID": "lab"}', "lab"),
                                           ({"AWS_ACCESS_KEY_ID": "lab"},
                                            "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")])
