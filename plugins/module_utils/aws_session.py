@@ -136,8 +136,9 @@ def instance_record(instance: Mapping[str, Any], now: datetime,
         "availability_zone": (instance.get("Placement") or {}).get("AvailabilityZone"),
         "lifecycle": "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand",
         "launch_time": window[0].isoformat() if window else None,
-        "running_hours": (round((window[1] - window[0]).total_seconds() / 3600, 4)
-                          if window else None),
+        # Not rounded here: the status table rounds it once, to 0.01 h (rounded twice,
+        # 0.00497 h showed as 0.01 h).
+        "running_hours": ((window[1] - window[0]).total_seconds() / 3600 if window else None),
         "spot_price": None if price is None else str(price),
         "cost_so_far": None if cost is None else str(cost),
         "public_ip": instance.get("PublicIpAddress"),

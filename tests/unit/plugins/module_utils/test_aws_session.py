@@ -212,6 +212,14 @@ def test_instance_table_aligns_and_formats():
                 in enumerate(lines)}) == 1
 
 
+def test_the_table_rounds_the_hours_once():
+    # 17.9 s is 0.00497 h: 0.00 at two places (rounded to 0.0050 first, it showed 0.01).
+    instance = {"InstanceId": "i-1", "State": {"Name": "running"}, "LaunchTime": T0}
+    record = instance_record(instance, T0 + timedelta(seconds=17.9))
+    assert instance_table([record])[1].split()[6] == "0.00"
+    assert record["running_hours"] == 17.9 / 3600
+
+
 def test_volume_lines_follow_the_table():
     volume = volume_record({
         "VolumeId": "vol-1", "AvailabilityZone": "us-east-1b", "State": "in-use", "Size": 100,
