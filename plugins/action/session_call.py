@@ -74,8 +74,10 @@ class ActionModule(ActionBase):
         if not result.get("failed"):
             found = facts(verb, result.get("answer"), args["host"], check)
             result.update({"ansible_facts": found} if found else {})
-            said = report(verb, result.get("answer"), args.get("session"), args["host"], dest,
-                          check, args.get("storage_uri", ""))
+            session = args.get("session") or os.path.basename(
+                (args.get("session_dir") or "").rstrip("/"))
+            said = report(verb, result.get("answer"), session, args["host"], dest, check,
+                          args.get("storage_uri", ""))
             if said:  # shown as debug shows a message: the report and the answer, not the call
                 result.update(msg=said, _ansible_verbose_always=True)
                 result.pop("cmd", None)

@@ -14,8 +14,16 @@ __metaclass__ = type
 
 import json
 
-# The verbs of the session layer and whether each takes --check (locate only reads).
-VERBS = {"locate": False, "status": True, "stop": True, "pack": True, "evaluate": True}
+# The verbs of the session layer and whether each takes --check (locate only reads); prepare
+# and start name their session by its folder (--session-dir): the trainer role's calls.
+VERBS = {"locate": False, "status": True, "stop": True, "pack": True, "evaluate": True,
+         "prepare": True, "start": True}
+SESSION_DIR_VERBS = ("prepare", "start")
+# Verbs that answer in JSON only when asked (--json), with ok and msg (and log_tail).
+JSON_VERBS = ("stop", "prepare", "start")
+# The verbs' options that are the module's own (prepare: mode; start: the others): the flag of
+# each, in argv order. restart and enable are switches (--restart, --no-enable).
+OPTIONS = ("mode", "manager", "timeout", "user", "group")
 # Verbs whose host may have no runtime at all: such a host has no sessions (nothing to do).
 NO_RUNTIME_OK = ("locate", "status")
 # The verb the action plugin runs on the controller, with the collection's runtime.
@@ -23,13 +31,31 @@ CONTROLLER_VERBS = ("fetch",)
 ERROR_PREFIX = "rlops-run: error: "
 
 
-def build_argv(cli, verb, data_root, session=None, args=(), check=False):
-    """`<cli> session <verb> --data-root R [--session S] <args> [--check]`; stop answers
+def build_argv(cli, verb, data_root, session=None, args=(), check=False, session_dir=None,
+               options=None):
+    """`<cli> session <verb> --data-root R [--session S] <options> <args> [--check]`, or with
+    session_dir `--session-dir D` instead of root and session; stop, prepare and start answer
     in JSON (--json)."""
-    argv = [cli, "session", verb, "--data-root", data_root]
-    argv += ["--session", session] if session else []
-    argv += list(args) + (["--json"] if verb == "stop" and "--json" not in args else [])
+    argv = [cli, "session", verb]
+    if session_dir:
+        argv += ["--session-dir", session_dir]
+    else:
+        argv += ["--data-root", data_root] + (["--session", session] if session else [])
+    argv += option_args(options) + list(args)
+    argv += ["--json"] if verb in JSON_VERBS and "--json" not in args else []
     return argv + (["--check"] if check and VERBS.get(verb) else [])
+
+
+def option_args(options):
+    """The flags of the options given (None or "" is not given): --mode, --manager, --timeout,
+    --user, --group with their value, --restart when true, --no-enable when enable is false."""
+    options = options or {}
+    argv = []
+    for name in OPTIONS:
+        if options.get(name) not in (None, ""):
+            argv += ["--" + name, str(options[name])]
+    argv += ["--restart"] if options.get("restart") else []
+    return argv + (["--no-enable"] if options.get("enable") is False else [])
 
 
 def stdin_text(data):
@@ -58,17 +84,21 @@ def parse_answer(stdout):
     return answer if isinstance(answer, dict) else None
 
 
-def failure(verb, cli, rc, stdout, stderr, answer, host=""):
+def failure(verb, cli, rc, stdout, stderr, answer, host="", session_dir=None):
     """None when the call answered, else the one message to fail with: the runtime's last
     error line; that the runtime predates the session layer when it does not know the verb;
-    for stop, the runtime's own message and the end of the job's log (a list)."""
+    prepare's own message; for stop and start, the runtime's own message and the end of the
+    job's log (a list)."""
     where = host + ": " if host else ""
-    if verb == "stop" and answer is not None and "ok" in answer:
+    if verb in JSON_VERBS and answer is not None and "ok" in answer:
         if answer["ok"]:
             return None
-        return ["%s (%s)" % (answer.get("msg", "the session did not stop"), host),
-                "last lines of the job log:"] + list(answer.get("log_tail") or [])
-    if rc == 0 and answer is not None and verb != "stop":
+        said = "%s (%s)" % (answer.get("msg") or "rlops-run session %s failed" % verb, host)
+        if verb == "prepare":
+            return said
+        log = session_dir.rstrip("/") + "/logs/job.log" if session_dir else "the job log"
+        return [said, "last lines of %s:" % log] + list(answer.get("log_tail") or [])
+    if rc == 0 and answer is not None and verb not in JSON_VERBS:
         return None
     if "invalid choice" in (stderr or ""):
         return ("%sthe runtime at %s predates the session layer (it has no `rlops-run session %s`):"
@@ -79,6 +109,14 @@ def failure(verb, cli, rc, stdout, stderr, answer, host=""):
     said = lines[-1] if lines else ("rlops-run exited %s" % rc if rc != 0
                                     else "rlops-run gave no JSON answer")
     return said[len(ERROR_PREFIX):] if said.startswith(ERROR_PREFIX) else said
+
+
+def kept_answer(verb, answer):
+    """The answer the task returns: prepare's without its config (the session's settings, the
+    job's environment among them; the role reads changes, summary and msg)."""
+    if verb == "prepare" and answer:
+        return dict((key, value) for key, value in answer.items() if key != "config")
+    return answer
 
 
 def no_runtime(verb, exists, rc=None, stdout="", stderr=""):
@@ -122,12 +160,13 @@ def report(verb, answer, session, host, dest="", check=False, storage_uri=""):
     """What the user is told once the call answered (a list of lines), or None."""
     answer = answer or {}
     evaluate_next = "next: ansible-playbook playbooks/evaluate.yml -e rlops_session=%s" % session
+    if verb in ("start", "stop") and check:
+        said = ("publish", "restart", "start") if verb == "start" else ("publish", "stop")
+        would = [a for a in answer.get("actions") or [] if a in said]
+        return ["would %s session %s on %s (now %s)" % (
+            " and ".join(would), session, host,
+            (answer.get("before") or {}).get("state", "never started"))] if would else None
     if verb == "stop":
-        would = [a for a in answer.get("actions") or [] if a in ("publish", "stop")]
-        if check:
-            return ["would %s session %s on %s (now %s)" % (
-                " and ".join(would), session, host,
-                (answer.get("before") or {}).get("state", "never started"))] if would else None
         return ["session %s on %s: %s; resume with: ansible-playbook playbooks/resume.yml"
                 " -e rlops_session=%s" % (session, host,
                                           (answer.get("status") or {}).get("state", "stopped"),

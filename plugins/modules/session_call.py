@@ -18,8 +18,8 @@ description:
     answer as RV(answer).
   - Fails with one message - the runtime's last error line; that the runtime predates the
     session layer when it does not know O(verb) (a C(train_new) or C(resume) on the host
-    installs the current one); for C(stop), the runtime's message and the last lines of
-    the job's log.
+    installs the current one); for C(prepare), the runtime's message; for C(stop) and
+    C(start), the runtime's message and the last lines of the job's log.
   - A host without the runtime (no O(cli), or a CLI that exits without a word) has no
     sessions - for C(locate) and C(status) that is nothing to do, RV(answer) is empty.
   - C(changed) is the answer's C(changed) (C(stop) without one - true); C(locate) only
@@ -67,10 +67,43 @@ options:
     description: The session layer's verb (C(fetch) - on the controller, from storage).
     type: str
     required: true
-    choices: [locate, status, stop, pack, evaluate, fetch]
+    choices: [locate, status, stop, pack, evaluate, prepare, start, fetch]
   data_root:
-    description: The host's data root (C(rlops_data_root)); required but for C(fetch).
+    description:
+      - The host's data root (C(rlops_data_root)); required but for C(fetch) and with
+        O(session_dir).
     type: path
+  session_dir:
+    description:
+      - The session's folder on the host, instead of O(data_root) and O(session) - required
+        for C(prepare) (check the settings and storage, write the session's config; O(stdin)
+        is the request) and C(start) (start the session's supervisor and wait), the trainer
+        role's calls. A failed C(start) fails with the end of its C(logs/job.log).
+    type: path
+  mode:
+    description: C(prepare) - a C(new) session or a C(resume).
+    type: str
+    choices: [new, resume]
+  manager:
+    description: C(start) - the service manager (C(systemd), C(detached), C(auto)).
+    type: str
+  timeout:
+    description: C(start) - seconds to wait for the job to be running.
+    type: int
+  restart:
+    description: C(start) - restart a running session (its settings changed).
+    type: bool
+    default: false
+  enable:
+    description: C(start) - enable the unit at boot (systemd); false passes C(--no-enable).
+    type: bool
+    default: true
+  user:
+    description: C(start) - the job's user (the unit's C(User=), systemd).
+    type: str
+  group:
+    description: C(start) - the job's group (the unit's C(Group=), systemd).
+    type: str
   session:
     description: The session id. C(status) without it answers for every session of the host.
     type: str
@@ -163,7 +196,8 @@ cmd:
   sample: ["/srv/rlops/bin/rlops-run", "session", "status", "--data-root", "/srv/rlops"]
 msg:
   description:
-    - What was done (in check mode - would be), for C(stop), C(pack), C(evaluate), C(fetch).
+    - What was done (in check mode - would be), for C(stop), C(pack), C(evaluate), C(fetch);
+      for C(start) in check mode, what would be.
   returned: success
   type: list
   elements: str
@@ -188,10 +222,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
     CONTROLLER_VERBS,
+    OPTIONS,
+    SESSION_DIR_VERBS,
     VERBS,
     build_argv,
     changed,
     failure,
+    kept_answer,
     no_runtime,
     parse_answer,
     stdin_text,
@@ -211,8 +248,17 @@ def main():
             dest=dict(type="path"),
             storage_uri=dict(type="str"),
             region=dict(type="str"),
+            session_dir=dict(type="path"),
+            mode=dict(type="str", choices=["new", "resume"]),
+            manager=dict(type="str"),
+            timeout=dict(type="int"),
+            restart=dict(type="bool", default=False),
+            enable=dict(type="bool", default=True),
+            user=dict(type="str"),
+            group=dict(type="str"),
         ),
-        required_if=[("verb", verb, ("cli", "data_root")) for verb in VERBS],
+        required_if=[("verb", verb, ("cli", "session_dir") if verb in SESSION_DIR_VERBS
+                      else ("cli", "data_root")) for verb in VERBS],
         supports_check_mode=True,
     )
     p = module.params
@@ -220,7 +266,8 @@ def main():
         module.fail_json(msg="session_call verb %s runs on the controller, in the action plugin"
                          % p["verb"])
     argv = build_argv(p["cli"], p["verb"], p["data_root"], p["session"], p["args"],
-                      module.check_mode)
+                      module.check_mode, p["session_dir"],
+                      dict((name, p[name]) for name in OPTIONS + ("restart", "enable")))
     if no_runtime(p["verb"], os.path.exists(p["cli"])):
         module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
     data = stdin_text(p["stdin"])
@@ -228,7 +275,8 @@ def main():
     if no_runtime(p["verb"], True, rc, stdout, stderr):
         module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
     answer = parse_answer(stdout)
-    msg = failure(p["verb"], p["cli"], rc, stdout, stderr, answer, p["host"])
+    msg = failure(p["verb"], p["cli"], rc, stdout, stderr, answer, p["host"], p["session_dir"])
+    answer = kept_answer(p["verb"], answer)
     if msg is not None:
         module.fail_json(msg=msg, answer=answer or {}, cmd=argv, rc=rc, stderr=stderr)
     module.exit_json(changed=changed(p["verb"], answer), answer=answer,

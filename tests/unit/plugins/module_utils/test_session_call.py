@@ -34,6 +34,27 @@ def test_stop_answers_in_json_once():
     assert sc.build_argv(CLI, "stop", "/d", "s", ["--json"]).count("--json") == 1
 
 
+def test_prepare_names_its_folder_and_mode_answers_in_json_and_takes_check():
+    assert sc.build_argv(CLI, "prepare", None, args=(), check=True, session_dir="/d/sessions/s1",
+                         options={"mode": "resume", "enable": True}) == [
+        CLI, "session", "prepare", "--session-dir", "/d/sessions/s1", "--mode", "resume",
+        "--json", "--check"]
+
+
+def test_start_options_become_its_flags():
+    options = {"manager": "systemd", "timeout": 120, "restart": True, "enable": False,
+               "user": "rl", "group": "rlg", "mode": None}
+    assert sc.build_argv(CLI, "start", None, session_dir="/d/s/s1", options=options) == [
+        CLI, "session", "start", "--session-dir", "/d/s/s1", "--manager", "systemd",
+        "--timeout", "120", "--user", "rl", "--group", "rlg", "--restart", "--no-enable",
+        "--json"]
+
+
+def test_start_unset_options_are_left_out():
+    assert sc.option_args({"manager": "detached", "user": "", "restart": False,
+                           "enable": True}) == ["--manager", "detached"]
+
+
 @pytest.mark.parametrize("data, text", [(None, None), ("", None), ({}, None),
                                         ({"a": 1}, '{"a": 1}'),
                                         ("raw", "raw")])
@@ -206,3 +227,36 @@ def test_a_pack_may_not_name_paths_outside_the_results():
     assert sc.unsafe_members(["logs/job.log", "report/summary.json", ".hidden"]) == []
     assert sc.unsafe_members(["/etc/passwd", "a/../../b", "ok", "..\\x"]) == [
         "/etc/passwd", "a/../../b", "..\\x"]
+
+
+def test_prepare_fails_with_its_own_message_and_the_host():
+    answer = {"ok": False, "changed": False, "msg": "storage s3://b is not reachable"}
+    assert sc.failure("prepare", CLI, 1, "", "", answer, "gpu1") == (
+        "storage s3://b is not reachable (gpu1)")
+    assert sc.failure("prepare", CLI, 0, "", "", {"ok": True, "changed": True}, "gpu1") is None
+
+
+def test_prepare_without_an_answer_says_the_last_error_line():
+    assert sc.failure("prepare", CLI, 1, "", "Traceback\nKeyError: 'x'\n", None) == "KeyError: 'x'"
+
+
+def test_start_fails_with_its_message_and_the_end_of_its_job_log():
+    answer = {"ok": False, "msg": "session s1 did not start", "log_tail": ["boom"]}
+    assert sc.failure("start", CLI, 1, "", "", answer, "gpu1", "/d/sessions/s1/") == [
+        "session s1 did not start (gpu1)", "last lines of /d/sessions/s1/logs/job.log:", "boom"]
+
+
+def test_prepare_answer_is_kept_without_the_config():
+    answer = {"ok": True, "changes": {}, "config": {"env": {"TOKEN": "t"}}}
+    assert sc.kept_answer("prepare", answer) == {"ok": True, "changes": {}}
+    assert sc.kept_answer("start", answer) is answer
+
+
+def test_start_reports_only_in_check_mode_what_it_would_do():
+    answer = {"actions": ["publish", "write-unit", "start"], "before": {"state": "stopped"}}
+    assert sc.report("start", answer, "s1", "gpu1", check=True) == [
+        "would publish and start session s1 on gpu1 (now stopped)"]
+    assert sc.report("start", {"actions": ["restart"]}, "s1", "gpu1", check=True) == [
+        "would restart session s1 on gpu1 (now never started)"]
+    assert sc.report("start", {"actions": []}, "s1", "gpu1", check=True) is None
+    assert sc.report("start", answer, "s1", "gpu1") is None

@@ -84,6 +84,37 @@ def test_a_stop_that_failed_says_the_job_log(tmp_path, run_module):
     assert called(tmp_path)["argv"][-3:] == ["--manager", "auto", "--json"]
 
 
+def test_prepare_sends_the_request_on_stdin_and_returns_the_answer_without_config(
+        tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"ok": True, "changed": True, "changes": {"a": [1, 2]},
+                              "summary": ["a 1 -> 2"], "config": {"env": {}}, "msg": ""})
+    result, failed = call(run_module, cli, "prepare", session_dir="/d/sessions/s1",
+                          mode="resume", stdin='{"credentials": {"K": "v"}}', check_mode=True)
+    assert not failed and result["changed"] is True and "config" not in result["answer"]
+    assert result["answer"]["summary"] == ["a 1 -> 2"]
+    assert called(tmp_path) == {"argv": ["session", "prepare", "--session-dir", "/d/sessions/s1",
+                                         "--mode", "resume", "--json", "--check"],
+                                "stdin": '{"credentials": {"K": "v"}}\n'}
+
+
+def test_prepare_refused_fails_with_the_runtimes_message(tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"ok": False, "changed": False, "msg": "bad storage"}, rc=1)
+    result, failed = call(run_module, cli, "prepare", session_dir="/d/s/s1", mode="new",
+                          host="gpu1")
+    assert failed and result["msg"] == "bad storage (gpu1)"
+
+
+def test_a_start_that_failed_says_its_job_log(tmp_path, run_module):
+    cli = fake_cli(tmp_path, {"ok": False, "msg": "exited", "log_tail": ["oom"]}, rc=1)
+    result, failed = call(run_module, cli, "start", session_dir="/d/s/s1", manager="systemd",
+                          timeout=60, user="rl", group="rl", enable=False, host="gpu1")
+    assert failed and result["msg"] == ["exited (gpu1)", "last lines of /d/s/s1/logs/job.log:",
+                                        "oom"]
+    assert called(tmp_path)["argv"] == [
+        "session", "start", "--session-dir", "/d/s/s1", "--manager", "systemd", "--timeout",
+        "60", "--user", "rl", "--group", "rl", "--no-enable", "--json"]
+
+
 def test_no_rc_in_a_result_that_did_not_fail(tmp_path, run_module):
     """Ansible fails a task whose result has an rc other than 0: a host without the runtime
     (a CLI that exits without a word) is not a failure."""
