@@ -5,6 +5,9 @@ instance launches a new one in the volume's zone and moves the volume to it; sto
 terminates and snapshots, keeping the volume, and deletes it only when asked."""
 
 import pytest
+
+# The fixtures ami, ec2 and moto_url are used by name (pytest), not in the code.
+# pylint: disable-next=unused-import
 from test_modules_moto import Runner, ami, ec2, moto_url, session_instances  # noqa: F401
 
 SESSION = "moto-res-20261206t160000z"
