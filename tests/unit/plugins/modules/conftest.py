@@ -60,21 +60,40 @@ def _fail_json(self, msg="", **kwargs):
     raise ModuleFail(kwargs)
 
 
-@pytest.fixture
-def ec2_stub(monkeypatch):
-    """(client, stubber): the client every module.client("ec2") call returns."""
-    client = boto3.client("ec2", region_name=REGION, aws_access_key_id="AKIDTEST",
-                          aws_secret_access_key="secret")
-    stubber = Stubber(client)
+def _ec2_client():
+    return boto3.client("ec2", region_name=REGION, aws_access_key_id="AKIDTEST",
+                        aws_secret_access_key="secret")
 
+
+def _answer_ec2_with(monkeypatch, client):
+    """Every module.client("ec2") call returns `client` (wrapped with the module's retries)."""
     def fake_client(self, service, retry_decorator=None, **extra):
         assert service == "ec2"
         return client if retry_decorator is None else RetryingBotoClientWrapper(
             client, retry_decorator)
 
     monkeypatch.setattr(AnsibleAWSModule, "client", fake_client)
+
+
+@pytest.fixture
+def ec2_stub(monkeypatch):
+    """(client, stubber): the client every module.client("ec2") call returns."""
+    client = _ec2_client()
+    stubber = Stubber(client)
+    _answer_ec2_with(monkeypatch, client)
     with stubber:
         yield client, stubber
+
+
+@pytest.fixture
+def ec2_moto(monkeypatch):
+    """The client every module.client("ec2") call returns, on moto's in-process EC2
+    (mock_aws): for modules whose tests state what EC2 holds, not each call."""
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        client = _ec2_client()
+        _answer_ec2_with(monkeypatch, client)
+        yield client
 
 
 @pytest.fixture

@@ -3,12 +3,7 @@ what provision would do, or refuses with the one message, and creates nothing.""
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import (
-    RetryingBotoClientWrapper,
-)
 from ansible_collections.rlops.fleet.plugins.modules import aws_session_plan
 
 moto = pytest.importorskip("moto")
@@ -19,22 +14,8 @@ COMMON = {"region": REGION, "access_key": "AKIDTEST", "secret_key": "secret"}
 
 
 @pytest.fixture
-def ec2(monkeypatch):
-    with moto.mock_aws():
-        client = boto3.client("ec2", region_name=REGION, aws_access_key_id="AKIDTEST",
-                              aws_secret_access_key="secret")
-
-        def fake_client(self, service, retry_decorator=None, **extra):
-            return RetryingBotoClientWrapper(client, retry_decorator) if retry_decorator \
-                else client
-
-        monkeypatch.setattr(AnsibleAWSModule, "client", fake_client)
-        yield client
-
-
-@pytest.fixture
-def settings(ec2):
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+def settings(ec2_moto):
+    image = ec2_moto.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     return {"rlops_aws_instance_types": ["t3.micro"], "rlops_aws_image_id": image,
             "rlops_aws_availability_zones": [], "rlops_aws_subnet_ids": {},
             "rlops_aws_max_price": "", "rlops_aws_tags": {}, "rlops_aws_volume_id": "",
@@ -44,9 +25,9 @@ def settings(ec2):
             "rlops_aws_ssh_cidr": "127.0.0.1/32"}
 
 
-def everything(ec2):
-    return (ec2.describe_instances()["Reservations"], ec2.describe_volumes()["Volumes"],
-            len(ec2.describe_security_groups()["SecurityGroups"]))
+def everything(ec2_moto):
+    return (ec2_moto.describe_instances()["Reservations"], ec2_moto.describe_volumes()["Volumes"],
+            len(ec2_moto.describe_security_groups()["SecurityGroups"]))
 
 
 def plan(run_module, settings, mode="new", check_mode=False):
@@ -55,8 +36,8 @@ def plan(run_module, settings, mode="new", check_mode=False):
                       check_mode=check_mode, common=COMMON)
 
 
-def test_a_new_session_is_planned_and_nothing_is_created(ec2, settings, run_module):
-    before = everything(ec2)
+def test_a_new_session_is_planned_and_nothing_is_created(ec2_moto, settings, run_module):
+    before = everything(ec2_moto)
     result, failed = plan(run_module, settings)
     assert not failed, result
     assert result["volume"] is None and result["availability_zone"] == ""
@@ -64,11 +45,11 @@ def test_a_new_session_is_planned_and_nothing_is_created(ec2, settings, run_modu
     assert result["instance"]["availability_zone"].startswith(REGION)
     assert result["attachment"]["created"] is True
     assert result["vpc_id"].startswith("vpc-") and result["ssh_cidr"] == "127.0.0.1/32"
-    assert everything(ec2) == before
+    assert everything(ec2_moto) == before
 
 
-def test_resume_follows_the_volumes_zone(ec2, settings, run_module):
-    ec2.create_volume(AvailabilityZone="us-east-1c", Size=8, TagSpecifications=[
+def test_resume_follows_the_volumes_zone(ec2_moto, settings, run_module):
+    ec2_moto.create_volume(AvailabilityZone="us-east-1c", Size=8, TagSpecifications=[
         {"ResourceType": "volume", "Tags": [{"Key": "rlops:session", "Value": S},
                                             {"Key": "rlops:role", "Value": "data"}]}])
     result, failed = plan(run_module, settings, mode="resume", check_mode=True)
@@ -85,13 +66,13 @@ def test_resume_follows_the_volumes_zone(ec2, settings, run_module):
     ({"rlops_aws_volume_id": "vol-0123456789abcdef0"},
      "Read volume vol-0123456789abcdef0: it does not exist in us-east-1"),
 ])
-def test_refused_with_one_message(ec2, settings, run_module, change, message):
+def test_refused_with_one_message(ec2_moto, settings, run_module, change, message):
     result, failed = plan(run_module, dict(settings, **change))
     assert failed and message in result["msg"], result["msg"]
 
 
-def test_resume_without_a_volume_names_the_sessions(ec2, settings, run_module):
-    ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, TagSpecifications=[
+def test_resume_without_a_volume_names_the_sessions(ec2_moto, settings, run_module):
+    ec2_moto.create_volume(AvailabilityZone="us-east-1a", Size=8, TagSpecifications=[
         {"ResourceType": "volume", "Tags": [{"Key": "rlops:session", "Value": "other-1"}]}])
     result, failed = plan(run_module, settings, mode="resume")
     assert failed
