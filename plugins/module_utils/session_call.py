@@ -127,6 +127,13 @@ def no_runtime(verb, exists, rc=None, stdout="", stderr=""):
     return not exists or (rc not in (None, 0) and not (stdout or "") + (stderr or ""))
 
 
+def not_installed(verb, cli):
+    """Whether prepare or start is given no CLI: the trainer role passes none while the
+    session's venv is not there (in check mode before its install; a run without the install
+    phase), so nothing is asked; in check mode the report says what would be done."""
+    return verb in SESSION_DIR_VERBS and not cli
+
+
 def changed(verb, answer):
     """What the answer says it changed (stop: True unless it says); locate only reads; an
     evaluation always writes eval/ (in check mode: would)."""
@@ -160,6 +167,8 @@ def report(verb, answer, session, host, dest="", check=False, storage_uri=""):
     """What the user is told once the call answered (a list of lines), or None."""
     answer = answer or {}
     evaluate_next = "next: ansible-playbook playbooks/evaluate.yml -e rlops_session=%s" % session
+    if verb == "start" and check and not answer:  # no runtime to ask yet (not_installed)
+        return ["would start session %s on %s (now never started)" % (session, host)]
     if verb in ("start", "stop") and check:
         said = ("publish", "restart", "start") if verb == "start" else ("publish", "stop")
         would = [a for a in answer.get("actions") or [] if a in said]

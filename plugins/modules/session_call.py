@@ -62,6 +62,9 @@ options:
     description:
       - The runtime's CLI on the host (the session role's C(__rlops_cli)); required but for
         C(fetch).
+      - Empty for C(prepare) and C(start) - the session's venv is not installed yet (check mode
+        before the install) - nothing is asked, RV(answer) is empty; C(start) in check mode
+        says it would start the session.
     type: path
   verb:
     description: The session layer's verb (C(fetch) - on the controller, from storage).
@@ -230,6 +233,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
     failure,
     kept_answer,
     no_runtime,
+    not_installed,
     parse_answer,
     stdin_text,
 )
@@ -268,7 +272,7 @@ def main():
     argv = build_argv(p["cli"], p["verb"], p["data_root"], p["session"], p["args"],
                       module.check_mode, p["session_dir"],
                       dict((name, p[name]) for name in OPTIONS + ("restart", "enable")))
-    if no_runtime(p["verb"], os.path.exists(p["cli"])):
+    if no_runtime(p["verb"], os.path.exists(p["cli"])) or not_installed(p["verb"], p["cli"]):
         module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
     data = stdin_text(p["stdin"])
     rc, stdout, stderr = module.run_command(argv, data=data)

@@ -117,6 +117,12 @@ def test_a_missing_runtime_is_not_ignored_for_a_session_that_is_here(verb):
     assert not sc.no_runtime(verb, exists=False)
 
 
+def test_prepare_and_start_without_a_cli_ask_nothing():
+    assert sc.not_installed("start", "") and sc.not_installed("prepare", None)
+    assert not sc.not_installed("start", "/v/bin/rlops-run")
+    assert not sc.not_installed("status", "")
+
+
 def test_changed_from_the_answer():
     assert sc.changed("status", {"changed": True})
     assert not sc.changed("status", {"changed": False})
@@ -259,4 +265,7 @@ def test_start_reports_only_in_check_mode_what_it_would_do():
     assert sc.report("start", {"actions": ["restart"]}, "s1", "gpu1", check=True) == [
         "would restart session s1 on gpu1 (now never started)"]
     assert sc.report("start", {"actions": []}, "s1", "gpu1", check=True) is None
+    assert sc.report("start", {}, "s1", "gpu1", check=True) == [
+        "would start session s1 on gpu1 (now never started)"]
+    assert sc.report("start", {}, "s1", "gpu1") is None
     assert sc.report("start", answer, "s1", "gpu1") is None

@@ -56,6 +56,16 @@ def test_no_runtime_is_nothing_to_do_for_status(tmp_path, run_module):
     assert not failed and result["answer"] == {} and result["runtime"] is False
 
 
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_start_without_a_cli_asks_nothing(tmp_path, run_module, check_mode):
+    fake_cli(tmp_path, {"ok": True, "changed": True})
+    result, failed = run_module(session_call.main, dict(
+        cli="", verb="start", session_dir=str(tmp_path / "s1"), manager="process"),
+        check_mode=check_mode, common={})
+    assert not failed and result["answer"] == {} and result["runtime"] is False
+    assert result["changed"] is False and not (tmp_path / "called.json").exists()
+
+
 def test_check_mode_runs_with_check_and_changed_comes_from_the_answer(tmp_path, run_module):
     cli = fake_cli(tmp_path, {"records": [], "publishes": [], "changed": True})
     result, failed = call(run_module, cli, "status", check_mode=True)
