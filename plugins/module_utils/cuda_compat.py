@@ -422,3 +422,10 @@ def check_driver(plan, gpu_count, driver_version, driver_cuda, library_version):
         label = "driver branch %s (gpu_host installs it)" % plan.branch
         return Driver(plan.branch, "", label, True)
     return None
+
+
+def plan_summary(plan, torch_message, unchecked=""):
+    """What the role says before it changes anything: the driver plan, and whether the torch
+    build runs on it (`unchecked`: why it was not checked)."""
+    return ["driver: %s: %s" % (" ".join(part for part in plan[:2] if part), plan.reason),
+            "torch: %s" % (("not checked: " + unchecked) if unchecked else torch_message)]

@@ -142,3 +142,80 @@ def merge(found: list[Gpu], smi_rows: dict[str, dict], names: dict[str, str]) ->
             pci_name = names.get(hex_id(gpu.device))
             gpu.name = f"NVIDIA {pci_name}" if pci_name else f"NVIDIA device {gpu.device}"
     return sorted(found, key=lambda g: g.address)
+
+
+# --------------------------------------------------------------------------- the role's facts
+# What the gpu_host role publishes and says from one look (the first, or the second through
+# the driver after its driver steps): `seen` is gpu_host_detect's answer (gpus as dicts,
+# driver_version, cuda_version, nvidia_loaded, nouveau_loaded, driver_mismatch,
+# kernel_module_version, library_version, nvidia_smi, nvidia_smi_error).
+
+
+def reboot_required(seen: dict, driver_steps: bool) -> bool:
+    """A GPU whose driver the role installed is not loaded, or the installed driver is not
+    the loaded one (upgraded without a reboot)."""
+    return bool(seen["gpus"]) and (
+        (driver_steps and not seen["nvidia_loaded"]) or seen["driver_mismatch"])
+
+
+def reboot_reason(seen: dict, driver_steps: bool) -> str:
+    """Why a reboot is needed (said, not done, without gpu_host_reboot_allowed); '' when none
+    is. The role puts the host's name in front."""
+    if not reboot_required(seen, driver_steps):
+        return ""
+    if seen["driver_mismatch"]:
+        why = "the loaded kernel module is %s, the library %s" % (
+            seen["kernel_module_version"] or "older", seen["library_version"] or "newer")
+    elif seen["nouveau_loaded"]:
+        why = "nouveau holds the GPU"
+    else:
+        why = "modprobe nvidia failed"
+    return ("the NVIDIA driver is installed but not loaded (%s): reboot it, or run again with"
+            " gpu_host_reboot_allowed true" % why)
+
+
+def smi_problem(seen: dict) -> str:
+    """Why nvidia-smi does not list every GPU ('' when it does, or there is none): its state
+    and error, and the GPUs on the PCI bus. The role says on which host."""
+    gpus = seen["gpus"]
+    if not gpus or (seen["nvidia_smi"] == "ok" and all(gpu["index"] >= 0 for gpu in gpus)):
+        return ""
+    return "%s %s; GPUs on the PCI bus: %s" % (
+        seen["nvidia_smi"], seen["nvidia_smi_error"], ", ".join(gpu["address"] for gpu in gpus))
+
+
+def host_facts(seen: dict, action: str, driver_steps: bool, torch_check: dict | None) -> dict:
+    """The gpu_host_* facts (roles/gpu_host/README.md) of one look. `action`: the driver
+    action of the role's plan; torch_check None leaves gpu_host_torch_check out (a second
+    look keeps the first one's)."""
+    gpus = seen["gpus"]
+    facts = {
+        "gpu_host_mode": "gpu" if gpus else "cpu",
+        "gpu_host_gpu_count": len(gpus),
+        "gpu_host_gpu_names": [gpu["name"] for gpu in gpus],
+        "gpu_host_gpu_memory_mib": [gpu["memory_mib"] for gpu in gpus],
+        "gpu_host_driver_version": seen["driver_version"],
+        "gpu_host_cuda_version": seen["cuda_version"],
+        "gpu_host_gpus": gpus,
+        "gpu_host_driver_action": action,
+        "gpu_host_reboot_required": reboot_required(seen, driver_steps),
+    }
+    if torch_check is not None:
+        facts["gpu_host_torch_check"] = torch_check
+    return facts
+
+
+def local_facts(facts: dict) -> dict:
+    """/etc/ansible/facts.d/gpu_host.fact (ansible_local.gpu_host in later plays) from the
+    gpu_host_* facts."""
+    version = facts["gpu_host_driver_version"]
+    return {
+        "mode": facts["gpu_host_mode"],
+        "gpu_count": facts["gpu_host_gpu_count"],
+        "gpu_names": facts["gpu_host_gpu_names"],
+        "gpu_memory_mib": facts["gpu_host_gpu_memory_mib"],
+        "driver_version": version,
+        "driver_branch": version.split(".")[0] if version else "",
+        "cuda_version": facts["gpu_host_cuda_version"],
+        "driver_action": facts["gpu_host_driver_action"],
+    }

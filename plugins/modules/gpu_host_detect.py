@@ -33,6 +33,9 @@ description:
     (C(apt-get indextargets), also before the first C(apt-get update)) and says what a source
     of the driver's components must add for O(release)
     (C(plugins/module_utils/apt_sources.py)).
+  - With O(publish_facts), returns the rlops.fleet.gpu_host role's facts as C(ansible_facts)
+    (C(plugins/module_utils/nvidia_gpus.py)); its second look through the driver sets
+    O(driver_action).
 author:
   - rlops.fleet developers (!UNKNOWN)
 options:
@@ -113,6 +116,25 @@ options:
   debian_mirror:
     description: The mirror to take the missing components from; empty takes the one the host
       has for O(release).
+    type: str
+    default: ""
+  torch_unchecked:
+    description: Why the torch build is not checked (said in RV(summary)); empty when it is.
+    type: str
+    default: ""
+  publish_facts:
+    description: Return the C(gpu_host_*) facts of the role's README as RV(ansible_facts).
+    type: bool
+    default: false
+  install_driver:
+    description: The role installs the driver where the plan says C(install); a GPU whose
+      driver is then not loaded needs a reboot (RV(reboot_reason)).
+    type: bool
+    default: false
+  driver_action:
+    description: On the role's second look, the action of the first look's plan, which the
+      facts and RV(reboot_reason) then follow; C(gpu_host_torch_check) is left as the first
+      look published it. Empty - this look's own plan.
     type: str
     default: ""
 """
@@ -221,6 +243,30 @@ debian_sources:
   returned: always
   sample: {missing: [contrib, non-free, non-free-firmware], mirror: "http://deb.debian.org/debian",
            suites: [bookworm, bookworm-updates], security: "http://deb.debian.org/debian-security"}
+summary:
+  description: The driver plan, and whether the torch build runs on it (O(torch_unchecked)).
+  type: list
+  elements: str
+  returned: always
+  sample: ["driver: keep 570: driver 570.133.20 works: nothing to install", "torch: ..."]
+reboot_reason:
+  description: Why a reboot is needed to load the installed driver; empty when none is.
+  type: str
+  returned: always
+smi_problem:
+  description: Why nvidia-smi does not list every GPU; empty when it does, or there is none.
+  type: str
+  returned: always
+local_facts:
+  description: The content of the role's C(/etc/ansible/facts.d/gpu_host.fact).
+  type: dict
+  returned: always
+  sample: {mode: gpu, gpu_count: 2, driver_version: "570.133.20", driver_branch: "570"}
+ansible_facts:
+  description: With O(publish_facts), the role's C(gpu_host_*) facts.
+  type: dict
+  returned: when O(publish_facts) is true
+  sample: {gpu_host_mode: gpu, gpu_host_gpu_count: 2, gpu_host_reboot_required: false}
 """
 
 import os
@@ -234,12 +280,16 @@ from ansible_collections.rlops.fleet.plugins.module_utils.apt_sources import (
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.nvidia_gpus import (
     Gpu,
+    host_facts,
     is_gpu,
+    local_facts,
     merge,
     parse_proc_version,
     pci_names,
+    reboot_reason,
     smi_absent,
     smi_answer,
+    smi_problem,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.sysfs import read_first, read_text
 
@@ -313,6 +363,10 @@ def main():
             apt_sources=dict(type="bool", default=False),
             release=dict(type="str", default=""),
             debian_mirror=dict(type="str", default=""),
+            torch_unchecked=dict(type="str", default=""),
+            publish_facts=dict(type="bool", default=False),
+            install_driver=dict(type="bool", default=False),
+            driver_action=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
@@ -333,8 +387,7 @@ def main():
     build = cuda_compat.torch_build(params["torch_requirement"], wheels, params["torch_sources"])
     driver = cuda_compat.check_driver(plan, len(gpus), smi["driver"], smi["cuda"], smi["library"])
     check = cuda_compat.check_torch(build, driver, params["fixed_branch"])
-    module.exit_json(
-        changed=False,
+    seen = dict(
         gpus=[asdict(gpu) for gpu in gpus],
         scanned=scanned,
         driver_version=smi["driver"],
@@ -347,11 +400,24 @@ def main():
         nvidia_smi_error=smi["error"],
         nouveau_loaded=os.path.isdir(os.path.join(params["module_root"], "nouveau")),
         nvidia_loaded=os.path.isdir(os.path.join(params["module_root"], "nvidia")),
+    )
+    # The role's plan: this look's, or on its second look the first one's.
+    action = params["driver_action"] or plan.action
+    steps = action == "install" and params["install_driver"]
+    facts = host_facts(seen, action, steps, None if params["driver_action"] else check._asdict())
+    module.exit_json(
+        changed=False,
         driver_plan=plan._asdict(),
         torch=build._asdict() if build else {},
         torch_check=check._asdict(),
         debian_sources=(read_apt_sources(module)
                         if params["apt_sources"] and plan.action == "install" else {}),
+        summary=cuda_compat.plan_summary(plan, check.message, params["torch_unchecked"]),
+        reboot_reason=reboot_reason(seen, steps),
+        smi_problem=smi_problem(seen),
+        local_facts=local_facts(facts),
+        **({"ansible_facts": facts} if params["publish_facts"] else {}),
+        **seen,
     )
 
 

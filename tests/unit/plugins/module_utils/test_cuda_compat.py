@@ -357,3 +357,13 @@ def test_the_driver_to_check_follows_the_plan():
     assert cc.check_driver(reboot, 1, "", "", "570.133").version == "570.133"
     baking = plan(gpu_count=0, smi_state="absent", driver_version="", without_gpu=True)
     assert cc.check_driver(baking, 0, "", "", "") is None
+
+
+def test_plan_summary_says_the_plan_and_the_torch_check():
+    plan = cc.DriverPlan("install", "580", "no NVIDIA driver (no nvidia-smi)", "")
+    assert cc.plan_summary(plan, "torch 2.13.0 runs") == [
+        "driver: install 580: no NVIDIA driver (no nvidia-smi)", "torch: torch 2.13.0 runs"]
+    none = cc.DriverPlan("none", "", "no NVIDIA GPU: the host runs jobs on the CPU", "")
+    assert cc.plan_summary(none, "ignored", "gpu_host_check_torch is false") == [
+        "driver: none: no NVIDIA GPU: the host runs jobs on the CPU",
+        "torch: not checked: gpu_host_check_torch is false"]

@@ -375,3 +375,65 @@ def test_module_fails_when_apt_cannot_read_its_sources(host, run_module, monkeyp
     assert failed
     assert result["msg"].startswith("apt-get indextargets --no-release-info --format")
     assert result["msg"].endswith("exited 100: E: Malformed stanza 1 in source list")
+
+
+def test_module_publishes_the_role_facts_only_when_asked(host, run_module):
+    host.gpu("0000:53:00.0").gpu("0000:64:00.0").kernel_module("proc_version_570_open.txt")
+    host.nvidia_smi("570.133.20_h100x2_cuda12.8.xml")
+    args = host.args(torch_requirement="torch==2.13.0+cu128")
+    assert "ansible_facts" not in detect(run_module, args)
+    result = detect(run_module, dict(args, publish_facts=True, install_driver=True))
+    facts = result["ansible_facts"]
+    assert (facts["gpu_host_mode"], facts["gpu_host_gpu_count"], facts["gpu_host_driver_action"],
+            facts["gpu_host_driver_version"], facts["gpu_host_cuda_version"]) == (
+        "gpu", 2, "keep", "570.133.20", "12.8")
+    assert facts["gpu_host_torch_check"] == result["torch_check"]
+    assert facts["gpu_host_gpus"] == result["gpus"]
+    assert facts["gpu_host_reboot_required"] is False
+    assert result["local_facts"]["driver_branch"] == "570"
+    assert (result["reboot_reason"], result["smi_problem"]) == ("", "")
+    assert result["summary"] == [
+        "driver: keep 570: driver 570.133.20 works: nothing to install",
+        "torch: " + result["torch_check"]["message"]]
+    assert detect(run_module, dict(args, publish_facts=True, install_driver=True),
+                  check_mode=True) == result
+
+
+def test_module_says_why_the_torch_build_was_not_checked(host, run_module):
+    result = detect(run_module, host.args(torch_unchecked="trainer_device is cpu"))
+    assert result["summary"] == ["driver: none: no NVIDIA GPU: the host runs jobs on the CPU",
+                                 "torch: not checked: trainer_device is cpu"]
+
+
+def test_module_on_the_second_look_follows_the_first_plan(host, run_module):
+    # The role installed the driver; nouveau holds the GPU, so it is not loaded.
+    host.gpu("0000:00:1e.0", "0x1eb8").nvidia_smi("failed_no_driver.txt", rc=9)
+    (host.modules / "nouveau").mkdir()
+    first = detect(run_module, host.args(publish_facts=True, install_driver=True))
+    assert first["driver_plan"]["action"] == "install"
+    assert first["ansible_facts"]["gpu_host_reboot_required"] is True
+    again = detect(run_module, {**host.args(), "publish_facts": True, "install_driver": True,
+                                "driver_action": "install", "default_branch": ""})
+    facts = again["ansible_facts"]
+    assert "gpu_host_torch_check" not in facts  # the first look's stays
+    assert (facts["gpu_host_driver_action"], facts["gpu_host_reboot_required"]) == (
+        "install", True)
+    assert "(nouveau holds the GPU): reboot it" in again["reboot_reason"]
+    assert again["smi_problem"] == (
+        "failed NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+        " Make sure that the latest NVIDIA driver is installed and running.;"
+        " GPUs on the PCI bus: 0000:00:1e.0")
+    # Without the role's driver steps (gpu_host_install_driver false) no reboot is its to ask.
+    quiet = detect(run_module, host.args(publish_facts=True, driver_action="install"))
+    assert quiet["reboot_reason"] == "" and not quiet["ansible_facts"]["gpu_host_reboot_required"]
+
+
+def test_module_says_why_a_driver_upgraded_without_a_reboot_needs_one(host, run_module):
+    host.gpu("0000:00:1e.0", "0x2237").kernel_module("proc_version_550.txt")
+    host.nvidia_smi("failed_mismatch.txt", rc=18)
+    result = detect(run_module, host.args(publish_facts=True))
+    assert result["ansible_facts"]["gpu_host_driver_action"] == "reboot"
+    assert result["ansible_facts"]["gpu_host_reboot_required"] is True
+    assert result["reboot_reason"] == (
+        "the NVIDIA driver is installed but not loaded (the loaded kernel module is 550.127.05,"
+        " the library 570.133): reboot it, or run again with gpu_host_reboot_allowed true")
