@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+"""rlops.fleet.trainer_preflight: the trainer role's preflight in one task. The controller's
+checks run here, in the worker (what session_preflight checks, and the role's own rules on
+its inputs and the controller's files); the host is read by one trainer_host_info run (and
+storage_check when the controller could not reach s3:// storage). The decisions are the pure
+functions of module_utils/trainer_preflight.py; this is the I/O around them."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import hashlib
+import json
+import os
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.basic import remove_values
+from ansible.plugins.action import ActionBase
+from ansible_collections.rlops.fleet.plugins.filter.trainer_venv import (
+    lock_for,
+    lock_versions,
+    venv_spec,
+    venv_spec_info,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils import trainer_preflight as decide
+from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    secret_values,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
+
+STAGES = ("preflight", "again", "record")
+
+
+class Refused(Exception):
+    """One message: what is wrong and why."""
+
+
+def controller_text(path):
+    """A controller file as ansible.builtin.file's lookup gives it (trailing space stripped)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().rstrip()
+
+
+def gymnasium_registry():
+    """Registered env ids when gymnasium is importable here, else None."""
+    try:
+        import gymnasium
+    except ImportError:
+        return None
+    return set(gymnasium.registry.keys())
+
+
+def controller_params(inputs):
+    """session_preflight's arguments, as the role gave them to it."""
+    return {"session": inputs["session_id"], "name": "session",
+            "env_id": inputs.get("env_id") or None, "algo": inputs.get("algo") or "ppo",
+            "source": inputs["source"], "hyperparameters": inputs.get("hyperparameters") or None,
+            "storage_uri": inputs["storage_uri"],
+            "storage_credentials": inputs.get("storage_credentials") or {},
+            "storage_check": inputs.get("storage_check") or "auto", "check_storage": None,
+            "connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+
+
+def the_set(inputs):
+    """(env extra, requirements, requirements file key) of the inputs: the controller's
+    env table and requirements file read (after input_problem said they are there)."""
+    table_path = os.path.join(inputs["runtime_source_path"], "rlops_runtime/agents/env_extras.json")
+    extra = decide.env_extra(inputs, json.loads(controller_text(table_path)))
+    digest = ""
+    if inputs["source"] == "local" and inputs.get("requirements_file"):
+        text = controller_text(inputs["source_path"] + "/" + inputs["requirements_file"])
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return (extra, decide.wanted_requirements(inputs, extra),
+            decide.requirements_file_key(inputs, digest))
+
+
+def lock_of(inputs, python):
+    """(lock file, is a file, the versions the collection's locks cover)."""
+    locks = [path for path in glob.glob(os.path.realpath(inputs["runtime_source_path"])
+                                        + "/locks/python*.txt") if os.path.isfile(path)]
+    lock = inputs.get("runtime_lock") or lock_for(locks, python)
+    return lock, bool(lock) and os.path.isfile(lock), lock_versions(locks)
+
+
+def spec_info(spec, what):
+    if not spec:
+        return None
+    try:
+        return venv_spec_info(spec)
+    except AnsibleFilterError as exc:  # not a set the role wrote
+        raise Refused("%s: %s" % (what, exc)) from None
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _VALID_ARGS = frozenset(("inputs", "stage", "read", "preflight"))
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        inputs, stage = args.get("inputs") or {}, args.get("stage") or "preflight"
+        host = task_vars.get("inventory_hostname", "")
+        secrets = secret_values(inputs.get("storage_credentials"))
+        try:
+            if not inputs:
+                raise Refused("missing required arguments: inputs")
+            if stage not in STAGES:
+                raise Refused("stage must be one of %s, got %s" % (", ".join(STAGES), stage))
+            if stage == "record":
+                result.update(self._record(inputs, args.get("read") or {},
+                                           args.get("preflight") or {}, host))
+            else:
+                result.update(self._host(inputs, host, stage == "again", task_vars))
+        except Refused as exc:
+            result.update(failed=True, msg=str(exc))
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        result["changed"] = False
+        return remove_values(result, secrets) if secrets else result
+
+    def _module(self, name, module_args, task_vars):
+        found = self._execute_module(module_name=name, module_args=module_args,
+                                     task_vars=task_vars)
+        found.pop("invocation", None)
+        if found.get("failed"):
+            raise Refused(found.get("msg") or "%s failed on the host" % name)
+        return found
+
+    def _host(self, inputs, host, again, task_vars):
+        if again:  # after the host roles: what they may have brought (a data volume's sessions)
+            who = self._module("rlops.fleet.trainer_host_info",
+                               decide.host_info_args(inputs, again=True), task_vars)
+            self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
+            return {"host": who}
+
+        params = controller_params(inputs)
+        registry = gymnasium_registry() if params["env_id"] else None
+        found, error = run_checks(params, registry=registry, check_mode=bool(self._task.check_mode))
+        self._refuse(error)
+        self._refuse(decide.input_problem(inputs))
+        if not found.get("storage_checked") and inputs["storage_uri"].startswith("s3://"):
+            # An endpoint only the hosts see, an instance profile: the same client, from the host.
+            self._module("rlops.fleet.storage_check", {
+                "storage_uri": inputs["storage_uri"],
+                "storage_credentials": inputs.get("storage_credentials") or {}}, task_vars)
+
+        who = self._module("rlops.fleet.trainer_host_info", decide.host_info_args(inputs),
+                           task_vars)
+        problems = decide.host_problems(inputs, who, host)
+        self._refuse(problems[0] if problems else None)
+        python = who["python"]["version"]
+        extra, wanted, files_key = the_set(inputs)
+        decided = {"host": who, "env_extra": extra, "owner_group": who["group"]["name"],
+                   "manager": decide.manager(inputs, who),
+                   "storage_checked": bool(found.get("storage_checked")),
+                   "storage_check_reason": found.get("storage_check_reason", "")}
+        if decide.needs_lock(inputs, who):
+            lock, is_file, versions = lock_of(inputs, python)
+            self._refuse(decide.lock_problem(inputs, who, host, lock, is_file, versions))
+            lock_text = controller_text(lock)
+            decided["new_spec"] = venv_spec(wanted, lock_text, python, files_key)
+            if inputs["mode"] == "resume":  # the storage client that reads the recorded set
+                decided["boot_spec"] = venv_spec(["rlops-runtime[s3]"], lock_text, python)
+        recorded = (who.get("files") or {}).get(inputs["record"])
+        decided["record_from_storage"] = inputs["mode"] == "resume" and recorded is None
+        decided["spec"] = decided["new_spec"] if inputs["mode"] == "new" else recorded or ""
+        info = spec_info(decided["spec"], "%s on %s" % (inputs["record"], host))
+        self._refuse(decide.record_problem(inputs, inputs.get("defaults") or {}, info, python,
+                                           host, wanted, files_key))
+        self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
+        self._refuse(decide.systemd_problem(inputs, who, host))
+        return decided
+
+    def _record(self, inputs, read, preflight, host):
+        """The set a resumed session recorded, read from storage by `rlops-run show-config`
+        (read: that command's result; none recorded: a new session's set)."""
+        self._refuse(decide.storage_read_problem(read, inputs["storage_uri"], host))
+        text = read.get("stdout") or ""
+        spec = text if text.strip() else preflight.get("new_spec", "")
+        python = preflight["host"]["python"]["version"]
+        _extra, wanted, files_key = the_set(inputs)
+        info = spec_info(spec, "the recorded set of session %s in storage" % inputs["session_id"])
+        self._refuse(decide.record_problem(inputs, inputs.get("defaults") or {}, info, python,
+                                           host, wanted, files_key))
+        return {"spec": spec}
+
+    @staticmethod
+    def _refuse(problem):
+        if problem:
+            raise Refused(problem)

@@ -1,0 +1,298 @@
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+"""The trainer role's preflight decisions (rlops.fleet.trainer_preflight): what is wrong with
+the inputs, the host, the lock and a resumed session's recorded set - the first problem in one
+message - and the set, the owner's group and the supervisor a session gets.
+
+Pure functions of the role's inputs (a mapping of the role's variables without their
+`trainer_` prefix: tasks/preflight.yml, vars/main.yml __trainer_preflight_inputs) and of what
+trainer_host_info read on the host; the action plugin does the reading.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+
+from ansible_collections.rlops.fleet.plugins.module_utils import session_contract as contract
+
+SESSION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The inputs that make a venv's set: given on resume with another value than the role's
+# default, they must ask for the recorded set (another set is refused, not ignored).
+SET_INPUTS = ("torch_requirement", "requirements", "runtime_extras", "requirements_file")
+OLDEST_PYTHON = (3, 9)
+
+
+def _text(value):
+    return "" if value is None else str(value)
+
+
+def parsed_hyperparameters(raw):
+    """trainer_hyperparameters as a mapping (-e gives a JSON string); None when unset."""
+    if isinstance(raw, str):
+        return json.loads(raw) if raw else None
+    return raw or None
+
+
+def _hyperparameters_ok(raw):
+    if raw is None:
+        return True
+    try:
+        return isinstance(parsed_hyperparameters(raw), dict)
+    except ValueError:
+        return False
+
+
+def input_checks(inputs, isdir=os.path.isdir, isfile=os.path.isfile):
+    """(ok, message) of every rule on the inputs that the argument spec cannot say, in order;
+    isdir/isfile look at the controller's paths."""
+    source = inputs["source"]
+    entrypoint = inputs.get("entrypoint") or []
+    requirements_file = inputs.get("requirements_file") or ""
+    source_path = inputs.get("source_path") or ""
+    runtime_source = _text(inputs["runtime_source_path"])
+    wheelhouse = inputs.get("wheelhouse") or ""
+    storage_error = contract.storage_uri_error(inputs["storage_uri"])
+    settings = dict((k, v) for k, v in (inputs.get("settings") or {}).items() if v is not None)
+    job_problems = contract.requested_setting_problems(settings)
+    names = list((inputs.get("storage_credentials") or {}).keys()) + list(
+        (inputs.get("env") or {}).keys())
+    try:
+        timeout_ok = int(inputs["start_timeout"]) > 0
+    except (TypeError, ValueError):
+        timeout_ok = False
+    yield (inputs.get("state") in (None, "started"),
+           "trainer_state=%s is gone: the trainer role only starts sessions; stop one with"
+           " playbooks/stop.yml (the session layer, rlops.fleet.session tasks_from: stop)"
+           % _text(inputs.get("state")))
+    yield (SESSION_ID.fullmatch(_text(inputs["session_id"])) is not None,
+           "trainer_session_id '%s' is invalid: use 1-63 lowercase letters, digits and '-',"
+           " starting with a letter or digit" % _text(inputs["session_id"]))
+    yield (all(_text(inputs[name]).startswith("/") for name in ("data_root", "venv_root")),
+           "trainer_data_root (%s) and trainer_venv_root (%s) must be absolute paths"
+           % (inputs["data_root"], inputs["venv_root"]))
+    yield (source != "local" or len(source_path) > 0,
+           "trainer_source_path is required with trainer_source=local (a folder on the controller)")
+    yield (source != "git" or len(inputs.get("source_repo") or "") > 0,
+           "trainer_source_repo is required with trainer_source=git")
+    yield (source != "git" or len(inputs.get("source_version") or "") > 0,
+           "trainer_source_version is required with trainer_source=git: give a commit, tag or"
+           " branch of %s (no floating default)" % _text(inputs.get("source_repo")))
+    yield (source == "builtin" or len(entrypoint) > 0,
+           "trainer_entrypoint is required with trainer_source=%s: the job's argv, e.g."
+           " [python, train.py] (relative to the source folder)" % source)
+    yield (all(_text(arg) != "" for arg in entrypoint), "trainer_entrypoint has an empty argument")
+    yield (not requirements_file or source in ("local", "git"),
+           "trainer_requirements_file is a path inside the job's source: use it with"
+           " trainer_source local or git")
+    yield (not requirements_file or (not requirements_file.startswith("/")
+                                     and ".." not in requirements_file.split("/")),
+           "trainer_requirements_file (%s) must be relative to the source folder"
+           % requirements_file)
+    yield (storage_error is None, "trainer_storage_uri: %s" % storage_error)
+    yield (all(ENV_NAME.fullmatch(_text(name)) for name in names),
+           "trainer_storage_credentials and trainer_env keys must be environment variable names")
+    # The job's settings, where set, by the session contract's rules (the runtime applies the
+    # same ones when it writes run.json).
+    yield (not job_problems, "; ".join(job_problems))
+    # The controller's folders and files the job needs.
+    yield (source != "local" or isdir(source_path),
+           "trainer_source_path %s is not a folder on the controller" % source_path)
+    yield (source != "local" or not requirements_file
+           or isfile(source_path + "/" + requirements_file),
+           "trainer_requirements_file %s is not a file in %s on the controller"
+           % (requirements_file, source_path))
+    yield (isfile(runtime_source + "/pyproject.toml"),
+           "trainer_runtime_source_path %s is not the rlops_runtime package source (no"
+           " pyproject.toml) on the controller" % runtime_source)
+    yield (not wheelhouse or isdir(wheelhouse),
+           "trainer_wheelhouse %s is not a folder on the controller" % wheelhouse)
+    yield (timeout_ok, "trainer_start_timeout must be greater than 0")
+    yield (_hyperparameters_ok(inputs.get("hyperparameters")),
+           "trainer_hyperparameters must be a mapping (or a JSON object as a string)")
+
+
+def input_problem(inputs, isdir=os.path.isdir, isfile=os.path.isfile):
+    """The first rule the inputs break, or None."""
+    for ok, msg in input_checks(inputs, isdir, isfile):
+        if not ok:
+            return msg
+    return None
+
+
+# --- The venv's set ----------------------------------------------------------------------
+
+
+def env_extra(inputs, table):
+    """The gymnasium extra the reference agent's env needs (LunarLander-v3: box2d), from the
+    runtime's table (rlops_runtime/agents/env_extras.json); '' for none."""
+    env_id = inputs.get("env_id")
+    if inputs["source"] != "builtin" or not isinstance(env_id, str):
+        return ""
+    return table.get(env_id) or ""
+
+
+def wanted_requirements(inputs, extra):
+    """The runtime with its extras (the env's too), torch unless its requirement is empty,
+    and the job's requirements."""
+    extras = sorted(set(list(inputs.get("runtime_extras") or []) + ([extra] if extra else [])))
+    runtime = "rlops-runtime" + ("[%s]" % ",".join(extras) if extras else "")
+    torch = inputs.get("torch_requirement") or ""
+    return [runtime] + ([torch] if torch else []) + list(inputs.get("requirements") or [])
+
+
+def requirements_file_key(inputs, digest=""):
+    """What the job's requirements file contributes to the venv's identity: its content's
+    sha256 (digest) for a local source, the pinned repository version for git."""
+    name = inputs.get("requirements_file") or ""
+    if not name:
+        return []
+    if inputs["source"] == "local":
+        return ["-r %s sha256:%s" % (name, digest)]
+    return ["-r %s %s@%s" % (name, _text(inputs.get("source_repo")),
+                             _text(inputs.get("source_version")))]
+
+
+# --- The host ------------------------------------------------------------------------------
+
+
+def owner(inputs, who):
+    """The job's user: trainer_user, else who ran sudo, else the connecting user."""
+    runner = who.get("runner") or {}
+    return inputs.get("user") or runner.get("sudo_user") or runner.get("name") or ""
+
+
+def _version(text):
+    try:
+        return tuple(int(part) for part in _text(text).split(".")[:2])
+    except ValueError:
+        return ()
+
+
+def host_problems(inputs, who, host):
+    """What trainer_host_info says is wrong with the user, the group or the interpreter."""
+    problems = []
+    if who.get("user") is None:
+        problems.append("trainer_user %s does not exist on %s" % (owner(inputs, who), host))
+    if who.get("group") is None:
+        problems.append("trainer_group %s does not exist on %s"
+                        % (_text(inputs.get("group")), host))
+    probe = who.get("python") or {}
+    if "error" in probe or len(_version(probe.get("version"))) < 2 \
+            or _version(probe.get("version")) < OLDEST_PYTHON:
+        problems.append("trainer_python %s must be Python 3.9 or newer on %s: %s" % (
+            inputs["python"], host,
+            probe["error"] if "error" in probe else "it is %s" % (probe.get("version") or "?")))
+    return problems
+
+
+def needs_lock(inputs, who):
+    """A new session, or one whose recorded set is not on the host, installs under a lock."""
+    return inputs["mode"] == "new" or (who.get("files") or {}).get(inputs["record"]) is None
+
+
+def lock_problem(inputs, who, host, lock_file, lock_is_file, versions):
+    """Why the venv's versions cannot be locked for the interpreter; None when they can."""
+    if lock_file and lock_is_file:
+        return None
+    if inputs.get("runtime_lock"):
+        return "trainer_runtime_lock %s is not a file on the controller" % inputs["runtime_lock"]
+    python = who["python"]["version"]
+    return ("trainer_python %s on %s is Python %s, for which the collection locks no versions of"
+            " the venv (it has one for Python %s in %s/locks): set trainer_python to one of those,"
+            " or trainer_runtime_lock to a lock made for %s (pip-compile under that Python, README"
+            ' "Upgrading a dependency")' % (inputs["python"], host, python, ", ".join(versions),
+                                            inputs["runtime_source_path"], python))
+
+
+def manager(inputs, who):
+    """The supervisor: trainer_service_manager, auto -> systemd when systemd runs the host and
+    the role runs as root."""
+    asked = inputs.get("service_manager") or "auto"
+    if asked != "auto":
+        return asked
+    return "systemd" if _can_systemd(who) else "process"
+
+
+def _can_systemd(who):
+    return bool(who.get("systemd_booted")) and (who.get("runner") or {}).get("uid") == 0
+
+
+def systemd_problem(inputs, who, host):
+    if manager(inputs, who) != "systemd" or _can_systemd(who):
+        return None
+    return ("trainer_service_manager=systemd needs a host booted with systemd and root (become:"
+            " true); %s has service manager %s and runs the role as %s: use"
+            " trainer_service_manager=process or auto"
+            % (host, who.get("service_mgr"), (who.get("runner") or {}).get("name")))
+
+
+def exists_problem(inputs, checkpoints, host):
+    """A new session must be new: its folder on the host holds no complete checkpoint."""
+    if inputs["mode"] != "new" or not checkpoints:
+        return None
+    return ("session %s already exists on %s: run resume.yml (%s checkpoints in %s)"
+            % (inputs["session_id"], host, checkpoints, inputs["checkpoints"]))
+
+
+# --- A resumed session's recorded set ------------------------------------------------------
+
+
+def set_inputs_given(inputs, defaults):
+    """The set's inputs given with another value than the role's default, by their names."""
+    return ["trainer_" + name for name in SET_INPUTS
+            if inputs.get(name) != defaults.get("trainer_" + name)]
+
+
+def record_problem(inputs, defaults, info, python, host, wanted, files_key):
+    """What is wrong with a set to install (info: trainer_venv_spec_info of it, None for no
+    set): made for another interpreter, or the set's inputs ask for another set on resume."""
+    info = info or {"python": "", "requirements": [], "files": []}
+    if info["python"] not in ("", python):
+        return ("session %s was installed with Python %s (its config/requirements.lock);"
+                " trainer_python %s on %s is %s: set trainer_python to a Python %s interpreter"
+                " to resume it" % (inputs["session_id"], info["python"], inputs["python"], host,
+                                   python, info["python"]))
+    given = set_inputs_given(inputs, defaults)
+    if inputs["mode"] != "resume" or not given or not info["python"]:
+        return None
+    if (sorted(info["requirements"]), sorted(info["files"])) == (sorted(wanted), sorted(files_key)):
+        return None
+    return ("%s cannot change on resume: session %s installs the set it recorded"
+            " (config/requirements.lock: %s), so that it runs the code it was trained with;"
+            " resume without them, or start a new session (train_new) for another set"
+            % (" and ".join(given), inputs["session_id"], ", ".join(info["requirements"])))
+
+
+def storage_read_problem(read, uri, host):
+    """Why `rlops-run show-config` could not read the recorded set from storage; None when it
+    could (or did not run: check mode before the runtime is installed)."""
+    rc = read.get("rc") or 0
+    if rc == 0:
+        return None
+    lines = read.get("stderr_lines") or []
+    said = lines[-1] if lines else "rlops-run show-config exited %s" % rc
+    prefix = "rlops-run: error: "
+    return "storage %s from %s: %s" % (uri, host, said[len(prefix):] if said.startswith(prefix)
+                                       else said)
+
+
+# --- trainer_host_info's arguments ----------------------------------------------------------
+
+
+def host_info_args(inputs, again=False):
+    """What preflight reads on the host in one call; `again` (after the host roles) only what
+    they may have changed: the paths, the checkpoints, the commands."""
+    args = {"stat": list(inputs.get("read_paths") or []), "checkpoints": inputs["checkpoints"],
+            "commands": ["git"] if inputs["source"] == "git" else [],
+            "python_modules": ["packaging"]}
+    if not again:
+        args.update(user=inputs.get("user") or "", default_user=True,
+                    group=inputs.get("group") or "", python=inputs["python"],
+                    read=[inputs["record"]] if inputs["mode"] == "resume" else [])
+    return args
