@@ -32,7 +32,10 @@ def trusted(value):
 
 
 def role(facts: dict, **inputs):
-    """A function that renders an expression with the role's defaults, vars and `facts`."""
+    """A function that renders an expression with the role's defaults, vars and `facts`.
+    `gpu_host_gpu_count` goes into the facts, where rlops.fleet.gpu_host_detect publishes it."""
+    if "gpu_host_gpu_count" in inputs:
+        facts = {**facts, "gpu_host_gpu_count": inputs.pop("gpu_host_gpu_count")}
     variables = {**yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
                  **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
                  "ansible_facts": facts, **inputs}
