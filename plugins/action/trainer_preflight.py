@@ -117,8 +117,10 @@ class ActionModule(ActionBase):
             if stage == "record":
                 result.update(self._record(inputs, args.get("read") or {},
                                            args.get("preflight") or {}, host))
+            elif stage == "again":
+                result.update(self._again(inputs, args.get("preflight") or {}, host, task_vars))
             else:
-                result.update(self._host(inputs, host, stage == "again", task_vars))
+                result.update(self._host(inputs, host, task_vars))
         except Refused as exc:
             result.update(failed=True, msg=str(exc))
         finally:
@@ -134,13 +136,17 @@ class ActionModule(ActionBase):
             raise Refused(found.get("msg") or "%s failed on the host" % name)
         return found
 
-    def _host(self, inputs, host, again, task_vars):
-        if again:  # after the host roles: what they may have brought (a data volume's sessions)
-            who = self._module("rlops.fleet.trainer_host_info",
-                               decide.host_info_args(inputs, again=True), task_vars)
-            self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
-            return {"host": who}
+    def _again(self, inputs, first, host, task_vars):
+        """After the host roles: what they may have brought (a data volume's sessions and
+        venvs), over the first result (stage preflight's: `preflight`)."""
+        if not first.get("host"):
+            raise Refused("stage again needs preflight: the registered result of stage preflight")
+        who = self._module("rlops.fleet.trainer_host_info",
+                           decide.host_info_args(inputs, again=True), task_vars)
+        self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
+        return decide.again_result(first, who)
 
+    def _host(self, inputs, host, task_vars):
         params = controller_params(inputs)
         registry = gymnasium_registry() if params["env_id"] else None
         found, error = run_checks(params, registry=registry, check_mode=bool(self._task.check_mode))

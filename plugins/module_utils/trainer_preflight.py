@@ -296,3 +296,14 @@ def host_info_args(inputs, again=False):
                     group=inputs.get("group") or "", python=inputs["python"],
                     read=[inputs["record"]] if inputs["mode"] == "resume" else [])
     return args
+
+
+def again_result(first, read):
+    """Stage again's result: the first result (stage preflight's, as registered) with the
+    host's new read (host_info_args again: paths, checkpoints, commands, python modules) over
+    its `host`; the user, group, interpreter and recorded set stay those of the first read."""
+    kept = dict((key, value) for key, value in first.items()
+                if key not in ("changed", "failed", "msg", "invocation")
+                and not key.startswith("_ansible"))
+    kept["host"] = dict(first.get("host") or {}, **read)
+    return kept

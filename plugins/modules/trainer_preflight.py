@@ -13,8 +13,8 @@ module: trainer_preflight
 short_description: Check a trainer session's inputs and read its host, before anything changes
 version_added: 0.1.0
 description:
-  - Internal module of the rlops.fleet.trainer role (its C(tasks/preflight.yml)). An action
-    plugin only - this file is its documentation.
+  - Internal module of the rlops.fleet.trainer role (its C(tasks/preflight.yml) and
+    C(tasks/main.yml)). An action plugin only - this file is its documentation.
   - O(stage=preflight) - on the controller, in Ansible's worker - the checks of
     M(rlops.fleet.session_preflight) (env id, hyperparameters, storage URI, C(s3://) storage
     reached from the controller), then the role's own rules on its inputs and on the
@@ -26,7 +26,8 @@ description:
     that interpreter, a resumed session's recorded set (made for the interpreter, and the
     set the inputs ask for), that a new session is new and that C(systemd) can supervise.
   - O(stage=again) - the host read again after the roles that prepare it (a mounted data
-    volume brings its own sessions), and that a new session is still new.
+    volume brings its own sessions and venvs), and that a new session is still new. Returns
+    the first result (O(preflight)) with the new read over its RV(host).
   - O(stage=record) - the recorded set of a resumed session that only storage has
     (O(read), C(rlops-run show-config)'s result) checked as above.
   - Fails with the first problem in one message, before anything changes. Reads only,
@@ -59,7 +60,8 @@ options:
     description: With O(stage=record), the registered result of C(rlops-run show-config).
     type: dict
   preflight:
-    description: With O(stage=record), the registered result of O(stage=preflight).
+    description: With O(stage=again) or O(stage=record), the registered result of
+      O(stage=preflight) (or of O(stage=again)).
     type: dict
 seealso:
   - module: rlops.fleet.session_preflight
@@ -73,17 +75,19 @@ EXAMPLES = r"""
     inputs: "{{ __trainer_preflight_inputs }}"
   register: __trainer_preflight
 
-- name: Read the host again after the host roles
+- name: Read the host again after the host roles, over the first result
   rlops.fleet.trainer_preflight:
     inputs: "{{ __trainer_preflight_inputs }}"
     stage: again
-  register: __trainer_preflight_again
+    preflight: "{{ __trainer_preflight }}"
+  register: __trainer_preflight
 """
 
 RETURN = r"""
 host:
   description:
-    - What M(rlops.fleet.trainer_host_info) read on the host.
+    - What M(rlops.fleet.trainer_host_info) read on the host; with O(stage=again) the new
+      read (paths, checkpoints, commands, Python modules) over the first.
   type: dict
   returned: O(stage=preflight) or O(stage=again)
 spec:
@@ -92,40 +96,40 @@ spec:
       session recorded on the host (O(stage=preflight)) or in storage (O(stage=record)); empty
       when a resumed session's set is still to be read from storage.
   type: str
-  returned: O(stage=preflight) or O(stage=record)
+  returned: always
 record_from_storage:
   description: Whether a resumed session's recorded set is read from storage (not on the host).
   type: bool
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
 new_spec:
   description: A new session's set, for a new session or one whose record is not on the host.
   type: str
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
 boot_spec:
   description: The storage client's set, to read a recorded set that only storage has.
   type: str
-  returned: O(stage=preflight), when the record is read from storage
+  returned: O(stage=preflight) or O(stage=again), when the record is read from storage
 owner_group:
   description: The job's group.
   type: str
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
   sample: trainer
 manager:
   description: The session's supervisor - C(systemd) or C(process).
   type: str
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
   sample: process
 env_extra:
   description: The gymnasium extra the reference agent's env needs; empty for none.
   type: str
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
   sample: box2d
 storage_checked:
   description: Whether storage was reached from the controller and passed the check.
   type: bool
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
 storage_check_reason:
   description: Why storage was not checked from the controller; empty when it was.
   type: str
-  returned: O(stage=preflight)
+  returned: O(stage=preflight) or O(stage=again)
 """

@@ -170,15 +170,32 @@ def test_a_resume_takes_the_set_it_recorded_on_the_host_or_reads_it_from_storage
 
 
 def test_the_read_after_the_host_roles_refuses_a_new_session_that_exists(runtime):
-    result, calls = run({"inputs": inputs(runtime), "stage": "again"},
-                        {"rlops.fleet.trainer_host_info": host_info(checkpoints=1)})
+    first, _calls = run({"inputs": inputs(runtime)},
+                        {"rlops.fleet.trainer_host_info": host_info()})
+    again = {"inputs": inputs(runtime), "stage": "again", "preflight": first}
+    result, calls = run(again, {"rlops.fleet.trainer_host_info": host_info(checkpoints=1)})
     assert calls == [("rlops.fleet.trainer_host_info", {
         "stat": ["/data/sessions"], "checkpoints": "/data/sessions/cartpole-1/checkpoints",
         "commands": [], "python_modules": ["packaging"]})]
     assert "already exists on h1" in result["msg"]
-    result, _calls = run({"inputs": inputs(runtime, mode="resume"), "stage": "again"},
-                         {"rlops.fleet.trainer_host_info": host_info(checkpoints=1)})
-    assert result["host"]["checkpoints"] == 1 and not result.get("failed")
+    first, _calls = run({"inputs": inputs(runtime, mode="resume")},
+                        {"rlops.fleet.trainer_host_info": host_info(files={"x": "y"})})
+    again = {"inputs": inputs(runtime, mode="resume"), "stage": "again", "preflight": first}
+    result, _calls = run(again, {"rlops.fleet.trainer_host_info": {
+        "paths": {"/data/sessions": {"isdir": True}}, "checkpoints": 1, "commands": {},
+        "python_modules": {"packaging": True}}})
+    assert not result.get("failed"), result
+    # The first result, with the new read over its host read: one result for later tasks.
+    assert result["host"]["checkpoints"] == 1 and result["host"]["files"] == {"x": "y"}
+    assert result["host"]["paths"] == {"/data/sessions": {"isdir": True}}
+    assert result["host"]["python"]["version"] == "3.11" and result["spec"] == first["spec"]
+    assert result["manager"] == "systemd" and result["boot_spec"] == first["boot_spec"]
+
+
+def test_the_read_after_the_host_roles_needs_the_first_result(runtime):
+    result, calls = run({"inputs": inputs(runtime), "stage": "again"},
+                        {"rlops.fleet.trainer_host_info": host_info()})
+    assert result["failed"] and "stage again needs preflight" in result["msg"] and calls == []
 
 
 def test_the_recorded_set_read_from_storage(runtime):

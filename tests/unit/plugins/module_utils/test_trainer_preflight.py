@@ -245,3 +245,17 @@ def test_what_is_read_on_the_host():
     assert tp.host_info_args(inputs(), again=True) == {
         "stat": ["/data/sessions"], "checkpoints": inputs()["checkpoints"], "commands": [],
         "python_modules": ["packaging"]}
+
+
+def test_the_read_again_goes_over_the_first_host_read():
+    first = {"host": {"python": {"version": "3.11"}, "paths": {"/a": {"isdir": False}},
+                      "checkpoints": 0, "files": {"r": "set"}},
+             "spec": "set", "manager": "direct", "changed": False, "failed": False,
+             "_ansible_no_log": False}
+    read = {"paths": {"/a": {"isdir": True}}, "checkpoints": 0, "commands": {}}
+    assert tp.again_result(first, read) == {
+        "host": {"python": {"version": "3.11"}, "paths": {"/a": {"isdir": True}},
+                 "checkpoints": 0, "files": {"r": "set"}, "commands": {}},
+        "spec": "set", "manager": "direct"}
+    assert first["host"]["paths"] == {"/a": {"isdir": False}}  # the first result is kept
+
