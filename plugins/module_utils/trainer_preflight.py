@@ -298,12 +298,18 @@ def host_info_args(inputs, again=False):
     return args
 
 
+# What the read again asks trainer_host_info (host_info_args again); its other keys answer
+# for what it was not asked (user None, python {}, files {}) and must not replace the first's.
+AGAIN_KEYS = ("paths", "checkpoints", "commands", "python_modules")
+
+
 def again_result(first, read):
     """Stage again's result: the first result (stage preflight's, as registered) with the
-    host's new read (host_info_args again: paths, checkpoints, commands, python modules) over
-    its `host`; the user, group, interpreter and recorded set stay those of the first read."""
+    host's new read (AGAIN_KEYS) over its `host`; the user, group, interpreter and recorded
+    set stay those of the first read."""
     kept = dict((key, value) for key, value in first.items()
                 if key not in ("changed", "failed", "msg", "invocation")
                 and not key.startswith("_ansible"))
-    kept["host"] = dict(first.get("host") or {}, **read)
+    kept["host"] = dict(first.get("host") or {})
+    kept["host"].update((key, read[key]) for key in AGAIN_KEYS if key in read)
     return kept

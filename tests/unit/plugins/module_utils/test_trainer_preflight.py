@@ -252,7 +252,10 @@ def test_the_read_again_goes_over_the_first_host_read():
                       "checkpoints": 0, "files": {"r": "set"}},
              "spec": "set", "manager": "direct", "changed": False, "failed": False,
              "_ansible_no_log": False}
-    read = {"paths": {"/a": {"isdir": True}}, "checkpoints": 0, "commands": {}}
+    # trainer_host_info's whole answer to host_info_args(again=True): what it was not asked
+    # for comes back empty and must not replace the first read's.
+    read = {"paths": {"/a": {"isdir": True}}, "checkpoints": 0, "commands": {},
+            "user": None, "group": None, "python": {}, "files": {}, "changed": False}
     assert tp.again_result(first, read) == {
         "host": {"python": {"version": "3.11"}, "paths": {"/a": {"isdir": True}},
                  "checkpoints": 0, "files": {"r": "set"}, "commands": {}},
