@@ -261,4 +261,3 @@ def test_the_read_again_goes_over_the_first_host_read():
                  "checkpoints": 0, "files": {"r": "set"}, "commands": {}},
         "spec": "set", "manager": "direct"}
     assert first["host"]["paths"] == {"/a": {"isdir": False}}  # the first result is kept
-
