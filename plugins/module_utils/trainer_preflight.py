@@ -14,13 +14,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 import re
 
 from ansible_collections.rlops.fleet.plugins.module_utils import session_contract as contract
 
-SESSION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The inputs that make a venv's set: given on resume with another value than the role's
 # default, they must ask for the recorded set (another set is refused, not ignored).
@@ -32,20 +30,14 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def parsed_hyperparameters(raw):
-    """trainer_hyperparameters as a mapping (-e gives a JSON string); None when unset."""
-    if isinstance(raw, str):
-        return json.loads(raw) if raw else None
-    return raw or None
-
-
 def _hyperparameters_ok(raw):
-    if raw is None:
-        return True
+    """A mapping, a JSON object as a string (-e gives one), or unset: the session contract's
+    rule (parse_hyperparameters)."""
     try:
-        return isinstance(parsed_hyperparameters(raw), dict)
-    except ValueError:
+        contract.parse_hyperparameters(raw)
+    except contract.ContractError:
         return False
+    return True
 
 
 def input_checks(inputs, isdir=os.path.isdir, isfile=os.path.isfile):
@@ -70,7 +62,7 @@ def input_checks(inputs, isdir=os.path.isdir, isfile=os.path.isfile):
            "trainer_state=%s is gone: the trainer role only starts sessions; stop one with"
            " playbooks/stop.yml (the session layer, rlops.fleet.session tasks_from: stop)"
            % _text(inputs.get("state")))
-    yield (SESSION_ID.fullmatch(_text(inputs["session_id"])) is not None,
+    yield (contract.SESSION_ID_RE.fullmatch(_text(inputs["session_id"])) is not None,
            "trainer_session_id '%s' is invalid: use 1-63 lowercase letters, digits and '-',"
            " starting with a letter or digit" % _text(inputs["session_id"]))
     yield (all(_text(inputs[name]).startswith("/") for name in ("data_root", "venv_root")),

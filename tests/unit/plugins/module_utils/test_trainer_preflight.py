@@ -47,6 +47,7 @@ def test_good_inputs_have_no_problem():
     assert problem(controller(dirs=["/job"], files=["/job/req.txt", "/src/runtime/pyproject.toml"]),
                    source="local", source_path="/job", entrypoint=["python", "train.py"],
                    requirements_file="req.txt", hyperparameters='{"n_steps": 64}') is None
+    assert problem(hyperparameters={}) is None  # an empty mapping is a mapping
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -86,6 +87,8 @@ def test_good_inputs_have_no_problem():
     ({"hyperparameters": "[1, 2]"},
      "trainer_hyperparameters must be a mapping (or a JSON object as a string)"),
     ({"hyperparameters": "not json"},
+     "trainer_hyperparameters must be a mapping (or a JSON object as a string)"),
+    ({"hyperparameters": []},
      "trainer_hyperparameters must be a mapping (or a JSON object as a string)"),
 ])
 def test_each_input_rule_says_what_and_why(overrides, message):
