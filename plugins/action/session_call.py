@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: rlops.fleet developers
 # Apache License 2.0 (see LICENSE)
-"""rlops.fleet.session_call on the controller: runs the module (one `rlops-run session <verb>`
-on the host), then what the controller does with the answer - the session layer's facts, the
-report shown, a pack fetched, unpacked and removed, the evaluation's files fetched - and
-`rlops-run fetch` from storage with the collection's runtime. The decisions are the pure
-functions of module_utils/session_call.py; this is the I/O around them."""
+"""rlops.fleet.session_call: one `rlops-run session <verb>` on the host, run through the
+connection as a command (become as the task says; stdin the request), whose JSON answer is the
+module's result - no module process around it: the runtime is the host's side. Then what the
+controller does with the answer - the session layer's facts, the report shown, a pack fetched,
+unpacked and removed, the evaluation's files fetched - and `rlops-run fetch` from storage with
+the collection's runtime. The decisions are the pure functions of module_utils/session_call.py;
+this is the I/O around them. The module file is the documentation."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,18 +16,25 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
+    ARGUMENT_SPEC,
+    REQUIRED_IF,
+    call_result,
     facts,
     fetch_argv,
     fetch_env,
     fetch_failure,
+    host_argv,
+    not_installed,
     parse_answer,
     report,
+    shell_command,
     stdin_text,
     unsafe_members,
 )
@@ -61,8 +70,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        args.setdefault("host", task_vars.get("inventory_hostname", ""))
+        dummy, args = self.validate_argument_spec(ARGUMENT_SPEC, required_if=REQUIRED_IF)
+        args["host"] = args["host"] or task_vars.get("inventory_hostname", "")
         verb, dest, check = args.get("verb"), args.pop("dest", None), bool(self._task.check_mode)
         try:
             if verb == "fetch":
@@ -92,11 +101,7 @@ class ActionModule(ActionBase):
         """The host's answer; with dest, what pack and evaluate bring home."""
         if args["verb"] == "pack" and dest:
             args["stdin"] = {"have": local_checksums(dest) if os.path.isdir(dest) else {}}
-        args["stdin"] = stdin_text(args.get("stdin"))  # one text: no_log masks it whole
-        if args["stdin"] is None:
-            del args["stdin"]
-        result = self._module("rlops.fleet.session_call", args, task_vars)
-        result.pop("invocation", None)
+        result = self._run_cli(args, check)
         answer = result.get("answer") or {}
         if result.get("failed") or not dest or check:
             return result
@@ -111,6 +116,20 @@ class ActionModule(ActionBase):
             if fetched.get("failed"):
                 return fetched
         return result
+
+    def _run_cli(self, args, check):
+        """The call on the host: the CLI through the host's shell, with the task's environment
+        and become, the request on stdin (never in argv or the environment)."""
+        argv = host_argv(args, check)
+        if not_installed(args["verb"], args["cli"]):
+            return call_result(args, argv, None, "", "")
+        data = stdin_text(args.get("stdin"))
+        command = shell_command(argv, args["verb"], shlex.quote,
+                                self._compute_environment_string())
+        ran = self._low_level_execute_command(command, sudoable=True, chdir="/",
+                                              in_data=None if data is None
+                                              else (data + "\n").encode("utf-8"))
+        return call_result(args, argv, ran["rc"], ran["stdout"], ran["stderr"])
 
     def _fetch_file(self, src, dest, task_vars):
         """ansible.builtin.fetch's own action: it reads through become where the task becomes."""

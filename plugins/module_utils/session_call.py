@@ -5,8 +5,9 @@
 (`rlops-run session <verb>` on a training host): the argv, whether the call failed and with
 which one message, and whether it changed anything; and for its action plugin on the
 controller, the facts and the report it gives back, which files of a pack it may unpack and
-how `rlops-run fetch` (from storage, on the controller) is called. Pure functions; the module
-and the action plugin run them. tests/unit/plugins/module_utils/test_session_call.py."""
+how `rlops-run fetch` (from storage, on the controller) is called. Pure functions; the action
+plugin runs them (the module file is its documentation).
+tests/unit/plugins/module_utils/test_session_call.py."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -29,6 +30,33 @@ NO_RUNTIME_OK = ("locate", "status")
 # The verb the action plugin runs on the controller, with the collection's runtime.
 CONTROLLER_VERBS = ("fetch",)
 ERROR_PREFIX = "rlops-run: error: "
+# What the host's shell says for locate and status when the CLI is not there.
+NO_RUNTIME_MARK = "rlops.fleet: no runtime at this path"
+
+# The task's arguments (plugins/modules/session_call.py documents them). Paths on the host
+# are strings: the controller does not expand them. The verbs' required arguments.
+ARGUMENT_SPEC = dict(
+    cli=dict(type="str"),
+    verb=dict(type="str", required=True, choices=list(VERBS) + list(CONTROLLER_VERBS)),
+    data_root=dict(type="str"),
+    session=dict(type="str"),
+    args=dict(type="list", elements="str", default=[]),
+    stdin=dict(type="raw", no_log=True),
+    host=dict(type="str", default=""),
+    dest=dict(type="path"),
+    storage_uri=dict(type="str"),
+    region=dict(type="str"),
+    session_dir=dict(type="str"),
+    mode=dict(type="str", choices=["new", "resume"]),
+    manager=dict(type="str"),
+    timeout=dict(type="int"),
+    restart=dict(type="bool", default=False),
+    enable=dict(type="bool", default=True),
+    user=dict(type="str"),
+    group=dict(type="str"),
+)
+REQUIRED_IF = [("verb", verb, ("cli", "session_dir") if verb in SESSION_DIR_VERBS
+                else ("cli", "data_root")) for verb in VERBS]
 
 
 def build_argv(cli, verb, data_root, session=None, args=(), check=False, session_dir=None,
@@ -44,6 +72,45 @@ def build_argv(cli, verb, data_root, session=None, args=(), check=False, session
     argv += option_args(options) + list(args)
     argv += ["--json"] if verb in JSON_VERBS and "--json" not in args else []
     return argv + (["--check"] if check and VERBS.get(verb) else [])
+
+
+def host_argv(params, check=False):
+    """build_argv of the task's (validated) arguments."""
+    options = dict((name, params.get(name)) for name in OPTIONS + ("restart", "enable"))
+    return build_argv(params["cli"], params["verb"], params.get("data_root"),
+                      params.get("session"), params.get("args") or [], check,
+                      params.get("session_dir"), options)
+
+
+def shell_command(argv, verb, quote, env_prefix=""):
+    """The call as one command for the host's shell: the CLI exec'd, so its exit code, stdout
+    and stderr are the call's, with the task's environment (env_prefix: `NAME=value ...`, the
+    shell plugin's). For locate and status only when the CLI is there; else the shell says
+    NO_RUNTIME_MARK. quote: the shell's quoting (shlex.quote)."""
+    command = (env_prefix + " " if env_prefix else "") + "exec " + " ".join(
+        quote(part) for part in argv)
+    if verb not in NO_RUNTIME_OK:
+        return command
+    return "if [ -e %s ]; then %s; fi; echo %s" % (quote(argv[0]), command,
+                                                   quote(NO_RUNTIME_MARK))
+
+
+def call_result(params, argv, rc, stdout, stderr):
+    """The task's result of one call on the host (rc, stdout, stderr of shell_command): the
+    runtime's answer and whether it changed anything, no answer where the host has no runtime,
+    or one message to fail with; never the call's stdin. With no CLI for prepare or start
+    (not installed yet), call it with rc None: nothing was asked."""
+    verb, cli = params["verb"], params["cli"]
+    if rc is None or (rc == 0 and (stdout or "").strip() == NO_RUNTIME_MARK) \
+            or no_runtime(verb, True, rc, stdout, stderr):
+        return dict(changed=False, answer={}, runtime=False, cmd=argv)
+    answer = parse_answer(stdout)
+    msg = failure(verb, cli, rc, stdout, stderr, answer, params.get("host") or "",
+                  params.get("session_dir"))
+    answer = kept_answer(verb, answer)
+    if msg is not None:
+        return dict(failed=True, msg=msg, answer=answer or {}, cmd=argv, rc=rc, stderr=stderr)
+    return dict(changed=changed(verb, answer), answer=answer, runtime=True, cmd=argv)
 
 
 def option_args(options):

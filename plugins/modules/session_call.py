@@ -15,7 +15,9 @@ version_added: 0.1.0
 description:
   - Runs C(<cli> session <verb> --data-root <data_root> [--session <session>] <args>) on the
     training host, the runtime's CLI C(rlops-run), which answers in JSON, and returns that
-    answer as RV(answer).
+    answer as RV(answer). An action plugin only - this file is its documentation. The call
+    goes through the connection as one shell command (become as the task says, the task's
+    C(environment), O(stdin) on its stdin): no module process runs on the host around it.
   - Fails with one message - the runtime's last error line; that the runtime predates the
     session layer when it does not know O(verb) (a C(train_new) or C(resume) on the host
     installs the current one); for C(prepare), the runtime's message; for C(stop) and
@@ -24,7 +26,7 @@ description:
     sessions - for C(locate) and C(status) that is nothing to do, RV(answer) is empty.
   - C(changed) is the answer's C(changed) (C(stop) without one - true); C(locate) only
     reads; C(evaluate) always runs episodes.
-  - Its action plugin runs on the controller around that call. It sets the session layer's
+  - On the controller, around that call, it sets the session layer's
     facts (C(locate) - C(rlops_session_here), C(rlops_session_owner), C(rlops_session_manager),
     C(rlops_known_sessions), C(rlops_session_in_storage); C(status) - C(rlops_status),
     C(rlops_publish), each item with its C(host); C(evaluate) - C(rlops_eval)) and shows what
@@ -42,7 +44,7 @@ extends_documentation_fragment:
   - rlops.fleet.attributes
 attributes:
   action:
-    description: The action plugin runs on the controller around the module (see the description).
+    description: An action plugin only; the host runs the runtime's CLI (see the description).
     support: full
   check_mode:
     details:
@@ -65,7 +67,7 @@ options:
       - Empty for C(prepare) and C(start) - the session's venv is not installed yet (check mode
         before the install) - nothing is asked, RV(answer) is empty; C(start) in check mode
         says it would start the session.
-    type: path
+    type: str
   verb:
     description: The session layer's verb (C(fetch) - on the controller, from storage).
     type: str
@@ -75,14 +77,14 @@ options:
     description:
       - The host's data root (C(rlops_data_root)); required but for C(fetch) and with
         O(session_dir).
-    type: path
+    type: str
   session_dir:
     description:
       - The session's folder on the host, instead of O(data_root) and O(session) - required
         for C(prepare) (check the settings and storage, write the session's config; O(stdin)
         is the request) and C(start) (start the session's supervisor and wait), the trainer
         role's calls. A failed C(start) fails with the end of its C(logs/job.log).
-    type: path
+    type: str
   mode:
     description: C(prepare) - a C(new) session or a C(resume).
     type: str
@@ -219,73 +221,3 @@ rc:
   type: int
   sample: 2
 """
-
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.rlops.fleet.plugins.module_utils.session_call import (
-    CONTROLLER_VERBS,
-    OPTIONS,
-    SESSION_DIR_VERBS,
-    VERBS,
-    build_argv,
-    changed,
-    failure,
-    kept_answer,
-    no_runtime,
-    not_installed,
-    parse_answer,
-    stdin_text,
-)
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            cli=dict(type="path"),
-            verb=dict(type="str", required=True, choices=list(VERBS) + list(CONTROLLER_VERBS)),
-            data_root=dict(type="path"),
-            session=dict(type="str"),
-            args=dict(type="list", elements="str", default=[]),
-            stdin=dict(type="raw", no_log=True),
-            host=dict(type="str", default=""),
-            dest=dict(type="path"),
-            storage_uri=dict(type="str"),
-            region=dict(type="str"),
-            session_dir=dict(type="path"),
-            mode=dict(type="str", choices=["new", "resume"]),
-            manager=dict(type="str"),
-            timeout=dict(type="int"),
-            restart=dict(type="bool", default=False),
-            enable=dict(type="bool", default=True),
-            user=dict(type="str"),
-            group=dict(type="str"),
-        ),
-        required_if=[("verb", verb, ("cli", "session_dir") if verb in SESSION_DIR_VERBS
-                      else ("cli", "data_root")) for verb in VERBS],
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["verb"] in CONTROLLER_VERBS:
-        module.fail_json(msg="session_call verb %s runs on the controller, in the action plugin"
-                         % p["verb"])
-    argv = build_argv(p["cli"], p["verb"], p["data_root"], p["session"], p["args"],
-                      module.check_mode, p["session_dir"],
-                      dict((name, p[name]) for name in OPTIONS + ("restart", "enable")))
-    if no_runtime(p["verb"], os.path.exists(p["cli"])) or not_installed(p["verb"], p["cli"]):
-        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
-    data = stdin_text(p["stdin"])
-    rc, stdout, stderr = module.run_command(argv, data=data)
-    if no_runtime(p["verb"], True, rc, stdout, stderr):
-        module.exit_json(changed=False, answer={}, runtime=False, cmd=argv)
-    answer = parse_answer(stdout)
-    msg = failure(p["verb"], p["cli"], rc, stdout, stderr, answer, p["host"], p["session_dir"])
-    answer = kept_answer(p["verb"], answer)
-    if msg is not None:
-        module.fail_json(msg=msg, answer=answer or {}, cmd=argv, rc=rc, stderr=stderr)
-    module.exit_json(changed=changed(p["verb"], answer), answer=answer,
-                     runtime=True, cmd=argv)
-
-
-if __name__ == "__main__":
-    main()
