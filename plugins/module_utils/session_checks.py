@@ -21,12 +21,39 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     CheckError,
     check_storage,
 )
-from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import timeout_error
+from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
+    STORAGE_ARGUMENT_SPEC,
+    timeout_error,
+)
+
+# session_preflight's arguments (plugins/modules/session_preflight.py documents them; its
+# action plugin validates them).
+ARGUMENT_SPEC = dict(
+    STORAGE_ARGUMENT_SPEC,
+    session=dict(type="str"),
+    name=dict(type="str", default="session"),
+    env_id=dict(type="str"),
+    algo=dict(type="str", choices=list(contract.ALGOS), default="ppo"),
+    source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
+    hyperparameters=dict(type="raw"),
+    storage_check=dict(type="str", choices=["auto", "controller", "host"], default="auto"),
+    check_storage=dict(type="bool", removed_in_version="1.0.0",
+                       removed_from_collection="rlops.fleet"),
+)
 
 # Taken as they are by the modules.
 session_id_error = contract.session_id_error
 make_session_id = contract.make_session_id
 env_id_error = contract.env_id_error
+
+
+def gymnasium_registry():
+    """Registered env ids when gymnasium is importable here (the controller), else None."""
+    try:
+        import gymnasium
+    except ImportError:
+        return None
+    return set(gymnasium.registry.keys())
 
 
 def parse_hyperparameters(raw):

@@ -13,7 +13,8 @@ module: session_preflight
 short_description: Check a training request and name its session before anything changes
 version_added: 0.1.0
 description:
-  - Runs on the controller at the start of every rlops.fleet playbook.
+  - Runs on the controller at the start of every rlops.fleet playbook, in Ansible's worker
+    (an action plugin only - this file is its documentation).
   - Validates the session id (or builds one as C(<name>-<UTC timestamp>)), the gymnasium
     env id, the hyperparameters (JSON, and for the builtin agent the key names), and the
     storage URI (C(file://) or C(s3://); C(az://) is refused, Azure Blob storage is not
@@ -170,44 +171,3 @@ storage_check_permissions:
   elements: str
   sample: ["s3:ListBucket", "s3:PutObject", "s3:GetObject"]
 """
-
-from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
-from ansible_collections.rlops.fleet.plugins.module_utils.session_contract import ALGOS
-from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
-    STORAGE_ARGUMENT_SPEC,
-    StorageModule,
-)
-
-
-def _gymnasium_registry():
-    """Registered env ids when gymnasium is importable here, else None."""
-    try:
-        import gymnasium
-    except ImportError:
-        return None
-    return set(gymnasium.registry.keys())
-
-
-def main():
-    argument_spec = dict(
-        session=dict(type="str"),
-        name=dict(type="str", default="session"),
-        env_id=dict(type="str"),
-        algo=dict(type="str", choices=list(ALGOS), default="ppo"),
-        source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
-        hyperparameters=dict(type="raw"),
-        storage_check=dict(type="str", choices=["auto", "controller", "host"], default="auto"),
-        check_storage=dict(type="bool", removed_in_version="1.0.0",
-                           removed_from_collection="rlops.fleet"),
-    )
-    argument_spec.update(STORAGE_ARGUMENT_SPEC)
-    module = StorageModule(argument_spec=argument_spec, supports_check_mode=True)
-    registry = _gymnasium_registry() if module.params["env_id"] else None
-    result, error = run_checks(module.params, registry=registry, check_mode=module.check_mode)
-    if error:
-        module.fail_json(msg=error, **result)
-    module.exit_json(**result)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     UNREACHABLE,
     CheckError,
 )
-from ansible_collections.rlops.fleet.plugins.modules.session_preflight import run_checks
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
 
 NOW = datetime(2026, 11, 22, 5, 15, 0, tzinfo=timezone.utc)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils import session_checks as sc
 from ansible_collections.rlops.fleet.plugins.module_utils import session_contract
-from ansible_collections.rlops.fleet.plugins.modules.session_preflight import run_checks
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
 
 REPO = Path(__file__).resolve().parents[4]
 RUNTIME_FILE = REPO / "runtime/rlops_runtime/session_contract.py"
