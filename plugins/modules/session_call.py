@@ -17,7 +17,7 @@ description:
     training host, the runtime's CLI C(rlops-run), which answers in JSON, and returns that
     answer as RV(answer). An action plugin only - this file is its documentation. The call
     goes through the connection as one shell command (become as the task says, the task's
-    C(environment), O(stdin) on its stdin): no module process runs on the host around it.
+    C(environment), O(stdin) on its stdin) - no module process runs on the host around it.
   - Fails with one message - the runtime's last error line; that the runtime predates the
     session layer when it does not know O(verb) (a C(train_new) or C(resume) on the host
     installs the current one); for C(prepare), the runtime's message; for C(stop) and
