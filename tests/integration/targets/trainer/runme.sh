@@ -11,7 +11,8 @@
 #       stopped, resume from the stopped step, stop, lose the session folder and resume
 #       from storage, a short session that completes and is left alone; then a job of
 #       its own (files/job, with a requirements file, no torch) as trainer_source=local and
-#       from a git repository on this machine: `local` runs those two alone.
+#       from a git repository on this machine, then rlops.fleet.job_source alone on that
+#       repository (job_source.yml): `local` runs those alone.
 # lockset: exact versions on this machine: a Python without a lock refused, LunarLander-v3
 #       (Box2D added) under a lock of its own, recorded in config/requirements.lock, and a
 #       resume on a fresh data root and venv root that installs the recorded set from storage.
@@ -85,7 +86,7 @@ print(json.dumps({**LAB_VARS, "trainer_wheelhouse": str(build_wheelhouse())}))')
 play() {
     # play ARGS... : run the test playbook against the target; output in $LOG, time in $PLAYED.
     local started=$SECONDS rc=0
-    "$PLAYBOOK" "${TARGET[@]}" "$@" "$HERE/trainer.yml" >"$LOG" 2>&1 || rc=$?
+    "$PLAYBOOK" "${TARGET[@]}" "$@" "${PLAY_YML:-$HERE/trainer.yml}" >"$LOG" 2>&1 || rc=$?
     PLAYED=$((SECONDS - started))
     return "$rc"
 }
@@ -315,6 +316,36 @@ git_source() {
     expect_run "git job re-run is idempotent" 0 "${g[@]}" -e trainer_mode=resume
     expect_run "git job stopped" any "${g[@]}" -e trainer_mode=resume -e stop=true \
         -e '{"expect_states": ["stopped"]}'
+    job_source_role "$repo" "$sha"
+}
+
+job_source_role() {
+    # job_source_role REPO SHA: rlops.fleet.job_source on its own (job_source.yml), git looked
+    # for on the host: check mode creates nothing, a clone at SHA, a re-run changes nothing, a
+    # new version is checked out, local changes in the clone are refused and kept.
+    local repo="$1" sha="$2" dest="$WORK/job-source/source" sha2
+    local j=(-e job_source_kind=git -e job_source_repo="file://$repo" -e job_source_dest="$dest"
+             -e job_source_owner="$(id -un)")
+    mkdir -p "$WORK/job-source"
+    PLAY_YML="$HERE/job_source.yml" expect_run "job_source check mode" any "${j[@]}" \
+        -e job_source_version="$sha" --check
+    [[ ! -e "$dest" ]] && ok "job_source check mode created nothing" || bad "check mode made $dest"
+    PLAY_YML="$HERE/job_source.yml" expect_run "job_source clone" any "${j[@]}" -e job_source_version="$sha"
+    [[ "$(git -C "$dest" rev-parse HEAD)" == "$sha" ]] && ok "job_source clone at ${sha:0:12}" \
+        || bad "job_source clone not at $sha"
+    PLAY_YML="$HERE/job_source.yml" expect_run "job_source re-run is idempotent" 0 "${j[@]}" \
+        -e job_source_version="$sha"
+    echo "# v2" >>"$WORK/job-work/train.py"
+    git -C "$WORK/job-work" -c user.name=it -c user.email=it@localhost commit -q -am v2
+    git -C "$WORK/job-work" push -q origin HEAD
+    sha2="$(git -C "$WORK/job-work" rev-parse HEAD)"
+    PLAY_YML="$HERE/job_source.yml" expect_run "job_source new version" any "${j[@]}" -e job_source_version="$sha2"
+    [[ "$(git -C "$dest" rev-parse HEAD)" == "$sha2" ]] && ok "job_source clone moved to ${sha2:0:12}" \
+        || bad "job_source clone not at $sha2"
+    echo "# mine" >>"$dest/train.py"
+    PLAY_YML="$HERE/job_source.yml" expect_refused "job_source local changes refused" "Local modifications" \
+        "${j[@]}" -e job_source_version="$sha"
+    grep -q "# mine" "$dest/train.py" && ok "job_source kept the local change" || bad "local change lost"
 }
 
 venv_of() {
