@@ -16,8 +16,9 @@ version_added: 0.1.0
 description:
   - Takes the answer of C(rlops.fleet.gpu_host_detect) and the role's gpu_host_* settings, and
     answers with one message per problem, each saying what and why; empty when there is none.
-  - Checked, the inputs - a driver branch that is empty or three digits (no C(latest)), a
-    positive reboot timeout, http(s) URLs for the Debian mirror and the CUDA repository.
+  - Checked, the inputs - a driver branch that is empty or three digits (no C(latest)), an
+    http(s) URL for the Debian mirror. The driver installation's own settings (reboot timeout,
+    CUDA repository) are checked by rlops.fleet.nvidia_driver's preflight.
   - Checked, against what was found - a host without a GPU when one is required, a driver to
     install on a distribution without a recipe, Debian's driver path without a source of the
     release's C(main) to take the missing components from, a plan that cannot be carried out
@@ -74,7 +75,6 @@ import re  # noqa: E402
 
 from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import (  # noqa: E402
     as_bool,
-    as_int,
     failed,
     setting_text,
 )
@@ -98,12 +98,8 @@ def gpu_host_problems(detected, settings, host, distribution, recipe, release=""
         (_BRANCH.match(branch),
          "gpu_host_driver_branch '%s' must be a driver branch such as '580' (pinned; no"
          " 'latest'), or empty to keep a working driver" % branch),
-        (as_int(settings.get("gpu_host_reboot_timeout")) > 0,
-         "gpu_host_reboot_timeout must be greater than 0"),
         (not text("debian_mirror") or _URL.match(text("debian_mirror")),
          "gpu_host_debian_mirror (%s) must be an http(s) URL" % text("debian_mirror")),
-        (not text("cuda_repo_url") or _URL.match(text("cuda_repo_url")),
-         "gpu_host_cuda_repo_url (%s) must be an http(s) URL" % text("cuda_repo_url")),
         (detected.get("gpus") or not as_bool(settings.get("gpu_host_required")),
          "gpu_host_required is true but %s has no NVIDIA GPU: none of its %s PCI devices is a"
          " display controller of vendor 0x10de (/sys/bus/pci/devices/*/vendor, class). Run it"

@@ -159,7 +159,7 @@ def reboot_required(seen: dict, driver_steps: bool) -> bool:
 
 
 def reboot_reason(seen: dict, driver_steps: bool) -> str:
-    """Why a reboot is needed (said, not done, without gpu_host_reboot_allowed); '' when none
+    """Why a reboot is needed (said, not done, without nvidia_driver_reboot_allowed); '' when none
     is. The role puts the host's name in front."""
     if not reboot_required(seen, driver_steps):
         return ""
@@ -171,7 +171,7 @@ def reboot_reason(seen: dict, driver_steps: bool) -> str:
     else:
         why = "modprobe nvidia failed"
     return ("the NVIDIA driver is installed but not loaded (%s): reboot it, or run again with"
-            " gpu_host_reboot_allowed true" % why)
+            " nvidia_driver_reboot_allowed true" % why)
 
 
 def smi_problem(seen: dict) -> str:

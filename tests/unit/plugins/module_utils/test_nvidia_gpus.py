@@ -50,7 +50,7 @@ def test_reboot_required(look, steps, required):
 def test_reboot_reason_says_why(look, why):
     assert ng.reboot_reason(look, True) == (
         f"the NVIDIA driver is installed but not loaded ({why}): reboot it, or run again with"
-        " gpu_host_reboot_allowed true")
+        " nvidia_driver_reboot_allowed true")
 
 
 def test_smi_problem_names_the_state_the_error_and_the_gpus():

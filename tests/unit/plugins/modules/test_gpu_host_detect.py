@@ -436,4 +436,4 @@ def test_module_says_why_a_driver_upgraded_without_a_reboot_needs_one(host, run_
     assert result["ansible_facts"]["gpu_host_reboot_required"] is True
     assert result["reboot_reason"] == (
         "the NVIDIA driver is installed but not loaded (the loaded kernel module is 550.127.05,"
-        " the library 570.133): reboot it, or run again with gpu_host_reboot_allowed true")
+        " the library 570.133): reboot it, or run again with nvidia_driver_reboot_allowed true")
