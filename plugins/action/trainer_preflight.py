@@ -4,8 +4,11 @@
 """rlops.fleet.trainer_preflight: the trainer role's preflight in one task. The controller's
 checks run here, in the worker (what session_preflight checks, and the role's own rules on
 its inputs and the controller's files); the host is read by one trainer_host_info run (and
-storage_check when the controller could not reach s3:// storage). The decisions are the pure
-functions of module_utils/trainer_preflight.py; this is the I/O around them."""
+storage_check when the controller could not reach s3:// storage). A resumed session whose
+recorded set the host lacks reads it from storage: file:// storage in that same host read,
+s3:// storage from the controller when it checked storage, else from the host (storage_check
+with `read`). The decisions are the pure functions of module_utils/trainer_preflight.py; this
+is the I/O around them."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -29,11 +32,19 @@ from ansible_collections.rlops.fleet.plugins.module_utils import trainer_preflig
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
+    CheckError,
+    read_storage,
     secret_values,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
+from ansible_collections.rlops.fleet.plugins.module_utils.session_contract import (
+    parse_storage_uri,
+)
 
-STAGES = ("preflight", "again", "record")
+# preflight: everything; check: the same before the host roles (prepare_host.yml), leaving a
+# set that only storage has to stage again (a host-only endpoint may not be up yet); again:
+# the host read again after them, and the set.
+STAGES = ("preflight", "check", "again")
 
 
 class Refused(Exception):
@@ -100,7 +111,7 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _supports_check_mode = True
-    _VALID_ARGS = frozenset(("inputs", "stage", "read", "preflight"))
+    _VALID_ARGS = frozenset(("inputs", "stage", "preflight"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -114,13 +125,10 @@ class ActionModule(ActionBase):
                 raise Refused("missing required arguments: inputs")
             if stage not in STAGES:
                 raise Refused("stage must be one of %s, got %s" % (", ".join(STAGES), stage))
-            if stage == "record":
-                result.update(self._record(inputs, args.get("read") or {},
-                                           args.get("preflight") or {}, host))
-            elif stage == "again":
+            if stage == "again":
                 result.update(self._again(inputs, args.get("preflight") or {}, host, task_vars))
             else:
-                result.update(self._host(inputs, host, task_vars))
+                result.update(self._host(inputs, host, task_vars, stage))
         except Refused as exc:
             result.update(failed=True, msg=str(exc))
         finally:
@@ -137,16 +145,19 @@ class ActionModule(ActionBase):
         return found
 
     def _again(self, inputs, first, host, task_vars):
-        """After the host roles: what they may have brought (a data volume's sessions and
-        venvs), over the first result (stage preflight's: `preflight`)."""
+        """After the host roles: what they may have brought (a data volume's sessions, venvs
+        and storage folder), over the first result (stage check's: `preflight`), and the set."""
         if not first.get("host"):
-            raise Refused("stage again needs preflight: the registered result of stage preflight")
+            raise Refused("stage again needs preflight: the registered result of stage check")
         who = self._module("rlops.fleet.trainer_host_info",
                            decide.host_info_args(inputs, again=True), task_vars)
         self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
-        return decide.again_result(first, who)
+        again = decide.again_result(first, who)
+        again.update(self._the_set(inputs, again["host"], host, task_vars,
+                                   bool(first.get("storage_checked"))))
+        return again
 
-    def _host(self, inputs, host, task_vars):
+    def _host(self, inputs, host, task_vars, stage):
         params = controller_params(inputs)
         registry = gymnasium_registry() if params["env_id"] else None
         found, error = run_checks(params, registry=registry, check_mode=bool(self._task.check_mode))
@@ -162,41 +173,71 @@ class ActionModule(ActionBase):
                            task_vars)
         problems = decide.host_problems(inputs, who, host)
         self._refuse(problems[0] if problems else None)
-        python = who["python"]["version"]
-        extra, wanted, files_key = the_set(inputs)
-        decided = {"host": who, "env_extra": extra, "owner_group": who["group"]["name"],
+        decided = {"host": who, "owner_group": who["group"]["name"],
                    "manager": decide.manager(inputs, who),
                    "storage_checked": bool(found.get("storage_checked")),
                    "storage_check_reason": found.get("storage_check_reason", "")}
-        if decide.needs_lock(inputs, who):
-            lock, is_file, versions = lock_of(inputs, python)
-            self._refuse(decide.lock_problem(inputs, who, host, lock, is_file, versions))
-            lock_text = controller_text(lock)
-            decided["new_spec"] = venv_spec(wanted, lock_text, python, files_key)
-            if inputs["mode"] == "resume":  # the storage client that reads the recorded set
-                decided["boot_spec"] = venv_spec(["rlops-runtime[s3]"], lock_text, python)
-        recorded = (who.get("files") or {}).get(inputs["record"])
-        decided["record_from_storage"] = inputs["mode"] == "resume" and recorded is None
-        decided["spec"] = decided["new_spec"] if inputs["mode"] == "new" else recorded or ""
-        info = spec_info(decided["spec"], "%s on %s" % (inputs["record"], host))
-        self._refuse(decide.record_problem(inputs, inputs.get("defaults") or {}, info, python,
-                                           host, wanted, files_key))
+        decided.update(self._the_set(inputs, who, host, task_vars, decided["storage_checked"],
+                                     from_storage=stage != "check"))
         self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
         self._refuse(decide.systemd_problem(inputs, who, host))
         return decided
 
-    def _record(self, inputs, read, preflight, host):
-        """The set a resumed session recorded, read from storage by `rlops-run show-config`
-        (read: that command's result; none recorded: a new session's set)."""
-        self._refuse(decide.storage_read_problem(read, inputs["storage_uri"], host))
-        text = read.get("stdout") or ""
-        spec = text if text.strip() else preflight.get("new_spec", "")
-        python = preflight["host"]["python"]["version"]
-        _extra, wanted, files_key = the_set(inputs)
-        info = spec_info(spec, "the recorded set of session %s in storage" % inputs["session_id"])
+    def _the_set(self, inputs, who, host, task_vars, storage_checked, from_storage=True):
+        """The set to install (`spec`, from `set_from`) checked for the interpreter and the
+        inputs; a new session's set (`new_spec`) when one may be needed. Without from_storage
+        (stage check) a set only storage has is left to stage again (`spec` '')."""
+        python = who["python"]["version"]
+        extra, wanted, files_key = the_set(inputs)
+        decided = {"env_extra": extra}
+        if decide.needs_lock(inputs, who):
+            lock, is_file, versions = lock_of(inputs, python)
+            self._refuse(decide.lock_problem(inputs, who, host, lock, is_file, versions))
+            decided["new_spec"] = venv_spec(wanted, controller_text(lock), python, files_key)
+        on_host = (who.get("files") or {}).get(inputs["record"])
+        decided["record_from_storage"] = inputs["mode"] == "resume" and on_host is None
+        if decided["record_from_storage"] and not from_storage:
+            decided.update(spec="", set_from="storage")
+            return decided
+        in_storage = None
+        if decided["record_from_storage"]:
+            in_storage = self._stored_set(inputs, who, host, task_vars, storage_checked)
+        spec, where = decide.set_to_install(inputs, on_host, in_storage,
+                                            decided.get("new_spec", ""))
+        decided.update(spec=spec, set_from=where)
+        what = ("the recorded set of session %s in storage" % inputs["session_id"]
+                if where == "storage" else "%s on %s" % (inputs["record"], host))
+        info = spec_info(spec, what)
         self._refuse(decide.record_problem(inputs, inputs.get("defaults") or {}, info, python,
                                            host, wanted, files_key))
-        return {"spec": spec}
+        return decided
+
+    def _stored_set(self, inputs, who, host, task_vars, storage_checked):
+        """A resumed session's recorded set in storage (None: none recorded). file://: the
+        host read it with the rest; s3://: the controller reads it where it checked storage,
+        else the host (storage_check `read`, its credentials, its instance role)."""
+        stored = decide.stored_record(inputs)
+        if stored["scheme"] == "file":
+            return (who.get("files") or {}).get(stored["path"])
+        uri = inputs["storage_uri"]
+        credentials = inputs.get("storage_credentials") or {}
+        if storage_checked:
+            parsed = parse_storage_uri(uri)
+            try:
+                return read_storage(uri, parsed.location, parsed.prefix, stored["key"],
+                                    credentials, environ=dict(os.environ),
+                                    connect_timeout=CONNECT_TIMEOUT,
+                                    read_timeout=READ_TIMEOUT)["content"]
+            except CheckError as exc:
+                raise Refused(decide.stored_record_problem(inputs, host, exc)) from None
+        found = self._execute_module(
+            module_name="rlops.fleet.storage_check", task_vars=task_vars,
+            module_args={"storage_uri": uri, "storage_credentials": credentials,
+                         "read": stored["key"]})
+        if found.get("failed"):
+            raise Refused(decide.stored_record_problem(
+                inputs, host, found.get("msg") or "rlops.fleet.storage_check failed"))
+        return found.get("content")
 
     @staticmethod
     def _refuse(problem):

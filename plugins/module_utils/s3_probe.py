@@ -27,6 +27,7 @@ import errno
 import hashlib
 import hmac
 import http.client
+import json
 import os
 import re
 import socket
@@ -617,6 +618,123 @@ def check_storage(uri: str, bucket: str, prefix: str, given: dict, environ: dict
         raise
     result.update({"checked": True, "reason": "", "credentials_source": source})
     return result
+
+
+# --- Reading an object (the trainer's recorded set) -----------------------------------------
+
+# The instance metadata service (IMDSv2), where an EC2 host's instance role gives
+# credentials; botocore's variables name another endpoint or turn it off.
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_TIMEOUT = 1.0
+IMDS_TOKEN_TTL = "60"
+IMDS_ROLES = "/latest/meta-data/iam/security-credentials/"
+
+
+def imds_endpoint(environ: dict) -> str:
+    """The metadata service's URL ("" when AWS_EC2_METADATA_DISABLED is true)."""
+    if str(environ.get("AWS_EC2_METADATA_DISABLED", "")).lower() == "true":
+        return ""
+    return (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_ENDPOINT).rstrip("/")
+
+
+def instance_role_keys(role: str, body: bytes) -> Credentials:
+    """The credentials of an instance role's answer (IMDS security-credentials/<role>)."""
+    try:
+        found = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        found = None
+    if not isinstance(found, dict) or found.get("Code", "Success") != "Success" or not (
+            found.get("AccessKeyId") and found.get("SecretAccessKey")):
+        code = found.get("Code") if isinstance(found, dict) else ""
+        raise CheckError("the instance role %s gave no credentials%s" % (
+            role, " (%s)" % code if code else ""), NO_CREDENTIALS)
+    return Credentials(found["AccessKeyId"], found["SecretAccessKey"], found.get("Token", ""),
+                       "the instance role %s" % role)
+
+
+def _imds_ask(endpoint: str, method: str, path: str, headers: dict, timeout: float) -> bytes:
+    parts = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80,
+                                            timeout=timeout)
+    try:
+        connection.request(method, parts.path.rstrip("/") + path, headers=headers)
+        answer = connection.getresponse()
+        body = answer.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise CheckError("the instance metadata service %s does not answer (%s)"
+                         % (endpoint, _network_reason(exc)), NO_CREDENTIALS) from exc
+    finally:
+        connection.close()
+    if answer.status != 200:
+        raise CheckError("the instance metadata service %s answered HTTP %d to %s %s"
+                         % (endpoint, answer.status, method, path), NO_CREDENTIALS)
+    return body
+
+
+def instance_role_credentials(endpoint: str, timeout: float = IMDS_TIMEOUT) -> Credentials:
+    """The host's instance role's credentials from IMDSv2 (a token, the role's name, its
+    keys); raises CheckError (NO_CREDENTIALS) saying why there are none."""
+    token = _imds_ask(endpoint, "PUT", "/latest/api/token",
+                      {"X-aws-ec2-metadata-token-ttl-seconds": IMDS_TOKEN_TTL}, timeout)
+    headers = {"X-aws-ec2-metadata-token": token.decode("ascii", "replace").strip()}
+    roles = _imds_ask(endpoint, "GET", IMDS_ROLES, headers, timeout).decode("utf-8", "replace")
+    role = (roles.split() or [""])[0]
+    if not role:
+        raise CheckError("the instance metadata service %s names no instance role" % endpoint,
+                         NO_CREDENTIALS)
+    return instance_role_keys(role, _imds_ask(endpoint, "GET", IMDS_ROLES + quote(role),
+                                              headers, timeout))
+
+
+def read_object(client: S3Client, uri: str, bucket: str, prefix: str, key: str) -> str | None:
+    """The text of `key` under the storage's prefix (s3:GetObject); None when there is none.
+    Raises CheckError saying what failed and why."""
+    doing = "storage %s: reading %s failed: %%s" % (uri, key)
+    try:
+        response = client.request("GET", bucket, dir_prefix(prefix) + key)
+    except CheckError as exc:
+        raise CheckError(doing % exc, exc.kind) from exc
+    if response.status >= 300:
+        if response.error.get("Code", str(response.status)) in NOT_FOUND_CODES:
+            return None
+        kind, why = failure(response, bucket, client.endpoint, READ)
+        raise CheckError(doing % why, kind)
+    try:
+        return response.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckError(doing % "it is not UTF-8 text", OTHER) from exc
+
+
+def read_storage(uri: str, bucket: str, prefix: str, key: str, given: dict,
+                 environ: dict | None = None, connect_timeout: float = CONNECT_TIMEOUT,
+                 read_timeout: float = READ_TIMEOUT, home: str = "",
+                 host_environ: dict | None = None) -> dict:
+    """Read `key` of s3:// storage: {"content": its text or None, "endpoint", "region",
+    "credentials_source"}. Credentials as check_storage's; on a host (`environ` None) without
+    keys or a profile, the instance role's (IMDSv2 at imds_endpoint(host_environ), when
+    host_environ is given). Raises CheckError: NO_CREDENTIALS when there are none here."""
+    settings = resolve_settings(given, environ, home)
+    if settings.credentials is None and environ is None and host_environ is not None \
+            and not (given or {}).get("AWS_PROFILE"):
+        imds = imds_endpoint(host_environ)
+        if imds:
+            try:
+                settings.credentials = instance_role_credentials(imds)
+            except CheckError as exc:
+                settings.missing = "%s, and %s" % (settings.missing.partition(":")[0], exc)
+    if settings.credentials is None:
+        raise CheckError("storage %s: no credentials to read %s with: %s"
+                         % (uri, key, settings.missing), NO_CREDENTIALS)
+    client = S3Client(settings, connect_timeout, read_timeout)
+    source = settings.credentials.source
+    try:
+        content = read_object(client, uri, bucket, prefix, key)
+    except CheckError as exc:
+        if source != "storage_credentials" and exc.kind not in (UNREACHABLE, NO_ANSWER):
+            raise CheckError("%s (credentials: %s)" % (exc, source), exc.kind) from exc
+        raise
+    return {"content": content, "endpoint": client.endpoint, "region": client.region,
+            "credentials_source": source}
 
 
 # --- Buckets (rlops.fleet.s3_bucket) ---------------------------------------------------------

@@ -261,47 +261,68 @@ def record_problem(inputs, defaults, info, python, host, wanted, files_key):
             % (" and ".join(given), inputs["session_id"], ", ".join(info["requirements"])))
 
 
-def storage_read_problem(read, uri, host):
-    """Why `rlops-run show-config` could not read the recorded set from storage; None when it
-    could (or did not run: check mode before the runtime is installed)."""
-    rc = read.get("rc") or 0
-    if rc == 0:
-        return None
-    lines = read.get("stderr_lines") or []
-    said = lines[-1] if lines else "rlops-run show-config exited %s" % rc
-    prefix = "rlops-run: error: "
-    return "storage %s from %s: %s" % (uri, host, said[len(prefix):] if said.startswith(prefix)
-                                       else said)
+def stored_record(inputs):
+    """Where a session's recorded set is in storage: {"scheme", "key" (under the storage's
+    prefix, the runtime's layout), "path" (file:// storage: the file on the host, else '')}."""
+    uri = contract.parse_storage_uri(inputs["storage_uri"])
+    key = contract.config_key(inputs["session_id"], "requirements.lock")
+    path = uri.location.rstrip("/") + "/" + key if uri.scheme == "file" else ""
+    return {"scheme": uri.scheme, "key": key, "path": path}
+
+
+def set_to_install(inputs, on_host, in_storage, new_spec):
+    """(the set to install, where it comes from): a new session's set; a resumed session's
+    recorded set, from the host (on_host, None when it has none) or else from storage
+    (in_storage, None when storage has none); none recorded anywhere: a new session's set."""
+    if inputs["mode"] == "new":
+        return new_spec, "new"
+    if on_host is not None:
+        return on_host, "host"
+    if in_storage is not None and in_storage.strip():
+        return in_storage, "storage"
+    return new_spec, "none recorded"
+
+
+def stored_record_problem(inputs, host, why):
+    """One message when storage could not say what set a resumed session recorded."""
+    return ("session %s: %s has no config/requirements.lock, and its recorded set could not be"
+            " read from storage: %s" % (inputs["session_id"], host, why))
 
 
 # --- trainer_host_info's arguments ----------------------------------------------------------
 
 
+# What the read again after the host roles asks trainer_host_info (its argument) and takes
+# from its answer (the answer's key): what they may have changed (a data volume's sessions,
+# venvs and storage folder). The answer's other keys are for what it was not asked (user
+# None, python {}) and must not replace the first read's.
+AGAIN = (("stat", "paths"), ("checkpoints", "checkpoints"), ("commands", "commands"),
+         ("python_modules", "python_modules"), ("read", "files"))
+
+
 def host_info_args(inputs, again=False):
-    """What preflight reads on the host in one call; `again` (after the host roles) only what
-    they may have changed: the paths, the checkpoints, the commands."""
+    """What preflight reads on the host in one call (a resumed session's recorded set on the
+    host, and in file:// storage); `again` (after the host roles) only AGAIN's arguments."""
+    read = []
+    if inputs["mode"] == "resume":
+        stored = stored_record(inputs)["path"]
+        read = [inputs["record"]] + ([stored] if stored else [])
     args = {"stat": list(inputs.get("read_paths") or []), "checkpoints": inputs["checkpoints"],
             "commands": ["git"] if inputs["source"] == "git" else [],
-            "python_modules": ["packaging"]}
-    if not again:
-        args.update(user=inputs.get("user") or "", default_user=True,
-                    group=inputs.get("group") or "", python=inputs["python"],
-                    read=[inputs["record"]] if inputs["mode"] == "resume" else [])
+            "python_modules": ["packaging"], "user": inputs.get("user") or "",
+            "default_user": True, "group": inputs.get("group") or "", "python": inputs["python"],
+            "read": read}
+    if again:
+        return dict((name, args[name]) for name, _key in AGAIN)
     return args
 
 
-# What the read again asks trainer_host_info (host_info_args again); its other keys answer
-# for what it was not asked (user None, python {}, files {}) and must not replace the first's.
-AGAIN_KEYS = ("paths", "checkpoints", "commands", "python_modules")
-
-
 def again_result(first, read):
-    """Stage again's result: the first result (stage preflight's, as registered) with the
-    host's new read (AGAIN_KEYS) over its `host`; the user, group, interpreter and recorded
-    set stay those of the first read."""
+    """Stage again's result: the first result (as registered) with the host's new read
+    (AGAIN's keys) over its `host`; the user, group and interpreter stay the first read's."""
     kept = dict((key, value) for key, value in first.items()
                 if key not in ("changed", "failed", "msg", "invocation")
                 and not key.startswith("_ansible"))
     kept["host"] = dict(first.get("host") or {})
-    kept["host"].update((key, read[key]) for key in AGAIN_KEYS if key in read)
+    kept["host"].update((key, read[key]) for _name, key in AGAIN if key in read)
     return kept

@@ -30,6 +30,11 @@ description:
     without an access key in O(storage_credentials) (an EC2 instance role, a profile of
     the job's user) - the runtime's own check covers those once it is installed.
   - C(az://) storage is refused - Azure Blob storage is not available yet.
+  - With O(read), reads one object instead of checking (C(s3:GetObject) only, nothing
+    written, also in check mode) and returns its text as RV(content). Without an access key
+    or a profile in O(storage_credentials), the host's instance role is asked through IMDSv2
+    (C(AWS_EC2_METADATA_SERVICE_ENDPOINT) in the host's environment names another endpoint,
+    C(AWS_EC2_METADATA_DISABLED=true) skips it), as the runtime's boto3 would.
 author:
   - rlops.fleet developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -56,6 +61,13 @@ options:
       - The host's own environment is not read - the job does not run in it.
     type: dict
     default: {}
+  read:
+    description:
+      - A key under the storage's prefix to read instead of checking, e.g.
+        C(<session>/config/requirements.lock) (the trainer role reads a resumed session's
+        recorded set with it when only the host reaches the endpoint).
+      - Only for C(s3://) storage; C(file://) storage is a folder on the host, read as files.
+    type: str
 notes:
   - The probe's name is the host name, as the runtime's, so that hosts of a fleet checking
     one storage at once never read each other's probe.
@@ -84,6 +96,13 @@ EXAMPLES = r"""
       AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret_key }}"
     connect_timeout: 10
     read_timeout: 30
+
+- name: Read a session's recorded set from the host (an endpoint only the host reaches)
+  rlops.fleet.storage_check:
+    storage_uri: "{{ trainer_storage_uri }}"
+    storage_credentials: "{{ trainer_storage_credentials }}"
+    read: "{{ trainer_session_id }}/config/requirements.lock"
+  register: recorded
 """
 
 RETURN = r"""
@@ -125,11 +144,24 @@ wrote_probe:
   returned: always
   type: bool
   sample: true
+content:
+  description: The text of the object O(read) names; null when storage has none.
+  returned: with O(read)
+  type: str
+  sample: "# requirement: rlops-runtime[s3,sb3]\nboto3==1.35.0\n"
+credentials_source:
+  description: Where the credentials of the read came from (C(the instance role <name>)).
+  returned: with O(read)
+  type: str
+  sample: storage_credentials
 """
+
+import os
 
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     CheckError,
     check_storage,
+    read_storage,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import parse_storage_uri
 from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
@@ -170,11 +202,38 @@ def host_storage_check(params, check_mode=False, run=check_storage):
     return result, None
 
 
+def host_storage_read(params, run=read_storage, environ=None):
+    """(result, error) of reading params["read"] from s3:// storage on this host (environ:
+    the host's, for its instance role)."""
+    result = {"changed": False, "checked": False, "reason": "", "permissions": [],
+              "wrote_probe": False, "content": None}
+    parsed, error = parse_storage_uri(params["storage_uri"])
+    if error or timeout_error(params):
+        return result, error or timeout_error(params)
+    scheme, location, prefix = parsed
+    if scheme != "s3":
+        return result, ("read is for s3:// storage; %s:// storage is a folder on this host"
+                        % scheme)
+    try:
+        found = run(params["storage_uri"], location, prefix, params["read"],
+                    params["storage_credentials"] or {}, environ=None,
+                    connect_timeout=params["connect_timeout"],
+                    read_timeout=params["read_timeout"], host_environ=environ or {})
+    except CheckError as exc:
+        return result, str(exc)
+    result.update(found, permissions=["s3:GetObject"])
+    return result, None
+
+
 def main():
     argument_spec = dict(STORAGE_ARGUMENT_SPEC)
     argument_spec["storage_uri"] = dict(type="str", required=True)
+    argument_spec["read"] = dict(type="str")
     module = StorageModule(argument_spec=argument_spec, supports_check_mode=True)
-    result, error = host_storage_check(module.params, check_mode=module.check_mode)
+    if module.params["read"]:
+        result, error = host_storage_read(module.params, environ=dict(os.environ))
+    else:
+        result, error = host_storage_check(module.params, check_mode=module.check_mode)
     if error:
         module.fail_json(msg=error, **result)
     module.exit_json(**result)

@@ -25,11 +25,19 @@ description:
     checkpoints. Then the user, group and interpreter, the lock of the venv's versions for
     that interpreter, a resumed session's recorded set (made for the interpreter, and the
     set the inputs ask for), that a new session is new and that C(systemd) can supervise.
+  - A resumed session whose recorded set (C(config/requirements.lock)) the host lacks (a
+    fresh data disk) reads it from storage, C(<storage>/<session>/config/requirements.lock) -
+    C(file://) storage in the same host read; C(s3://) storage from the controller when the
+    controller checked storage, else from the host (M(rlops.fleet.storage_check) with
+    C(read), with the storage credentials or the host's instance role). None recorded - a new
+    session's set. Storage that cannot be read fails with one message saying why.
+  - O(stage=check) - the same before the host roles (C(playbooks/tasks/prepare_host.yml)),
+    leaving a set that only storage has to O(stage=again) (an endpoint the host roles serve
+    may not be up yet; RV(spec) is empty then).
   - O(stage=again) - the host read again after the roles that prepare it (a mounted data
-    volume brings its own sessions and venvs), and that a new session is still new. Returns
-    the first result (O(preflight)) with the new read over its RV(host).
-  - O(stage=record) - the recorded set of a resumed session that only storage has
-    (O(read), C(rlops-run show-config)'s result) checked as above.
+    volume brings its own sessions, venvs and storage folder), that a new session is still
+    new, and the set as above. Returns the first result (O(preflight)) with the new read
+    over its RV(host).
   - Fails with the first problem in one message, before anything changes. Reads only,
     but for the probe object that the storage checks write in storage (not in check mode).
 author:
@@ -54,14 +62,10 @@ options:
   stage:
     description: What to check.
     type: str
-    choices: [preflight, again, record]
+    choices: [preflight, check, again]
     default: preflight
-  read:
-    description: With O(stage=record), the registered result of C(rlops-run show-config).
-    type: dict
   preflight:
-    description: With O(stage=again) or O(stage=record), the registered result of
-      O(stage=preflight) (or of O(stage=again)).
+    description: With O(stage=again), the registered result of O(stage=check).
     type: dict
 seealso:
   - module: rlops.fleet.session_preflight
@@ -70,9 +74,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Check the inputs and read what the host has for the session
+- name: Check the inputs and read what the host has for the session, before the host roles
   rlops.fleet.trainer_preflight:
     inputs: "{{ __trainer_preflight_inputs }}"
+    stage: check
   register: __trainer_preflight
 
 - name: Read the host again after the host roles, over the first result
@@ -87,49 +92,51 @@ RETURN = r"""
 host:
   description:
     - What M(rlops.fleet.trainer_host_info) read on the host; with O(stage=again) the new
-      read (paths, checkpoints, commands, Python modules) over the first.
+      read (paths, checkpoints, commands, Python modules, files) over the first.
   type: dict
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
 spec:
   description:
-    - The set the session's venv is installed with - a new session's, the one a resumed
-      session recorded on the host (O(stage=preflight)) or in storage (O(stage=record)); empty
-      when a resumed session's set is still to be read from storage.
+    - The set the session's venv is installed with - a new session's, or the one a resumed
+      session recorded on the host or in storage; empty after O(stage=check) when only
+      storage has it.
   type: str
   returned: always
+set_from:
+  description: Where RV(spec) comes from - C(new), C(host), C(storage), or C(none recorded)
+    (a resumed session that recorded none gets a new session's set).
+  type: str
+  returned: always
+  sample: storage
 record_from_storage:
   description: Whether a resumed session's recorded set is read from storage (not on the host).
   type: bool
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
 new_spec:
   description: A new session's set, for a new session or one whose record is not on the host.
   type: str
-  returned: O(stage=preflight) or O(stage=again)
-boot_spec:
-  description: The storage client's set, to read a recorded set that only storage has.
-  type: str
-  returned: O(stage=preflight) or O(stage=again), when the record is read from storage
+  returned: when the venv may need a new session's set
 owner_group:
   description: The job's group.
   type: str
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
   sample: trainer
 manager:
   description: The session's supervisor - C(systemd) or C(process).
   type: str
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
   sample: process
 env_extra:
   description: The gymnasium extra the reference agent's env needs; empty for none.
   type: str
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
   sample: box2d
 storage_checked:
   description: Whether storage was reached from the controller and passed the check.
   type: bool
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
 storage_check_reason:
   description: Why storage was not checked from the controller; empty when it was.
   type: str
-  returned: O(stage=preflight) or O(stage=again)
+  returned: always
 """

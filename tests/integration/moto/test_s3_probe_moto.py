@@ -423,3 +423,62 @@ def test_storage_check_runs_on_python_3_9_without_boto3(moto, tmp_path):
     (result,), output = _playbook(tmp_path, tasks, python=python)
     assert result["checked"] and result["wrote_probe"], result
     assert f"{python} " in output and "AnsiballZ_storage_check.py" in output  # -vvv: the command
+
+
+# --- Reading an object (a resumed session's recorded set) ------------------------------------
+
+RECORD = "s1/config/requirements.lock"
+
+
+def _read(given, environ=None, host_environ=None, key=RECORD):
+    return sp.read_storage(URI, BUCKET, "rl", key, given, environ=environ,
+                           host_environ=host_environ, home="/nonexistent")
+
+
+def test_read_gives_the_objects_text_none_when_absent_and_why_when_denied(moto):
+    endpoint, keys = moto
+    _s3_as(endpoint, keys["writer"]).put_object(Bucket=BUCKET, Key=f"rl/{RECORD}",
+                                                Body=b"# requirement: rlops-runtime\nsix==1\n")
+    found = _read(_given(endpoint, keys["reader"]))
+    assert found["content"] == "# requirement: rlops-runtime\nsix==1\n"
+    assert found["credentials_source"] == "storage_credentials"
+    assert _read(_given(endpoint, keys["reader"]), key="s2/config/requirements.lock")[
+        "content"] is None
+    with pytest.raises(sp.CheckError) as err:
+        _read(_given(endpoint, keys["no-read"]))
+    assert str(err.value).startswith(f"storage {URI}: reading {RECORD} failed: access denied")
+    assert "s3:GetObject" in str(err.value) and err.value.kind == sp.PERMISSION
+
+
+def test_read_on_a_host_with_an_instance_role_signs_with_its_session_token(moto):
+    """The fake IMDS (runtime/tests/fake_imds.py, on 127.0.0.1) hands out temporary
+    credentials of moto's STS; moto checks the signature and the session token."""
+    import importlib.util
+
+    endpoint, keys = moto
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id=keys["writer"][0],
+                       aws_secret_access_key=keys["writer"][1])
+    temporary = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trainer",
+                                RoleSessionName="host")["Credentials"]
+    spec = importlib.util.spec_from_file_location(
+        "rlops_fake_imds", REPO / "runtime" / "tests" / "fake_imds.py")
+    fake_imds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake_imds)
+    with fake_imds.FakeImds() as imds:
+        imds.set("iam/security-credentials", "trainer")
+        imds.set("iam/security-credentials/trainer", {
+            "Code": "Success", "AccessKeyId": temporary["AccessKeyId"],
+            "SecretAccessKey": temporary["SecretAccessKey"], "Token": temporary["SessionToken"]})
+        found = _read({"RLOPS_S3_ENDPOINT_URL": endpoint},
+                      host_environ={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+        assert found["content"].startswith("# requirement: rlops-runtime")
+        assert found["credentials_source"] == "the instance role trainer"
+        # A wrong token is refused by moto: the token is signed and checked.
+        imds.set("iam/security-credentials/trainer", {
+            "Code": "Success", "AccessKeyId": temporary["AccessKeyId"],
+            "SecretAccessKey": temporary["SecretAccessKey"], "Token": "not-the-token"})
+        with pytest.raises(sp.CheckError) as err:
+            _read({"RLOPS_S3_ENDPOINT_URL": endpoint},
+                  host_environ={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+        assert "(credentials: the instance role trainer)" in str(err.value)

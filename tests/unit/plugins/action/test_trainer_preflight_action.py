@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import pytest
 from ansible_collections.rlops.fleet.plugins.action.trainer_preflight import ActionModule
 from ansible_collections.rlops.fleet.plugins.filter.trainer_venv import venv_spec
+from trainer_inputs import trainer_inputs
 
-DEFAULTS = {"trainer_torch_requirement": "torch==2.13.0", "trainer_requirements": [],
-            "trainer_runtime_extras": ["sb3", "s3"], "trainer_requirements_file": ""}
 LOCK = "six==1.17.0\n"
 
 
@@ -28,19 +27,8 @@ def runtime_source(tmp_path):
 
 
 def inputs(runtime, **overrides):
-    base = dict(session_id="cartpole-1", mode="new", state="started", data_root="/data",
-                venv_root="/data/venvs", source="builtin", source_path="", source_repo="",
-                source_version="", entrypoint=[], requirements=[], requirements_file="",
-                torch_requirement="torch==2.13.0", runtime_extras=["sb3", "s3"], runtime_lock="",
-                runtime_source_path=runtime, wheelhouse="", start_timeout=120, algo=None,
-                env_id="CartPole-v1", hyperparameters=None, env=None,
-                storage_uri="file:///data/storage", storage_credentials={},
-                storage_check="auto", user="", group="", python="python3",
-                service_manager="auto", settings={"total_timesteps": 2048}, defaults=DEFAULTS,
-                record="/data/sessions/cartpole-1/config/requirements.lock",
-                checkpoints="/data/sessions/cartpole-1/checkpoints", read_paths=["/data/sessions"])
-    base.update(overrides)
-    return base
+    return trainer_inputs(**dict({"runtime_source_path": runtime, "env_id": "CartPole-v1",
+                                  "settings": {"total_timesteps": 2048}}, **overrides))
 
 
 def host_info(**overrides):
@@ -150,23 +138,114 @@ def test_systemd_asked_where_it_cannot_supervise_is_refused(runtime):
     assert result["msg"].startswith("trainer_service_manager=systemd needs a host booted")
 
 
-def test_a_resume_takes_the_set_it_recorded_on_the_host_or_reads_it_from_storage(runtime):
+STORED = "/data/storage/cartpole-1/config/requirements.lock"
+RECORDED = venv_spec(["rlops-runtime[s3,sb3]", "torch==2.13.0"], "old==1\n", "3.11", [])
+
+
+def resume(runtime, **overrides):
+    return inputs(runtime, mode="resume", env_id=None, **overrides)
+
+
+def test_a_resume_takes_the_set_it_recorded_on_the_host(runtime):
     record = inputs(runtime)["record"]
-    recorded = venv_spec(["rlops-runtime[s3,sb3]", "torch==2.13.0"], "old==1\n", "3.11", [])
-    result, calls = run({"inputs": inputs(runtime, mode="resume", env_id=None)},
-                        {"rlops.fleet.trainer_host_info": host_info(files={record: recorded})})
-    assert calls[0][1]["read"] == [record]
-    assert result["spec"] == recorded and "new_spec" not in result
-    assert result["record_from_storage"] is False
-    result, _calls = run({"inputs": inputs(runtime, mode="resume", env_id=None)},
-                         {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
-    assert result["record_from_storage"] is True and result["spec"] == ""
-    assert "# requirement: rlops-runtime[s3]" in result["boot_spec"]
-    assert result["new_spec"].endswith("six==1.17.0\n")
-    moved = dict(host_info(files={record: recorded}), python={"version": "3.12"})
-    result, _calls = run({"inputs": inputs(runtime, mode="resume", env_id=None)},
-                         {"rlops.fleet.trainer_host_info": moved})
+    result, calls = run({"inputs": resume(runtime)},
+                        {"rlops.fleet.trainer_host_info": host_info(files={record: RECORDED})})
+    assert calls[0][1]["read"] == [record, STORED]
+    assert result["spec"] == RECORDED and "new_spec" not in result
+    assert (result["record_from_storage"], result["set_from"]) == (False, "host")
+    moved = dict(host_info(files={record: RECORDED}), python={"version": "3.12"})
+    result, _calls = run({"inputs": resume(runtime)}, {"rlops.fleet.trainer_host_info": moved})
     assert "was installed with Python 3.11" in result["msg"]
+
+
+def test_a_resume_without_its_set_on_the_host_reads_file_storage_in_the_same_host_read(runtime):
+    record = inputs(runtime)["record"]
+    answers = {"rlops.fleet.trainer_host_info": host_info(files={record: None, STORED: RECORDED})}
+    result, calls = run({"inputs": resume(runtime)}, answers)
+    assert [name for name, _args in calls] == ["rlops.fleet.trainer_host_info"]
+    assert (result["spec"], result["set_from"]) == (RECORDED, "storage")
+    assert result["record_from_storage"] is True and result["new_spec"].endswith("six==1.17.0\n")
+    # Stage check (before the host roles) leaves it to stage again.
+    result, _calls = run({"inputs": resume(runtime), "stage": "check"}, answers)
+    assert (result["spec"], result["set_from"]) == ("", "storage") and not result.get("failed")
+    # None recorded: a new session's set.
+    result, _calls = run({"inputs": resume(runtime)}, {
+        "rlops.fleet.trainer_host_info": host_info(files={record: None, STORED: None})})
+    assert (result["spec"], result["set_from"]) == (result["new_spec"], "none recorded")
+    # What storage recorded is checked as a record on the host is.
+    result, _calls = run({"inputs": resume(runtime, requirements=["x"])}, answers)
+    assert result["msg"].startswith("trainer_requirements cannot change on resume")
+    moved = {"rlops.fleet.trainer_host_info": dict(answers["rlops.fleet.trainer_host_info"],
+                                                   python={"version": "3.12"})}
+    result, _calls = run({"inputs": resume(runtime)}, moved)
+    assert "session cartpole-1 was installed with Python 3.11" in result["msg"], result
+    bad = {"rlops.fleet.trainer_host_info": host_info(files={record: None, STORED: "pip\n"})}
+    result, _calls = run({"inputs": resume(runtime)}, bad)
+    assert result["msg"].startswith("the recorded set of session cartpole-1 in storage: ")
+
+
+S3 = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+      "RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+
+
+def test_s3_storage_the_controller_cannot_reach_is_read_from_the_host(runtime):
+    record = inputs(runtime)["record"]
+    args = {"inputs": resume(runtime, storage_uri="s3://bucket/rl", storage_credentials=S3)}
+    host = {"rlops.fleet.trainer_host_info": host_info(files={record: None}),
+            "rlops.fleet.storage_check": {"checked": True, "content": RECORDED}}
+    result, calls = run(args, host)
+    assert [name for name, _args in calls] == [
+        "rlops.fleet.storage_check", "rlops.fleet.trainer_host_info", "rlops.fleet.storage_check"]
+    assert calls[1][1]["read"] == [record]
+    assert calls[2][1] == {"storage_uri": "s3://bucket/rl", "storage_credentials": S3,
+                           "read": "cartpole-1/config/requirements.lock"}
+    assert (result["spec"], result["set_from"]) == (RECORDED, "storage")
+    # The check passes, the read is refused.
+    refused = {"failed": True, "msg": "storage s3://bucket/rl: reading k failed: access denied"}
+    action = Action(args, host)
+    original = action._execute_module
+
+    def execute(module_name=None, module_args=None, task_vars=None, **kwargs):
+        if module_name == "rlops.fleet.storage_check" and "read" in module_args:
+            action.calls.append((module_name, module_args))
+            return dict(refused)
+        return original(module_name, module_args, task_vars, **kwargs)
+
+    action._execute_module = execute
+    result = action.run(task_vars={"inventory_hostname": "h1"})
+    assert result["failed"] and result["msg"] == (
+        "session cartpole-1: h1 has no config/requirements.lock, and its recorded set could not"
+        " be read from storage: storage s3://bucket/rl: reading k failed: access denied")
+    assert "s3cr3t-value" not in json.dumps(result)
+
+
+def test_s3_storage_the_controller_checked_is_read_from_the_controller(runtime, monkeypatch):
+    import ansible_collections.rlops.fleet.plugins.action.trainer_preflight as plugin
+
+    record = inputs(runtime)["record"]
+    reads = []
+
+    def checks(params, registry=None, check_mode=False):
+        return {"storage_checked": True, "storage_check_reason": ""}, None
+
+    def read(uri, bucket, prefix, key, given, environ=None, **timeouts):
+        reads.append((uri, bucket, prefix, key, given, environ is not None))
+        if bucket == "gone":
+            raise plugin.CheckError(f"storage s3://gone/rl: reading {key} failed: why", "bucket")
+        return {"content": RECORDED}
+
+    monkeypatch.setattr(plugin, "run_checks", checks)
+    monkeypatch.setattr(plugin, "read_storage", read)
+    args = {"inputs": resume(runtime, storage_uri="s3://bucket/rl", storage_credentials=S3)}
+    result, calls = run(args, {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
+    assert [name for name, _args in calls] == ["rlops.fleet.trainer_host_info"]
+    assert reads == [("s3://bucket/rl", "bucket", "rl", "cartpole-1/config/requirements.lock",
+                      S3, True)]
+    assert (result["spec"], result["set_from"]) == (RECORDED, "storage")
+    gone = {"inputs": resume(runtime, storage_uri="s3://gone/rl", storage_credentials=S3)}
+    result, _calls = run(gone, {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
+    assert result["msg"].endswith("could not be read from storage: storage s3://gone/rl:"
+                                  " reading cartpole-1/config/requirements.lock failed: why")
 
 
 def test_the_read_after_the_host_roles_refuses_a_new_session_that_exists(runtime):
@@ -176,45 +255,29 @@ def test_the_read_after_the_host_roles_refuses_a_new_session_that_exists(runtime
     result, calls = run(again, {"rlops.fleet.trainer_host_info": host_info(checkpoints=1)})
     assert calls == [("rlops.fleet.trainer_host_info", {
         "stat": ["/data/sessions"], "checkpoints": "/data/sessions/cartpole-1/checkpoints",
-        "commands": [], "python_modules": ["packaging"]})]
+        "commands": [], "python_modules": ["packaging"], "read": []})]
     assert "already exists on h1" in result["msg"]
-    first, _calls = run({"inputs": inputs(runtime, mode="resume")},
-                        {"rlops.fleet.trainer_host_info": host_info(files={"x": "y"})})
-    again = {"inputs": inputs(runtime, mode="resume"), "stage": "again", "preflight": first}
-    result, _calls = run(again, {"rlops.fleet.trainer_host_info": {
+    record = inputs(runtime)["record"]
+    first, _calls = run({"inputs": resume(runtime), "stage": "check"},
+                        {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
+    assert first["spec"] == "" and first["record_from_storage"] is True
+    again = {"inputs": resume(runtime), "stage": "again", "preflight": first}
+    # The host roles mounted the data volume that holds storage's folder.
+    result, calls = run(again, {"rlops.fleet.trainer_host_info": {
         "paths": {"/data/sessions": {"isdir": True}}, "checkpoints": 1, "commands": {},
-        "python_modules": {"packaging": True}}})
+        "python_modules": {"packaging": True}, "user": None, "python": {},
+        "files": {record: None, STORED: RECORDED}}})
     assert not result.get("failed"), result
-    # The first result, with the new read over its host read: one result for later tasks.
-    assert result["host"]["checkpoints"] == 1 and result["host"]["files"] == {"x": "y"}
+    assert calls[0][1]["read"] == [record, STORED]
+    # The first result, with the new read over its host read, and the set: one result.
+    assert result["host"]["checkpoints"] == 1 and result["host"]["files"][STORED] == RECORDED
     assert result["host"]["paths"] == {"/data/sessions": {"isdir": True}}
-    assert result["host"]["python"]["version"] == "3.11" and result["spec"] == first["spec"]
-    assert result["manager"] == "systemd" and result["boot_spec"] == first["boot_spec"]
+    assert result["host"]["python"]["version"] == "3.11" and result["host"]["user"]["name"]
+    assert (result["spec"], result["set_from"]) == (RECORDED, "storage")
+    assert result["manager"] == "systemd" and result["owner_group"] == first["owner_group"]
 
 
 def test_the_read_after_the_host_roles_needs_the_first_result(runtime):
     result, calls = run({"inputs": inputs(runtime), "stage": "again"},
                         {"rlops.fleet.trainer_host_info": host_info()})
     assert result["failed"] and "stage again needs preflight" in result["msg"] and calls == []
-
-
-def test_the_recorded_set_read_from_storage(runtime):
-    collections = venv_spec(["rlops-runtime[s3,sb3]", "torch==2.13.0"], LOCK, "3.11", [])
-    preflight = {"host": host_info(), "new_spec": collections}
-    recorded = venv_spec(["rlops-runtime[s3,sb3]", "torch==2.13.0"], "old==1\n", "3.11", [])
-    args = {"inputs": inputs(runtime, mode="resume", env_id=None), "stage": "record",
-            "preflight": preflight}
-    result, calls = run(dict(args, read={"rc": 0, "stdout": recorded}), {})
-    assert result["spec"] == recorded and calls == []
-    result, _calls = run(dict(args, read={"rc": 0, "stdout": "\n"}), {})
-    assert result["spec"] == collections
-    result, _calls = run(dict(args, read={"skipped": True}), {})
-    assert result["spec"] == collections
-    result, _calls = run(dict(args, read={"rc": 2, "stderr_lines": [
-        "rlops-run: error: no bucket"]}), {})
-    assert result["msg"] == "storage file:///data/storage from h1: no bucket"
-    other = dict(args, inputs=inputs(runtime, mode="resume", env_id=None, requirements=["x"]))
-    result, _calls = run(dict(other, read={"rc": 0, "stdout": recorded}), {})
-    assert result["msg"].startswith("trainer_requirements cannot change on resume")
-    result, _calls = run(dict(args, read={"rc": 0, "stdout": "pip freeze output\n"}), {})
-    assert result["failed"] and "not a venv set written by the trainer role" in result["msg"]

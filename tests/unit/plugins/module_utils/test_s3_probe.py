@@ -268,3 +268,97 @@ def test_what_counts_as_unreachable(exc, unreachable):
 
 def test_amz_date_is_utc():
     assert sp.amz_date(datetime(2013, 5, 24, tzinfo=timezone.utc)) == "20130524T000000Z"
+
+
+# --- Instance role credentials (IMDSv2), against the runtime's fake IMDS on 127.0.0.1 --------
+
+
+def _fake_imds():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[4] / "runtime" / "tests" / "fake_imds.py"
+    spec = importlib.util.spec_from_file_location("rlops_fake_imds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeImds()
+
+
+ROLE_KEYS = {"Code": "Success", "AccessKeyId": "ASIAROLEKEY", "SecretAccessKey": "role-secret",
+             "Token": "role-token", "Expiration": "2026-12-07T00:00:00Z"}
+
+
+@pytest.fixture()
+def imds():
+    with _fake_imds() as fake:
+        yield fake
+
+
+def test_imds_endpoint_as_botocore_names_it():
+    assert sp.imds_endpoint({}) == "http://169.254.169.254"
+    assert sp.imds_endpoint({"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9/"}) == (
+        "http://127.0.0.1:9")
+    assert sp.imds_endpoint({"AWS_EC2_METADATA_DISABLED": "True"}) == ""
+
+
+def test_instance_role_credentials_take_a_token_then_the_roles_keys(imds):
+    imds.set("iam/security-credentials", "trainer\n")
+    imds.set("iam/security-credentials/trainer", ROLE_KEYS)
+    found = sp.instance_role_credentials(imds.url)
+    assert found == sp.Credentials("ASIAROLEKEY", "role-secret", "role-token",
+                                   "the instance role trainer")
+    assert imds.count("PUT", "/latest/api/token") == 1
+    # Every metadata request carried the token (the fake answers 401 without one).
+    assert [status for _m, path, status in imds.requests if "meta-data" in path] == [200, 200]
+
+
+@pytest.mark.parametrize("setup, fragment", [
+    (lambda fake: None, "answered HTTP 404 to GET /latest/meta-data/iam/security-credentials/"),
+    (lambda fake: (fake.set("iam/security-credentials", "trainer"),
+                   fake.set("iam/security-credentials/trainer", {"Code": "Expired"})),
+     "the instance role trainer gave no credentials (Expired)"),
+])
+def test_no_instance_role_says_why(imds, setup, fragment):
+    setup(imds)
+    with pytest.raises(sp.CheckError) as err:
+        sp.instance_role_credentials(imds.url)
+    assert fragment in str(err.value) and err.value.kind == sp.NO_CREDENTIALS
+
+
+def test_an_imds_that_does_not_answer_is_no_credentials_within_the_timeout(imds):
+    imds.drop = True
+    with pytest.raises(sp.CheckError) as err:
+        sp.instance_role_credentials(imds.url, timeout=0.5)
+    assert "does not answer" in str(err.value) and err.value.kind == sp.NO_CREDENTIALS
+
+
+def test_read_storage_on_a_host_without_keys_asks_the_instance_role(imds, monkeypatch):
+    imds.set("iam/security-credentials", "trainer")
+    imds.set("iam/security-credentials/trainer", ROLE_KEYS)
+    seen = []
+
+    def read(client, uri, bucket, prefix, key):
+        seen.append(client.settings.credentials)
+        return "set\n"
+
+    monkeypatch.setattr(sp, "read_object", read)
+    given = {"RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:1"}
+    found = sp.read_storage("s3://b/p", "b", "p", "s/config/requirements.lock", given,
+                            host_environ={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+    assert found["content"] == "set\n" and seen[0].token == "role-token"
+    assert found["credentials_source"] == "the instance role trainer"
+    # Explicit keys win: the metadata service is not asked.
+    asked = len(imds.requests)
+    sp.read_storage("s3://b/p", "b", "p", "k", dict(given, AWS_ACCESS_KEY_ID="K",
+                                                    AWS_SECRET_ACCESS_KEY="S"),
+                    host_environ={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+    assert len(imds.requests) == asked and seen[1].source == "storage_credentials"
+    # Disabled, or on the controller: no instance role, one message.
+    for environ, host_environ in (({"HOME": "/nonexistent"}, None),
+                                  (None, {"AWS_EC2_METADATA_DISABLED": "true"})):
+        with pytest.raises(sp.CheckError) as err:
+            sp.read_storage("s3://b/p", "b", "p", "k", given, environ=environ,
+                            home="/nonexistent", host_environ=host_environ)
+        assert err.value.kind == sp.NO_CREDENTIALS
+        assert str(err.value).startswith("storage s3://b/p: no credentials to read k with: ")
+    assert len(imds.requests) == asked

@@ -3,24 +3,9 @@ the first problem wins, the set, the owner and the supervisor."""
 
 import pytest
 from ansible_collections.rlops.fleet.plugins.module_utils import trainer_preflight as tp
+from trainer_inputs import DEFAULTS, trainer_inputs
 
-DEFAULTS = {"trainer_torch_requirement": "torch==2.13.0", "trainer_requirements": [],
-            "trainer_runtime_extras": ["sb3", "s3"], "trainer_requirements_file": ""}
-
-
-def inputs(**overrides):
-    base = dict(session_id="cartpole-1", mode="new", state="started", data_root="/data",
-                venv_root="/data/venvs", source="builtin", source_path="", source_repo="",
-                source_version="", entrypoint=[], requirements=[], requirements_file="",
-                torch_requirement="torch==2.13.0", runtime_extras=["sb3", "s3"], runtime_lock="",
-                runtime_source_path="/src/runtime", wheelhouse="", start_timeout=120, algo=None,
-                env_id=None, hyperparameters=None, env=None, storage_uri="file:///data/storage",
-                storage_credentials={}, storage_check="auto", user="", group="",
-                python="python3", service_manager="auto", settings={}, defaults=DEFAULTS,
-                record="/data/sessions/cartpole-1/config/requirements.lock",
-                checkpoints="/data/sessions/cartpole-1/checkpoints", read_paths=["/data/sessions"])
-    base.update(overrides)
-    return base
+inputs = trainer_inputs
 
 
 def who(**overrides):
@@ -228,14 +213,28 @@ def test_a_resume_may_not_ask_for_another_set():
                              WANTED + ["x"], []) is None
 
 
-def test_storage_read_problems():
-    assert tp.storage_read_problem({"skipped": True}, "s3://b/p", "h1") is None
-    assert tp.storage_read_problem({"rc": 0, "stdout": ""}, "s3://b/p", "h1") is None
-    assert tp.storage_read_problem(
-        {"rc": 2, "stderr_lines": ["x", "rlops-run: error: bucket b does not exist"]},
-        "s3://b/p", "h1") == "storage s3://b/p from h1: bucket b does not exist"
-    assert tp.storage_read_problem({"rc": 1, "stderr_lines": []}, "s3://b/p", "h1") == (
-        "storage s3://b/p from h1: rlops-run show-config exited 1")
+def test_where_storage_keeps_a_sessions_recorded_set():
+    assert tp.stored_record(inputs()) == {
+        "scheme": "file", "key": "cartpole-1/config/requirements.lock",
+        "path": "/data/storage/cartpole-1/config/requirements.lock"}
+    assert tp.stored_record(inputs(storage_uri="s3://bucket/runs/rl")) == {
+        "scheme": "s3", "key": "cartpole-1/config/requirements.lock", "path": ""}
+
+
+def test_the_set_to_install():
+    resume = inputs(mode="resume")
+    assert tp.set_to_install(inputs(), "ignored", "ignored", "new") == ("new", "new")
+    assert tp.set_to_install(resume, "on host", "stored", "new") == ("on host", "host")
+    assert tp.set_to_install(resume, None, "stored", "new") == ("stored", "storage")
+    # None recorded (storage has none, or an empty file): a new session's set.
+    assert tp.set_to_install(resume, None, None, "new") == ("new", "none recorded")
+    assert tp.set_to_install(resume, None, "\n", "new") == ("new", "none recorded")
+
+
+def test_storage_that_cannot_be_read_is_one_message():
+    assert tp.stored_record_problem(inputs(mode="resume"), "h1", "storage s3://b/p: why") == (
+        "session cartpole-1: h1 has no config/requirements.lock, and its recorded set could not"
+        " be read from storage: storage s3://b/p: why")
 
 
 def test_what_is_read_on_the_host():
@@ -243,11 +242,17 @@ def test_what_is_read_on_the_host():
     assert first == {"stat": ["/data/sessions"], "checkpoints": inputs()["checkpoints"],
                      "commands": ["git"], "python_modules": ["packaging"], "user": "ada",
                      "default_user": True, "group": "", "python": "python3",
-                     "read": [inputs()["record"]]}
+                     "read": [inputs()["record"],
+                              "/data/storage/cartpole-1/config/requirements.lock"]}
     assert tp.host_info_args(inputs())["read"] == []
-    assert tp.host_info_args(inputs(), again=True) == {
+    # s3:// storage is not read as a file.
+    assert tp.host_info_args(inputs(mode="resume", storage_uri="s3://bucket/p"))["read"] == [
+        inputs()["record"]]
+    # Again: AGAIN's arguments only, with the same values.
+    assert tp.host_info_args(inputs(mode="resume"), again=True) == {
         "stat": ["/data/sessions"], "checkpoints": inputs()["checkpoints"], "commands": [],
-        "python_modules": ["packaging"]}
+        "python_modules": ["packaging"],
+        "read": [inputs()["record"], "/data/storage/cartpole-1/config/requirements.lock"]}
 
 
 def test_the_read_again_goes_over_the_first_host_read():
@@ -258,9 +263,10 @@ def test_the_read_again_goes_over_the_first_host_read():
     # trainer_host_info's whole answer to host_info_args(again=True): what it was not asked
     # for comes back empty and must not replace the first read's.
     read = {"paths": {"/a": {"isdir": True}}, "checkpoints": 0, "commands": {},
-            "user": None, "group": None, "python": {}, "files": {}, "changed": False}
+            "user": None, "group": None, "python": {}, "files": {"r": "mounted set"},
+            "changed": False}
     assert tp.again_result(first, read) == {
         "host": {"python": {"version": "3.11"}, "paths": {"/a": {"isdir": True}},
-                 "checkpoints": 0, "files": {"r": "set"}, "commands": {}},
+                 "checkpoints": 0, "files": {"r": "mounted set"}, "commands": {}},
         "spec": "set", "manager": "direct"}
     assert first["host"]["paths"] == {"/a": {"isdir": False}}  # the first result is kept

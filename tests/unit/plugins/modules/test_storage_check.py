@@ -162,3 +162,48 @@ def test_preflight_has_no_secret_in_any_result(args, failed):
     assert SECRET not in out and TOKEN not in out and "AKIAKNOWNKEY" not in out
     if failed:
         assert "http://127.0.0.1:1" in result["msg"]  # the endpoint stays readable
+
+
+class Read:
+    def __init__(self, answer=None, error=None):
+        self.answer, self.error, self.calls = answer, error, []
+
+    def __call__(self, uri, bucket, prefix, key, given, environ=None, host_environ=None,
+                 **timeouts):
+        self.calls.append((uri, bucket, prefix, key, environ, host_environ))
+        if self.error:
+            raise self.error
+        return self.answer
+
+
+def test_host_read_returns_the_objects_text_with_the_hosts_environment_for_imds():
+    answer = {"content": "# requirement: rlops-runtime\n", "endpoint": "E", "region": "r",
+              "credentials_source": "the instance role trainer"}
+    read = Read(answer)
+    params = dict(PARAMS, read="s1/config/requirements.lock")
+    result, error = storage_check.host_storage_read(params, run=read,
+                                                    environ={"HOME": "/root"})
+    assert error is None and result["content"] == answer["content"]
+    assert result["permissions"] == ["s3:GetObject"] and not result["wrote_probe"]
+    assert read.calls == [("s3://bkt/p", "bkt", "p", "s1/config/requirements.lock", None,
+                           {"HOME": "/root"})]
+
+
+def test_host_read_refuses_file_storage_and_says_why_storage_could_not_be_read():
+    params = dict(PARAMS, read="s1/config/requirements.lock")
+    _result, error = storage_check.host_storage_read(dict(params, storage_uri="file:///srv"),
+                                                     run=Read())
+    assert error == "read is for s3:// storage; file:// storage is a folder on this host"
+    _result, error = storage_check.host_storage_read(
+        params, run=Read(error=CheckError("storage s3://bkt/p: reading k failed: why", BUCKET)))
+    assert error == "storage s3://bkt/p: reading k failed: why"
+
+
+def test_read_through_main_masks_secrets(monkeypatch, capsys):
+    # Nothing listens on port 1: the read fails, the secrets stay masked.
+    out = _run(monkeypatch, storage_check.main,
+               {"storage_uri": "s3://bkt/p", "read": "s1/config/requirements.lock",
+                "connect_timeout": 2, "storage_credentials": CREDENTIALS}, capsys)
+    result = json.loads(out)
+    assert result["failed"] and "reading s1/config/requirements.lock failed" in result["msg"]
+    assert SECRET not in out and TOKEN not in out and "AKIAKNOWNKEY" not in out
