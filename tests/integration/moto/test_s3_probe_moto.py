@@ -450,22 +450,26 @@ def test_read_gives_the_objects_text_none_when_absent_and_why_when_denied(moto):
     assert "s3:GetObject" in str(err.value) and err.value.kind == sp.PERMISSION
 
 
+def _fake_imds():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "rlops_fake_imds", REPO / "runtime" / "tests" / "fake_imds.py")
+    fake_imds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake_imds)
+    return fake_imds.FakeImds()
+
+
 def test_read_on_a_host_with_an_instance_role_signs_with_its_session_token(moto):
     """The fake IMDS (runtime/tests/fake_imds.py, on 127.0.0.1) hands out temporary
     credentials of moto's STS; moto checks the signature and the session token."""
-    import importlib.util
-
     endpoint, keys = moto
     sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id=keys["writer"][0],
                        aws_secret_access_key=keys["writer"][1])
     temporary = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trainer",
                                 RoleSessionName="host")["Credentials"]
-    spec = importlib.util.spec_from_file_location(
-        "rlops_fake_imds", REPO / "runtime" / "tests" / "fake_imds.py")
-    fake_imds = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fake_imds)
-    with fake_imds.FakeImds() as imds:
+    with _fake_imds() as imds:
         imds.set("iam/security-credentials", "trainer")
         imds.set("iam/security-credentials/trainer", {
             "Code": "Success", "AccessKeyId": temporary["AccessKeyId"],
@@ -482,3 +486,35 @@ def test_read_on_a_host_with_an_instance_role_signs_with_its_session_token(moto)
             _read({"RLOPS_S3_ENDPOINT_URL": endpoint},
                   host_environ={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
         assert "(credentials: the instance role trainer)" in str(err.value)
+
+
+def test_storage_check_reads_in_a_playbook_with_keys_or_the_instance_role(moto, tmp_path):
+    """storage_check's read through ansible-playbook at -vvv, in check mode too (it only
+    reads), on the oldest host Python when there is one: the text, none, one message, and
+    the instance role of the host's IMDS (the module's environment names the fake's)."""
+    endpoint, keys = moto
+    _s3_as(endpoint, keys["writer"]).put_object(Bucket=BUCKET, Key=f"rl/{RECORD}",
+                                                Body=b"# requirement: rlops-runtime\n")
+    reader, wrong = _given(endpoint, keys["reader"]), _given(endpoint, (keys["reader"][0],
+                                                                       SECRET_MARK))
+    with _fake_imds() as imds:
+        imds.set("iam/security-credentials", "trainer")
+        imds.set("iam/security-credentials/trainer", {
+            "Code": "Success", "AccessKeyId": keys["reader"][0],
+            "SecretAccessKey": keys["reader"][1], "Token": ""})
+        tasks = [{"rlops.fleet.storage_check": dict(task, storage_uri=URI)} for task in (
+            {"storage_credentials": reader, "read": RECORD},
+            {"storage_credentials": reader, "read": "s2/config/requirements.lock"},
+            {"storage_credentials": wrong, "read": RECORD},
+            {"storage_credentials": {"RLOPS_S3_ENDPOINT_URL": endpoint}, "read": RECORD})]
+        results, output = _playbook(tmp_path, tasks, check=True,
+                                    env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url},
+                                    python=_oldest_python() or sys.executable)
+    found, absent, refused, role = results
+    assert found["content"] == "# requirement: rlops-runtime\n" and not found["changed"]
+    assert absent["content"] is None and not absent.get("failed")
+    assert refused["failed"] and refused["msg"].startswith(
+        f"storage {URI}: reading {RECORD} failed: credentials rejected by")
+    assert role["content"] == found["content"], role
+    assert role["credentials_source"] == "the instance role trainer"
+    assert SECRET_MARK not in output and keys["reader"][1] not in output
