@@ -159,14 +159,18 @@ def test_missing_bucket(moto):
     assert error.kind == sp.BUCKET
 
 
+def _temporary(endpoint, writer, name):
+    """Temporary credentials (with a session token) of moto's role trainer."""
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id=writer[0], aws_secret_access_key=writer[1])
+    return sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trainer",
+                           RoleSessionName=name)["Credentials"]
+
+
 def test_temporary_credentials_with_a_session_token(moto):
     """Credentials of an assumed role (with AWS_SESSION_TOKEN): signed and accepted."""
     endpoint, keys = moto
-    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id=keys["writer"][0],
-                       aws_secret_access_key=keys["writer"][1])
-    temporary = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trainer",
-                                RoleSessionName="probe")["Credentials"]
+    temporary = _temporary(endpoint, keys["writer"], "probe")
     given = _given(endpoint, (temporary["AccessKeyId"], temporary["SecretAccessKey"]),
                    AWS_SESSION_TOKEN=temporary["SessionToken"])
     assert _check(given)["checked"]
@@ -464,11 +468,7 @@ def test_read_on_a_host_with_an_instance_role_signs_with_its_session_token(moto)
     """The fake IMDS (runtime/tests/fake_imds.py, on 127.0.0.1) hands out temporary
     credentials of moto's STS; moto checks the signature and the session token."""
     endpoint, keys = moto
-    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id=keys["writer"][0],
-                       aws_secret_access_key=keys["writer"][1])
-    temporary = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/trainer",
-                                RoleSessionName="host")["Credentials"]
+    temporary = _temporary(endpoint, keys["writer"], "host")
     with _fake_imds() as imds:
         imds.set("iam/security-credentials", "trainer")
         imds.set("iam/security-credentials/trainer", {
