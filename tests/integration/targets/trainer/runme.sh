@@ -15,7 +15,8 @@
 #       repository (job_source.yml): `local` runs those alone.
 # lockset: exact versions on this machine: a Python without a lock refused, LunarLander-v3
 #       (Box2D added) under a lock of its own, recorded in config/requirements.lock, and a
-#       resume on a fresh data root and venv root that installs the recorded set from storage.
+#       resume on a fresh data root and venv root that installs the recorded set from storage;
+#       again from s3:// storage (localbucket) that only the host reads.
 # systemd: the same life on a lab host (tests/lab: systemd as PID 1, SSH, become) plus a
 #       reboot that resumes the session by itself. The host boots from the lab's trainer
 #       image (tests/lab/lab.sh trainer-image: the venv is in it) with the lab's settings.
@@ -51,6 +52,7 @@ TARGET=(-i "localhost," -c local -e ansible_python_interpreter="$PYTHON" -e trai
         -e trainer_venv_root="$VENV_ROOT" "${RUNTIME[@]}")
 ON_HOST=()          # prefix that runs a command on the target
 LAB_STATE=""
+S3_PID=""           # localbucket of the lockset phase
 
 cleanup() {
     # Stop a local supervisor this test started (by its own pid file), take a lab down.
@@ -60,6 +62,7 @@ cleanup() {
         kill "$(cat "$pidfile")" 2>/dev/null || true
         sleep 3
     done
+    [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null || true
     if [[ -n "$LAB_STATE" ]]; then
         RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" down >/dev/null 2>&1 || true
     fi
@@ -412,6 +415,28 @@ recorded_set() {
     [[ "$resumed" != None && "$resumed" -ge "$step" ]] && ok "resumed from step $resumed (stopped at $step)" \
         || bad "resumed_from_step $resumed, stopped at $step"
     expect_run "resumed session stopped" any "${r2[@]}" -e stop=true -e '{"expect_states": ["stopped"]}'
+    # The same storage as s3:// that only the host reads (trainer_storage_check=host, as an
+    # endpoint only the hosts reach): localbucket serves a copy of it. A resume on a third
+    # fresh data root reads the recorded set on the host (storage_check's read) and installs it.
+    local data3="$WORK/data3" port url
+    mkdir -p "$WORK/s3" && cp -a "$WORK/lock-storage" "$WORK/s3/lock-bucket"
+    sed -i "s#file://$WORK/lock-storage#s3://lock-bucket#" "$WORK/s3/lock-bucket/$id/config/run.json"
+    port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    url="http://127.0.0.1:$port"
+    "$REPO/.venv/bin/localbucket" "$WORK/s3" --host 127.0.0.1 --port "$port" >"$WORK/s3.log" 2>&1 &
+    S3_PID=$!
+    for _ in $(seq 50); do curl -s -o /dev/null "$url/" && break; sleep 0.2; done
+    local r3=("${n[@]}" -e trainer_mode=resume -e trainer_data_root="$data3" -e trainer_venv_root="$venvs2"
+              -e trainer_storage_uri=s3://lock-bucket -e trainer_storage_check=host
+              -e "{\"trainer_storage_credentials\": {\"RLOPS_S3_ENDPOINT_URL\": \"$url\",
+                   \"AWS_ACCESS_KEY_ID\": \"lab\", \"AWS_SECRET_ACCESS_KEY\": \"lab\"}}")
+    expect_run "resume from s3:// storage only the host reads" any "${r3[@]}"
+    cmp -s "$record" "$data3/sessions/$id/config/requirements.lock" \
+        && [[ "$(venv_of "$data3/sessions/$id/config/run.json")" == "$venv2" ]] \
+        && ok "the recorded set came from s3:// on the host: same venv ($(basename "$venv2"))" \
+        || bad "record or venv on the third data root differ"
+    expect_run "s3:// resumed session stopped" any "${r3[@]}" -e stop=true -e '{"expect_states": ["stopped"]}'
+    kill "$S3_PID" 2>/dev/null || true
 }
 
 systemd() {
