@@ -107,9 +107,12 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
     latest = s3.get_object(Bucket="rl-e2e", Key=f"runs/{session}/checkpoints/LATEST")
     assert int(latest["Body"].read()) == stopped_at
 
-    # The host loses its checkpoints: resume takes them from storage.
-    shutil.rmtree(playbooks.session_dir(session) / "checkpoints")
-    run("resume", rlops_session=session)
+    # The host loses the session, its config/requirements.lock with it: resume takes the
+    # recorded set (read by the controller's S3 client in the trainer's preflight), the config
+    # and the checkpoints from storage.
+    shutil.rmtree(playbooks.session_dir(session))
+    out = run("resume", rlops_session=session)
+    assert '"set_from": "storage"' in out, out[-3000:]
     resumed = playbooks.wait(session, lambda s: s.get("state") == "completed", 400, "completed")
     assert resumed["resumed_from_step"] == stopped_at
     run("retrieve", rlops_session=session)
