@@ -495,8 +495,8 @@ def test_storage_check_reads_in_a_playbook_with_keys_or_the_instance_role(moto, 
     endpoint, keys = moto
     _s3_as(endpoint, keys["writer"]).put_object(Bucket=BUCKET, Key=f"rl/{RECORD}",
                                                 Body=b"# requirement: rlops-runtime\n")
-    reader, wrong = _given(endpoint, keys["reader"]), _given(endpoint, (keys["reader"][0],
-                                                                       SECRET_MARK))
+    reader = _given(endpoint, keys["reader"])
+    wrong = _given(endpoint, (keys["reader"][0], SECRET_MARK))
     with _fake_imds() as imds:
         imds.set("iam/security-credentials", "trainer")
         imds.set("iam/security-credentials/trainer", {
