@@ -42,8 +42,8 @@ from ansible_collections.rlops.fleet.plugins.module_utils.session_contract impor
 )
 
 # preflight: everything; check: the same before the host roles (prepare_host.yml), leaving a
-# set that only storage has to stage again (a host-only endpoint may not be up yet); again:
-# the host read again after them, and the set.
+# set that only storage has to stage again (a host-only endpoint may not be up yet) unless the
+# controller reads it; again: the host read again after them, and the set.
 STAGES = ("preflight", "check", "again")
 
 
@@ -177,8 +177,9 @@ class ActionModule(ActionBase):
                    "manager": decide.manager(inputs, who),
                    "storage_checked": bool(found.get("storage_checked")),
                    "storage_check_reason": found.get("storage_check_reason", "")}
-        decided.update(self._the_set(inputs, who, host, task_vars, decided["storage_checked"],
-                                     from_storage=stage != "check"))
+        decided.update(self._the_set(
+            inputs, who, host, task_vars, decided["storage_checked"],
+            from_storage=decide.reads_stored_set(inputs, stage, decided["storage_checked"])))
         self._refuse(decide.exists_problem(inputs, who["checkpoints"], host))
         self._refuse(decide.systemd_problem(inputs, who, host))
         return decided
@@ -186,7 +187,8 @@ class ActionModule(ActionBase):
     def _the_set(self, inputs, who, host, task_vars, storage_checked, from_storage=True):
         """The set to install (`spec`, from `set_from`) checked for the interpreter and the
         inputs; a new session's set (`new_spec`) when one may be needed. Without from_storage
-        (stage check) a set only storage has is left to stage again (`spec` '')."""
+        (stage check, but for s3:// storage the controller reached) a set only storage has is
+        left to stage again (`spec` '')."""
         python = who["python"]["version"]
         extra, wanted, files_key = the_set(inputs)
         decided = {"env_extra": extra}

@@ -283,6 +283,16 @@ def set_to_install(inputs, on_host, in_storage, new_spec):
     return new_spec, "none recorded"
 
 
+def reads_stored_set(inputs, stage, storage_checked):
+    """Whether this stage reads a set that only storage has: every stage but check (before the
+    host roles), which reads only s3:// storage that the controller reached (the host roles
+    cannot change its answer, and a failure is said before anything changes); file:// storage
+    may be on a volume they mount, and an endpoint only the host reaches may not be up yet."""
+    if stage != "check":
+        return True
+    return bool(storage_checked) and stored_record(inputs)["scheme"] == "s3"
+
+
 def stored_record_problem(inputs, host, why):
     """One message when storage could not say what set a resumed session recorded."""
     return ("session %s: %s has no config/requirements.lock, and its recorded set could not be"

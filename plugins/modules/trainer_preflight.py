@@ -33,7 +33,9 @@ description:
     session's set. Storage that cannot be read fails with one message saying why.
   - O(stage=check) - the same before the host roles (C(playbooks/tasks/prepare_host.yml)),
     leaving a set that only storage has to O(stage=again) (an endpoint the host roles serve
-    may not be up yet; RV(spec) is empty then).
+    may not be up yet, file storage may be on a volume they mount; RV(spec) is empty then),
+    but for C(s3://) storage that the controller checked, read from the controller there too
+    (a failure is said before anything changes).
   - O(stage=again) - the host read again after the roles that prepare it (a mounted data
     volume brings its own sessions, venvs and storage folder), that a new session is still
     new, and the set as above. Returns the first result (O(preflight)) with the new read

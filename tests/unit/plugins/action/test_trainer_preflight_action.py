@@ -242,6 +242,10 @@ def test_s3_storage_the_controller_checked_is_read_from_the_controller(runtime, 
     assert reads == [("s3://bucket/rl", "bucket", "rl", "cartpole-1/config/requirements.lock",
                       S3, True)]
     assert (result["spec"], result["set_from"]) == (RECORDED, "storage")
+    # Stage check reads it too (storage the controller reached): a failure before the host roles.
+    result, _calls = run(dict(args, stage="check"),
+                         {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
+    assert (result["spec"], result["set_from"]) == (RECORDED, "storage") and len(reads) == 2
     gone = {"inputs": resume(runtime, storage_uri="s3://gone/rl", storage_credentials=S3)}
     result, _calls = run(gone, {"rlops.fleet.trainer_host_info": host_info(files={record: None})})
     assert result["msg"].endswith("could not be read from storage: storage s3://gone/rl:"

@@ -231,6 +231,16 @@ def test_the_set_to_install():
     assert tp.set_to_install(resume, None, "\n", "new") == ("new", "none recorded")
 
 
+def test_which_stage_reads_a_set_that_only_storage_has():
+    s3 = inputs(mode="resume", storage_uri="s3://bucket/rl")
+    for stage in ("preflight", "again"):
+        assert tp.reads_stored_set(inputs(mode="resume"), stage, False)
+    # Before the host roles: only s3:// storage that the controller reached.
+    assert tp.reads_stored_set(s3, "check", True)
+    assert not tp.reads_stored_set(s3, "check", False)
+    assert not tp.reads_stored_set(inputs(mode="resume"), "check", False)
+
+
 def test_storage_that_cannot_be_read_is_one_message():
     assert tp.stored_record_problem(inputs(mode="resume"), "h1", "storage s3://b/p: why") == (
         "session cartpole-1: h1 has no config/requirements.lock, and its recorded set could not"
