@@ -36,7 +36,10 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     read_storage,
     secret_values,
 )
-from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import run_checks
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
+    gymnasium_registry,
+    run_checks,
+)
 from ansible_collections.rlops.fleet.plugins.module_utils.session_contract import (
     parse_storage_uri,
 )
@@ -55,15 +58,6 @@ def controller_text(path):
     """A controller file as ansible.builtin.file's lookup gives it (trailing space stripped)."""
     with open(path, encoding="utf-8") as handle:
         return handle.read().rstrip()
-
-
-def gymnasium_registry():
-    """Registered env ids when gymnasium is importable here, else None."""
-    try:
-        import gymnasium
-    except ImportError:
-        return None
-    return set(gymnasium.registry.keys())
 
 
 def controller_params(inputs):
