@@ -1,16 +1,14 @@
-"""storage_check as a module and session_preflight's action plugin, in-process: their
+"""storage_check as a module, in-process, and session_preflight's documentation: their
 documentation is their argument spec, what the host module decides, and no secret of the
-storage credentials in any result, a refusal of bad arguments included. Real S3 requests:
-tests/integration/moto/test_s3_probe_moto.py."""
+storage credentials in any result, a refusal of bad arguments included (session_preflight's
+action plugin: tests/unit/plugins/action/test_session_preflight_action.py). Real S3
+requests: tests/integration/moto/test_s3_probe_moto.py."""
 
 import contextlib
 import json
-from types import SimpleNamespace
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail
-from ansible_collections.rlops.fleet.plugins.action.session_preflight import ActionModule
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import BUCKET, CheckError
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
     ARGUMENT_SPEC as PREFLIGHT_SPEC,
@@ -133,35 +131,6 @@ def test_no_secret_in_any_result(monkeypatch, capsys, main, args):
     assert "invocation" in result  # the arguments are echoed, masked
     assert SECRET not in out and TOKEN not in out and "AKIAKNOWNKEY" not in out
     assert "http://127.0.0.1:1" in out  # the endpoint stays readable
-
-
-def preflight(args, check_mode=False):
-    """session_preflight's action plugin in the worker, as a task on localhost runs it."""
-    task = SimpleNamespace(args=dict(args), async_val=0, check_mode=check_mode, diff=False,
-                           action="rlops.fleet.session_preflight")
-    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir=None))
-    return ActionModule(task, connection, None, None, None, None).run(task_vars={})
-
-
-def test_preflight_refuses_bad_arguments_before_any_check():
-    with pytest.raises(AnsibleActionFail, match="storage_check"):
-        preflight({"storage_uri": "s3://bkt/p", "storage_check": "everywhere",
-                   "storage_credentials": CREDENTIALS})
-
-
-@pytest.mark.parametrize("args, failed", [
-    # Refused by the check (nothing listens on port 1).
-    ({"storage_uri": "s3://bkt/p", "storage_check": "controller", "connect_timeout": 2}, True),
-    # Accepted: a file:// URI, a session id built from the name.
-    ({"storage_uri": "file:///srv/rl", "name": "cartpole"}, False),
-])
-def test_preflight_has_no_secret_in_any_result(args, failed):
-    result = preflight(dict(args, storage_credentials=CREDENTIALS))
-    out = json.dumps(result)
-    assert bool(result.get("failed")) is failed and result["session_id"]
-    assert SECRET not in out and TOKEN not in out and "AKIAKNOWNKEY" not in out
-    if failed:
-        assert "http://127.0.0.1:1" in result["msg"]  # the endpoint stays readable
 
 
 class Read:
