@@ -62,3 +62,18 @@ def test_every_module_documents_itself_in_yaml(name):
     examples = yaml.safe_load(module.EXAMPLES)
     assert any(f"rlops.fleet.{name}" in task for task in examples), "examples use the FQCN"
     assert isinstance(yaml.safe_load(module.RETURN), dict)
+
+
+# Action plugins only: the module file documents what the plugin validates.
+ACTION_SPECS = {"session_call": "session_call", "session_preflight": "session_checks"}
+
+
+@pytest.mark.parametrize("name", sorted(ACTION_SPECS))
+def test_an_action_plugins_documentation_is_its_argument_spec(name):
+    module = importlib.import_module(f"ansible_collections.rlops.fleet.plugins.modules.{name}")
+    spec = importlib.import_module(
+        f"ansible_collections.rlops.fleet.plugins.module_utils.{ACTION_SPECS[name]}").ARGUMENT_SPEC
+    documented = documentation(module)["options"]
+    assert sorted(documented) == sorted(spec)
+    for option, option_spec in spec.items():
+        assert normalised(documented[option]) == normalised(option_spec), option
