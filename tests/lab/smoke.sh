@@ -48,8 +48,12 @@ step "names resolve, host keys distinct"
 start=$SECONDS
 "$LAB" up 1 --name "$PREFIX-trainer" --trainer >/dev/null
 trainer=$PREFIX-trainer-1
-ansible -i "$INVENTORY" "$trainer" -b -m ansible.builtin.command -a '/var/lib/rlops/bin/rlops-run --help' \
-  >/dev/null || fail "$trainer (trainer image): no runtime CLI"
+# The venv's CLI (the session layer's link, <data root>/bin/rlops-run, comes with the first
+# session: the image is baked by the install phase alone). The host's shell expands the glob.
+# shellcheck disable=SC2016
+ansible -i "$INVENTORY" "$trainer" -b -m ansible.builtin.shell \
+  -a 'set -- /var/lib/rlops/venvs/*/bin/rlops-run; "$1" --help' \
+  >/dev/null || fail "$trainer (trainer image): no runtime CLI in a venv under /var/lib/rlops/venvs"
 for what in /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub; do
   [ "$(for name in "$PREFIX-1" "$trainer"; do podman exec "$name" cat "$what"; done | sort -u | wc -l)" -eq 2 ] \
     || fail "$trainer (trainer image) has the $what of $PREFIX-1"
