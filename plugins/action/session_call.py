@@ -123,12 +123,15 @@ class ActionModule(ActionBase):
         argv = host_argv(args, check)
         if not_installed(args["verb"], args["cli"]):
             return call_result(args, argv, None, "", "")
+        # Always something on stdin: ssh gives a command without stdin a terminal (-tt), where
+        # a read (--storage-env-stdin with no credentials) would wait forever; {} is the
+        # empty request, as nothing is to the runtime.
         data = stdin_text(args.get("stdin"))
         command = shell_command(argv, args["verb"], shlex.quote,
                                 self._compute_environment_string())
         ran = self._low_level_execute_command(command, sudoable=True, chdir="/",
-                                              in_data=None if data is None
-                                              else (data + "\n").encode("utf-8"))
+                                              in_data=(("{}" if data is None else data)
+                                                       + "\n").encode("utf-8"))
         return call_result(args, argv, ran["rc"], ran["stdout"], ran["stderr"])
 
     def _fetch_file(self, src, dest, task_vars):

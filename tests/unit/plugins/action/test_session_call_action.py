@@ -187,3 +187,11 @@ def test_no_rc_in_a_result_that_did_not_fail(tmp_path):
     for cli in (tmp_path / "missing", fake_cli(tmp_path, rc=127)):
         result = call(cli, "locate", session="s1")
         assert not result.get("failed") and "rc" not in result and result["answer"] == {}
+
+
+def test_a_call_without_stdin_reads_the_empty_request_never_a_terminal(tmp_path):
+    """ssh gives a command without stdin a terminal (-tt), where --storage-env-stdin with no
+    credentials would wait forever: the call always sends stdin, {} when it has nothing."""
+    cli = fake_cli(tmp_path, {"here": False, "known": []})
+    result = call(cli, "locate", session="s1", args=["--storage-env-stdin"], stdin={})
+    assert not result.get("failed") and called(tmp_path)["stdin"] == "{}\n"
