@@ -101,8 +101,7 @@ def call_result(params, argv, rc, stdout, stderr):
     or one message to fail with; never the call's stdin. With no CLI for prepare or start
     (not installed yet), call it with rc None: nothing was asked."""
     verb, cli = params["verb"], params["cli"]
-    if rc is None or (rc == 0 and (stdout or "").strip() == NO_RUNTIME_MARK) \
-            or no_runtime(verb, True, rc, stdout, stderr):
+    if rc is None or no_runtime(verb, rc, stdout, stderr):
         return dict(changed=False, answer={}, runtime=False, cmd=argv)
     answer = parse_answer(stdout)
     msg = failure(verb, cli, rc, stdout, stderr, answer, params.get("host") or "",
@@ -186,12 +185,14 @@ def kept_answer(verb, answer):
     return answer
 
 
-def no_runtime(verb, exists, rc=None, stdout="", stderr=""):
+def no_runtime(verb, rc, stdout="", stderr=""):
     """Whether the host has no runtime to ask, which is nothing to do for locate and status:
-    the CLI is not there, or it ran and said nothing at all."""
+    the shell said the CLI is not there (NO_RUNTIME_MARK), or it ran and said nothing at all."""
     if verb not in NO_RUNTIME_OK:
         return False
-    return not exists or (rc not in (None, 0) and not (stdout or "") + (stderr or ""))
+    if rc == 0 and (stdout or "").strip() == NO_RUNTIME_MARK:
+        return True
+    return rc not in (None, 0) and not (stdout or "") + (stderr or "")
 
 
 def not_installed(verb, cli):

@@ -105,16 +105,16 @@ def test_stop_without_ok_fails_even_with_rc_0():
 
 @pytest.mark.parametrize("verb", ["locate", "status"])
 def test_no_runtime_is_nothing_to_do_for_locate_and_status(verb):
-    assert sc.no_runtime(verb, exists=False)
-    assert sc.no_runtime(verb, True, 127, "", "")
-    assert not sc.no_runtime(verb, True, 2, "", "boom")
-    assert not sc.no_runtime(verb, True, 0, "", "")
-    assert not sc.no_runtime(verb, True)
+    assert sc.no_runtime(verb, 0, sc.NO_RUNTIME_MARK + "\n")
+    assert sc.no_runtime(verb, 127, "", "")
+    assert not sc.no_runtime(verb, 2, "", "boom")
+    assert not sc.no_runtime(verb, 0, "", "")
+    assert not sc.no_runtime(verb, None)
 
 
 @pytest.mark.parametrize("verb", ["stop", "pack", "evaluate"])
 def test_a_missing_runtime_is_not_ignored_for_a_session_that_is_here(verb):
-    assert not sc.no_runtime(verb, exists=False)
+    assert not sc.no_runtime(verb, 0, sc.NO_RUNTIME_MARK + "\n")
 
 
 def test_prepare_and_start_without_a_cli_ask_nothing():
