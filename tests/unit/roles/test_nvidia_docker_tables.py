@@ -10,25 +10,13 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from role_templar import renderer
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "nvidia_docker"
 CE = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
       "docker-compose-plugin"]
 TOOLKIT = ["nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
            "libnvidia-container1"]
-
-
-def trusted(value):
-    """Role files as Ansible reads them: their strings are templates."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {key: trusted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [trusted(item) for item in value]
-    return value
 
 
 def role(facts: dict, **inputs):
@@ -39,8 +27,7 @@ def role(facts: dict, **inputs):
     variables = {**yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
                  **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
                  "ansible_facts": facts, **inputs}
-    templar = Templar(loader=DataLoader(), variables=trusted(variables))
-    return lambda expression: templar.template(trust_as_template("{{ " + expression + " }}"))
+    return renderer(variables)
 
 
 def facts(distribution, family, release="", pkg_mgr="apt"):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from role_templar import renderer
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
 ROLE = ROLES / "nvidia_driver"
@@ -21,22 +20,10 @@ GPU_HOST_VARS = yaml.safe_load((ROLES / "gpu_host" / "vars" / "main.yml").read_t
 OLD = re.compile(r"\{\{ gpu_host_(\w+) \| default\((.*)\) \}\}$")
 
 
-def trusted(value):
-    """Role files as Ansible reads them: their strings are templates."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {key: trusted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [trusted(item) for item in value]
-    return value
-
-
 def role(facts=None, **inputs):
     """Renders an expression with the role's defaults and vars, the facts and `inputs`."""
     variables = {**DEFAULTS, **VARS, "ansible_facts": facts or {}, **inputs}
-    templar = Templar(loader=DataLoader(), variables=trusted(variables))
-    return lambda expression: templar.template(trust_as_template("{{ " + expression + " }}"))
+    return renderer(variables)
 
 
 def test_every_setting_is_a_renamed_one_that_reads_its_old_name():

@@ -1,0 +1,25 @@
+"""Role files rendered as Ansible renders them, for the tests of roles' vars and tables:
+pytest puts this folder on sys.path (the default prepend import mode)."""
+
+from __future__ import annotations
+
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+
+def trusted(value):
+    """Role files as Ansible reads them: their strings are templates."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {key: trusted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [trusted(item) for item in value]
+    return value
+
+
+def renderer(variables: dict):
+    """A function that renders an expression with `variables` (a role's defaults, vars, facts
+    and inputs)."""
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+    return lambda expression: templar.template(trust_as_template("{{ " + expression + " }}"))
