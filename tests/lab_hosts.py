@@ -8,6 +8,7 @@ playbooks run against the lab's inventory as a user runs them. Traffic goes to 1
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,10 @@ LAB_SH = REPO / "tests" / "lab" / "lab.sh"
 # Shared by every lab run of this checkout: a copy of the controller's CPU torch wheel.
 WHEELHOUSE = REPO / ".venv" / "lab-wheelhouse"
 FULL_WHEELHOUSE = REPO / ".venv" / "lab-wheelhouse-full"
+# Every wheel of the Ray set's venv (runtime extras ray and s3 under the Ray lock, the CPU
+# torch): hosts and the lab's Ray image install from it, never from an index.
+RAY_WHEELHOUSE = REPO / ".venv" / "lab-wheelhouse-ray"
+RAY_LOCK = REPO / "runtime" / "locks" / "ray" / "python3.11.txt"
 TORCH = "torch==2.13.0"
 # Where the lab's S3 server keeps its buckets, inside its container.
 S3_ROOT = "/srv/s3"
@@ -39,6 +44,8 @@ WHEELS_PORT = 8000
 # lab's trainer image holds the venv of these settings (its path is a hash of the
 # requirements): suites that boot from it pass them, or they install a venv of their own.
 LAB_VARS = {"trainer_notices": "none", "trainer_torch_requirement": f"{TORCH}+cpu"}
+# The same for the Ray backend: the lab's Ray image holds the venv of these settings.
+LAB_RAY_VARS = {**LAB_VARS, "trainer_backend": "ray"}
 
 
 def copy_runtime(dest: Path) -> Path:
@@ -71,6 +78,38 @@ def build_full_wheelhouse(folder: Path = FULL_WHEELHOUSE) -> Path:
     return folder
 
 
+def build_ray_wheelhouse(folder: Path = RAY_WHEELHOUSE, lock: Path = RAY_LOCK) -> Path:
+    """Every wheel of the Ray set's venv: the runtime's ray and s3 extras at the versions of
+    the Ray lock, and the CPU torch (first, so that pip never looks for another); downloaded
+    once on the controller with its pip. The lock lists CUDA torch's nvidia-* dependencies
+    too: as constraints, not requirements, they are never fetched (checked)."""
+    marker = folder / ".complete"
+    stamp = _digest(lock)
+    if not marker.exists() or marker.read_text() != stamp:
+        build_wheelhouse(folder)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+             "--find-links", str(folder), "-d", str(folder), "-c", str(lock),
+             f"{REPO / 'runtime'}[ray,s3]", TORCH],
+            capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pip download into {folder} failed: {proc.stderr[-1000:]}")
+        cuda = sorted(p.name for p in folder.glob("*.whl")
+                      if p.name.startswith(("nvidia_", "cuda_", "triton-")))
+        if cuda or not any(folder.glob("ray-*.whl")):
+            raise RuntimeError(f"{folder}: CUDA wheels {cuda} or no ray wheel: remove it and "
+                               "check the controller's find-links (pip config list)")
+        # The runtime itself is the role's wheel (named by its content), not this one.
+        for wheel in folder.glob("rlops_runtime-*.whl"):
+            wheel.unlink()
+        marker.write_text(stamp)
+    return folder
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def build_wheelhouse(folder: Path = WHEELHOUSE) -> Path:
     """A folder holding the CPU torch wheel, copied by `pip download` from the controller's
     own find-links (`pip config list`); --no-index: never the multi-GB CUDA build."""
@@ -95,15 +134,17 @@ class Lab:
     `services=True`, `lab.service_host` is one more container that serves S3 (and, when
     asked, a wheel mirror) on the lab network only: nothing of it is published on the host.
     With `trainer=True` the trainers boot from the lab's trainer image (the trainer's venv
-    for LAB_VARS already in it: tests/lab/trainer_image.py), built first when stale.
+    for LAB_VARS already in it: tests/lab/trainer_image.py), built first when stale; with
+    `ray=True` from the lab's Ray image (the venv of LAB_RAY_VARS).
     """
 
     def __init__(self, hosts: int, prefix: str = "", services: bool = False,
-                 trainer: bool = False) -> None:
+                 trainer: bool = False, ray: bool = False) -> None:
         self.count = hosts
         self.prefix = prefix or f"rlops-e2e-{os.getpid()}"
         self.with_services = services
         self.trainer_image = trainer
+        self.ray_image = ray
         self.state_dir = Path(tempfile.mkdtemp(prefix="rlops-lab-e2e."))
         self.inventory = self.state_dir / "inventory.yml"
         self.hosts = [f"{self.prefix}-{i}" for i in range(1, hosts + 1)]
@@ -135,7 +176,8 @@ class Lab:
             self._lab("up", "1", "--name", f"{self.prefix}-svc")
             self._start_s3()
         self._lab("up", str(self.count), "--name", self.prefix,
-                  *(["--trainer"] if self.trainer_image else []))
+                  *(["--trainer"] if self.trainer_image else []),
+                  *(["--ray"] if self.ray_image else []))
         self.timings["up"] = time.monotonic() - started
 
     def down(self) -> list[str]:

@@ -6,7 +6,8 @@
 #   lab.sh setup                 install podman & co, write the podman settings
 #   lab.sh image [--force]       build localhost/rlops-lab:bookworm (cached by recipe hash)
 #   lab.sh trainer-image [--force]  the same with the trainer's venv in it (trainer_image.py)
-#   lab.sh up N [--name PREFIX] [--privileged] [--trainer] [--timeout S]
+#   lab.sh ray-image [--force]      the same with the Ray set's venv in it
+#   lab.sh up N [--name PREFIX] [--privileged] [--trainer|--ray|--image IMAGE] [--timeout S]
 #   lab.sh down [--all]          remove lab containers, network, loop devices
 #   lab.sh status
 set -euo pipefail
@@ -16,6 +17,8 @@ STATE_DIR=${RLOPS_LAB_STATE_DIR:-$LAB_DIR/.state}
 IMAGE=${RLOPS_LAB_IMAGE:-localhost/rlops-lab:bookworm}
 # The lab image with the trainer's venv in it, made by tests/lab/trainer_image.py.
 TRAINER_IMAGE=${RLOPS_LAB_TRAINER_IMAGE:-localhost/rlops-lab-trainer:bookworm}
+# The same with the Ray set's venv (trainer_backend: ray), made by trainer_image.py --kind ray.
+RAY_IMAGE=${RLOPS_LAB_RAY_IMAGE:-localhost/rlops-lab-ray:bookworm}
 PYTHON=${RLOPS_VENV:-$LAB_DIR/../../.venv}/bin/python
 SUITE=bookworm
 NETWORK=rlops-lab
@@ -326,6 +329,12 @@ cmd_trainer_image() {
   "$PYTHON" "$LAB_DIR/trainer_image.py" "$@"
 }
 
+cmd_ray_image() {
+  need_root ray-image
+  [ -x "$PYTHON" ] || die "ray-image: no $PYTHON (run make dev)"
+  "$PYTHON" "$LAB_DIR/trainer_image.py" --kind ray "$@"
+}
+
 # ---------------------------------------------------------------------------- up
 
 ensure_ssh_key() {
@@ -350,36 +359,46 @@ lab_containers() {  # names of this lab's containers (every prefix); --all: ever
 
 cmd_up() {
   need_root up
-  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=() image=$IMAGE trainer=0
+  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=() image=$IMAGE baked=""
   while [ $# -gt 0 ]; do
     case $1 in
       --name) prefix=${2:?--name needs a value}; shift ;;
       --privileged) privileged=(--privileged) ;;
-      --trainer) trainer=1 image=$TRAINER_IMAGE ;;
+      --trainer) baked=trainer image=$TRAINER_IMAGE ;;
+      --ray) baked=ray image=$RAY_IMAGE ;;
+      --image) image=${2:?--image needs an image name}; shift ;;
       --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
       [0-9]*) count=$1 ;;
       *) die "up: unknown argument $1" ;;
     esac
     shift
   done
-  [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "usage: $0 up N [--name PREFIX] [--privileged] [--trainer] [--timeout S]"
+  [[ "$count" =~ ^[1-9][0-9]*$ ]] \
+    || die "usage: $0 up N [--name PREFIX] [--privileged] [--trainer|--ray|--image IMAGE] [--timeout S]"
   [[ "$prefix" =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "--name: use [a-z0-9-] (it becomes host names)"
   local start=$SECONDS
   cmd_image
-  if [ "$trainer" = 1 ]; then cmd_trainer_image >/dev/null; fi
+  case $baked in
+    trainer) cmd_trainer_image >/dev/null ;;
+    ray) cmd_ray_image >/dev/null ;;
+  esac
+  podman image exists "$image" || die "no image $image"
   ensure_ssh_key
   podman network exists "$NETWORK" || podman network create "$NETWORK" >/dev/null
 
-  # Containers of this prefix beyond N, stopped, privileged otherwise than asked or of
-  # another image go; the others stay.
+  # Containers of this prefix beyond N, privileged otherwise than asked or of another
+  # image go; a stopped one (killed, as a machine loses power) starts again with its disk,
+  # as the machine would reboot (its address on the lab network may change); the others stay.
   local name i state want_privileged=false image_id
   [ ${#privileged[@]} -eq 0 ] || want_privileged=true
   image_id=$(podman image inspect --format '{{.Id}}' "$image")
   for name in $(lab_containers); do
     [[ "$name" =~ ^$prefix-([0-9]+)$ ]] || continue
     state=$(podman inspect --format '{{.State.Status}} {{.HostConfig.Privileged}} {{.Image}}' "$name")
-    if [ "${BASH_REMATCH[1]}" -gt "$count" ] || [ "$state" != "running $want_privileged $image_id" ]; then
+    if [ "${BASH_REMATCH[1]}" -gt "$count" ] || [ "${state#* }" != "$want_privileged $image_id" ]; then
       podman rm -f -t 3 "$name" >/dev/null
+    elif [ "${state%% *}" != running ]; then
+      podman start "$name" >/dev/null 2>"$STATE_DIR/podman-run.err" || podman rm -f -t 3 "$name" >/dev/null
     fi
   done
   for i in $(seq 1 "$count"); do
@@ -543,6 +562,8 @@ cmd_status() {
   fi
   label=$(podman image inspect --format '{{ index .Labels "rlops.lab.trainer" }}' "$TRAINER_IMAGE" 2>/dev/null || true)
   echo "trainer image: $TRAINER_IMAGE ${label:+built from recipe $label}${label:-missing}"
+  label=$(podman image inspect --format '{{ index .Labels "rlops.lab.trainer" }}' "$RAY_IMAGE" 2>/dev/null || true)
+  echo "ray image: $RAY_IMAGE ${label:+built from recipe $label}${label:-missing}"
   if podman network exists "$NETWORK"; then echo "network: $NETWORK"; else echo "network: none"; fi
   echo "containers:"
   for name in $(lab_containers); do
@@ -561,10 +582,11 @@ main() {
     setup) cmd_setup "$@" ;;
     image) cmd_image "$@" ;;
     trainer-image) cmd_trainer_image "$@" ;;
+    ray-image) cmd_ray_image "$@" ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
-    *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

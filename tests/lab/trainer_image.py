@@ -2,6 +2,7 @@
 SB3, the runtime's dependencies) already in it, made by the trainer role itself.
 
     tests/lab/trainer_image.py [--force]     (or: tests/lab/lab.sh trainer-image [--force])
+    tests/lab/trainer_image.py --kind ray    (or: tests/lab/lab.sh ray-image [--force])
 
 Every suite that boots lab hosts for sessions (lab-e2e, the trainer's Molecule scenario,
 aws-e2e, runme.sh systemd) would otherwise install the same venv on each host: minutes of
@@ -22,6 +23,11 @@ inputs does nothing, a change rebuilds. The image is a cache, never a source of 
 role checks the venv on every run and reinstalls what is stale. The suites then pass the
 settings of LAB_VARS (the venv's path is a hash of its requirement set) and keep the
 playbooks' data root, where the venv lies.
+
+`--kind ray` bakes the Ray image (localhost/rlops-lab-ray:bookworm) the same way: the
+trainer's install phase with `trainer_backend: ray` (lab_hosts.LAB_RAY_VARS: the Ray set's
+lock and extras), every wheel from the controller's Ray wheelhouse
+(lab_hosts.build_ray_wheelhouse) with pip's --no-index: nothing is downloaded in the host.
 """
 
 from __future__ import annotations
@@ -38,17 +44,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness.recap import play_recap  # noqa: E402
-from lab_hosts import LAB_VARS, build_wheelhouse  # noqa: E402
+from lab_hosts import (  # noqa: E402
+    LAB_RAY_VARS,
+    LAB_VARS,
+    build_ray_wheelhouse,
+    build_wheelhouse,
+)
 
 BASE_IMAGE = os.environ.get("RLOPS_LAB_IMAGE", "localhost/rlops-lab:bookworm")
-IMAGE = os.environ.get("RLOPS_LAB_TRAINER_IMAGE", "localhost/rlops-lab-trainer:bookworm")
 LABEL = "rlops.lab.trainer"
 # The image name it was built as: a build prunes only earlier images of its own name.
 NAME_LABEL = "rlops.lab.trainer.name"
@@ -59,6 +71,27 @@ LOCK = Path("/run/lock/rlops-lab-trainer-image.lock")
 WHEELS_IN = "/var/tmp/rlops-image-wheels"
 # Files of runtime/ the role leaves on the controller (its own filter, tasks/install.yml).
 _SKIP = re.compile(r"(^|/)(tests|build|dist|__pycache__|[^/]*\.egg-info|\.[^/]+)/|\.py[co]$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An image this script bakes: its name, the play's settings (the venv's set follows
+    from them), the controller's wheels the host installs from and pip's extra arguments."""
+
+    image: str
+    settings: dict
+    wheelhouse: Callable[[], Path]
+    pip_args: str = ""
+
+
+KINDS = {
+    "trainer": Kind(
+        os.environ.get("RLOPS_LAB_TRAINER_IMAGE", "localhost/rlops-lab-trainer:bookworm"),
+        LAB_VARS, build_wheelhouse),
+    # Every wheel from the wheelhouse: an index is never asked.
+    "ray": Kind(os.environ.get("RLOPS_LAB_RAY_IMAGE", "localhost/rlops-lab-ray:bookworm"),
+                LAB_RAY_VARS, build_ray_wheelhouse, "--no-index"),
+}
 
 
 def log(message: str) -> None:
@@ -130,10 +163,10 @@ def image_id(image: str) -> str:
     return podman("image", "inspect", "--format", "{{.Id}}", image, check=False)
 
 
-def prune(keep: str) -> None:
-    """Remove the trainer images other than `keep` (image id) that no container uses: a
-    rebuild while a lab ran on the previous image left it behind (1.5 GB each)."""
-    for old in podman("images", "-q", "--no-trunc", "--filter", f"label={NAME_LABEL}={IMAGE}",
+def prune(keep: str, image: str) -> None:
+    """Remove the images named `image` other than `keep` (image id) that no container uses:
+    a rebuild while a lab ran on the previous image left it behind (1.5 GB each)."""
+    for old in podman("images", "-q", "--no-trunc", "--filter", f"label={NAME_LABEL}={image}",
                       check=False).split():
         if old.removeprefix("sha256:") != keep.removeprefix("sha256:") and podman_ok("rmi", old):
             log(f"removed the unused trainer image {old.removeprefix('sha256:')[:12]}")
@@ -211,19 +244,25 @@ _OWN = ["etc/ssh/ssh_host_*", "var/log/journal/*", "root/.cache", "root/.ansible
         "var/tmp/*", "var/cache/apt/archives/*.deb"]
 
 
-def build(key: str) -> None:
+def play_settings(kind: Kind) -> dict:
+    """The play's settings: the kind's, pip pointed at the wheels copied into the host."""
+    return {**kind.settings, "trainer_pip_find_links": [WHEELS_IN],
+            **({"trainer_pip_extra_args": kind.pip_args} if kind.pip_args else {})}
+
+
+def build(key: str, kind: Kind) -> None:
     base_id = image_id(BASE_IMAGE)
-    candidate = f"{IMAGE.rsplit(':', 1)[0]}:candidate-{os.getpid()}"
-    wheelhouse = build_wheelhouse()
-    settings = {**LAB_VARS, "trainer_pip_find_links": [WHEELS_IN]}
+    image = kind.image
+    candidate = f"{image.rsplit(':', 1)[0]}:candidate-{os.getpid()}"
+    wheelhouse = kind.wheelhouse()
+    settings = play_settings(kind)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rlops-trainer-image.") as tmp:
         scratch = Path(tmp)
         try:
             with Host(BASE_IMAGE, scratch, f"rlops-trainer-image-{os.getpid()}") as host:
                 podman("exec", host.name, "mkdir", "-p", WHEELS_IN)
-                for wheel in sorted(wheelhouse.glob("*.whl")):
-                    podman("cp", str(wheel), f"{host.name}:{WHEELS_IN}/")
+                podman("cp", f"{wheelhouse}/.", f"{host.name}:{WHEELS_IN}", timeout=1800)
                 seconds, _output = install(host, settings)
                 log(f"installed on {host.name} in {seconds:.0f} s")
                 podman("stop", "-t", "30", host.name, timeout=120)
@@ -239,7 +278,7 @@ def build(key: str) -> None:
                 committed = time.monotonic()
                 podman("commit", "-q", "--change", 'CMD ["/sbin/init"]',
                        "--change", f"LABEL {LABEL}={key}",
-                       "--change", f"LABEL {NAME_LABEL}={IMAGE}", host.name, candidate,
+                       "--change", f"LABEL {NAME_LABEL}={image}", host.name, candidate,
                        timeout=1800)
                 log(f"committed in {time.monotonic() - committed:.0f} s")
             # The check: a host of the candidate has the venv complete.
@@ -251,35 +290,36 @@ def build(key: str) -> None:
                     raise RuntimeError(f"a host of the new image still changed {changed} "
                                        f"(tasks: {tasks}): the image would not save the install")
                 log(f"checked: a host of the image changes nothing ({seconds:.0f} s)")
-            podman("tag", candidate, IMAGE)
+            podman("tag", candidate, image)
         finally:
             # Tagged: only the candidate's name goes; not (a failure): the candidate goes.
-            if image_id(candidate) and image_id(candidate) == image_id(IMAGE):
+            if image_id(candidate) and image_id(candidate) == image_id(image):
                 podman("untag", candidate, candidate, check=False)
             elif image_id(candidate):
                 podman("rmi", candidate, check=False)
-    prune(image_id(IMAGE))
-    log(f"built {IMAGE} (recipe {key}, on {base_id[:12]}) in {time.monotonic() - started:.0f} s")
+    prune(image_id(image), image)
+    log(f"built {image} (recipe {key}, on {base_id[:12]}) in {time.monotonic() - started:.0f} s")
 
 
-def ensure(force: bool = False) -> str:
-    """The trainer image, built when missing or made from other inputs; returns its name."""
+def ensure(force: bool = False, kind: Kind = KINDS["trainer"]) -> str:
+    """The kind's image, built when missing or made from other inputs; returns its name."""
     subprocess.run([str(LAB_SH), "image"], check=True)
-    key = recipe_key(image_id(BASE_IMAGE), LAB_VARS,
-                     [w.name for w in build_wheelhouse().glob("*.whl")])
-    if not force and image_label(IMAGE) == key:
-        log(f"{IMAGE} is up to date (recipe {key})")
-        return IMAGE
+    image = kind.image
+    key = recipe_key(image_id(BASE_IMAGE), play_settings(kind),
+                     [w.name for w in kind.wheelhouse().glob("*.whl")])
+    if not force and image_label(image) == key:
+        log(f"{image} is up to date (recipe {key})")
+        return image
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per machine; others wait and reuse it
-        if not force and image_label(IMAGE) == key:
-            log(f"{IMAGE} is up to date (recipe {key}, built meanwhile)")
-            return IMAGE
-        prune(image_id(IMAGE))  # images whose labs have gone since, candidates of failed builds
-        log(f"building {IMAGE} (recipe {key})")
-        build(key)
-    return IMAGE
+        if not force and image_label(image) == key:
+            log(f"{image} is up to date (recipe {key}, built meanwhile)")
+            return image
+        prune(image_id(image), image)  # images whose labs have gone, candidates of failed builds
+        log(f"building {image} (recipe {key})")
+        build(key, kind)
+    return image
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -289,13 +329,15 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="trainer",
+                        help="trainer: the SB3 set (default); ray: the Ray set")
     args = parser.parse_args()
     if os.geteuid() != 0:
         log("needs root (rootful podman), like tests/lab/lab.sh")
         return 1
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout unwinds: containers removed
     try:
-        print(ensure(args.force))
+        print(ensure(args.force, KINDS[args.kind]))
     except RuntimeError as error:
         log(f"error: {error}")
         return 1
