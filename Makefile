@@ -48,12 +48,16 @@ $(VENV)/.dev-installed: requirements-dev.lock runtime/pyproject.toml $(VENV)/.co
 ##   Python (on PATH or pyenv's). torch stays out of them: its build is host-specific (CPU
 ##   or CUDA) and trainer_torch_requirement pins it; its dependencies are locked for the
 ##   torch version pinned there. Only PyPI is asked (no local wheels or indexes), so the
-##   locks hold what any host can install.
+##   locks hold what any host can install;
+## - runtime/locks/ray/python<X.Y>.txt: the same for the Ray backend's venvs (extras ray, s3).
 LOCK_PYTHONS ?= 3.10 3.11 3.12
 LOCK_TOOLS := build/lock-tools
 PIP_COMPILE_ARGS = --quiet --max-rounds 50 --strip-extras --no-emit-index-url --no-emit-find-links \
   --no-emit-trusted-host $(LOCK_ARGS)
 RUNTIME_EXTRAS_LOCKED := --extra sb3 --extra s3 --extra box2d --extra mujoco
+# The Ray backend's set (runtime/locks/ray/python<X.Y>.txt): RLlib pins its own gymnasium,
+# so it cannot share the lock above; torch as there.
+RUNTIME_EXTRAS_RAY := --extra ray --extra s3
 TORCH_REQUIREMENT = $(shell sed -n 's/^trainer_torch_requirement: *//p' roles/trainer/defaults/main.yml)
 VENV_PYTHON_MINOR = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
@@ -67,6 +71,11 @@ lock: dev $(LOCK_PYTHONS:%=$(LOCK_TOOLS)/python%/.installed)
 	  $(LOCK_TOOLS)/python$$v/bin/pip-compile $(PIP_COMPILE_ARGS) --unsafe-package torch \
 	    -c $(LOCK_TOOLS)/torch.txt $(RUNTIME_EXTRAS_LOCKED) \
 	    -o runtime/locks/python$$v.txt runtime/pyproject.toml || exit 1; \
+	  CUSTOM_COMPILE_COMMAND="make lock" PIP_CONFIG_FILE=/dev/null \
+	  env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
+	  $(LOCK_TOOLS)/python$$v/bin/pip-compile $(PIP_COMPILE_ARGS) --unsafe-package torch \
+	    -c $(LOCK_TOOLS)/torch.txt $(RUNTIME_EXTRAS_RAY) \
+	    -o runtime/locks/ray/python$$v.txt runtime/pyproject.toml || exit 1; \
 	done
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(PIP_COMPILE_ARGS) --allow-unsafe \
 	  -c requirements.lock -c runtime/locks/python$(VENV_PYTHON_MINOR).txt \
