@@ -180,6 +180,14 @@ class Lab:
                   *(["--ray"] if self.ray_image else []))
         self.timings["up"] = time.monotonic() - started
 
+    def up_again(self) -> None:
+        """`lab.sh up` again with the image the hosts run (even if its name has moved on to a
+        newer build): a host that was killed starts again with its disk, as a machine
+        reboots (its address on the lab network may change); the inventory is rewritten
+        (SSH ports change too)."""
+        image = _podman("inspect", "--format", "{{.Image}}", self.hosts[0]).strip()
+        self._lab("up", str(self.count), "--name", self.prefix, "--image", image)
+
     def down(self) -> list[str]:
         """Take the lab down; returns what it left behind (nothing, normally)."""
         started = time.monotonic()
