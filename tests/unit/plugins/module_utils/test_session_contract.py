@@ -36,6 +36,21 @@ def test_the_controller_runs_the_runtimes_file():
     assert filecmp.cmp(CONTROLLER_NAME, RUNTIME_FILE, shallow=False)
 
 
+@pytest.mark.parametrize("name", ["ray_layout"])
+def test_the_controller_runs_the_runtimes_other_shared_files(name):
+    # The Ray backend's layout decisions (ray_cluster's filters), shared the same way.
+    import importlib
+
+    link = REPO / f"plugins/module_utils/{name}.py"
+    assert link.is_symlink(), (
+        f"plugins/module_utils/{name}.py must be a link to the runtime's file, not a copy: "
+        f"ln -sfn ../../runtime/rlops_runtime/{name}.py plugins/module_utils/{name}.py")
+    assert os.readlink(link) == f"../../runtime/rlops_runtime/{name}.py"
+    loaded = importlib.import_module(
+        f"ansible_collections.rlops.fleet.plugins.module_utils.{name}")
+    assert Path(loaded.__file__).resolve() == REPO / f"runtime/rlops_runtime/{name}.py"
+
+
 def _runtime_verdict(check, *args):
     try:
         check(*args)

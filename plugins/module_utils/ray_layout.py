@@ -1,0 +1,1 @@
+../../runtime/rlops_runtime/ray_layout.py
