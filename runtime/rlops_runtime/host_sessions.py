@@ -33,7 +33,7 @@ from .session import SessionLayout, validate_session_id
 
 # run.json's key that names what runs the session, its default and its valid names are the
 # session contract's (backend_name: the supervisor for sessions an older runtime started).
-from .session_contract import DEFAULT_BACKEND, backend_name
+from .session_contract import DEFAULT_BACKEND, RAY_BACKEND, backend_name
 
 # The verbs of this module; `stop` is control.py's, reached here by data root and session.
 LAYER_ACTIONS = ("locate", "status", "evaluate", "pack")
@@ -79,9 +79,14 @@ def _supervisor_status(session: Any) -> dict[str, Any] | None:
 
 
 # One entry per name of the contract's BACKEND_NAMES (a test holds them equal).
+# Ray: the cluster's units on every host are the rlops.fleet.ray_cluster role's (set up and
+# stopped from the controller, since no host calls another); on the head the session is a Ray
+# driver (rlops_runtime.agents.rllib) under the same supervisor, whose status.json adds the
+# cluster's nodes and healthy env runners from the driver's progress.
 BACKENDS: dict[str, Backend] = {
     DEFAULT_BACKEND: Backend(DEFAULT_BACKEND, _supervisor_start, _supervisor_stop,
                              _supervisor_status),
+    RAY_BACKEND: Backend(RAY_BACKEND, _supervisor_start, _supervisor_stop, _supervisor_status),
 }
 
 

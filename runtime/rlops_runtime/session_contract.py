@@ -255,12 +255,15 @@ TRANSITIONS = {
 }
 
 # --- Backends: what runs a session (run.json's `backend`) ------------------------------------
-# The single-host supervisor now. A Ray or DeepRacer backend adds its name here and its entry
-# in the runtime's registry (host_sessions.BACKENDS, held to these names by a test). A run.json
-# without the key (every session an older runtime started) runs under the supervisor.
+# The single-host supervisor; Ray (the session's job is a Ray driver on the cluster's head,
+# under the same supervisor, with rollouts on the cluster's other hosts). A backend adds its
+# name here and its entry in the runtime's registry (host_sessions.BACKENDS, held to these
+# names by a test). A run.json without the key (every session an older runtime started) runs
+# under the supervisor.
 BACKEND_KEY = "backend"
 DEFAULT_BACKEND = "supervisor"
-BACKEND_NAMES = (DEFAULT_BACKEND,)
+RAY_BACKEND = "ray"
+BACKEND_NAMES = (DEFAULT_BACKEND, RAY_BACKEND)
 
 
 def backend_name(run_json: Any) -> str:
@@ -276,8 +279,12 @@ NOTICE_MODES = ("auto", "imds", "none")
 REBALANCE_ACTIONS = ("checkpoint", "stop", "record")
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 # The reference agent's command after its interpreter (run.json's `command` default is the
-# host's venv python with these).
+# host's venv python with these): SB3 on one host, RLlib on a Ray cluster.
 AGENT_ARGS = ("-m", "rlops_runtime.agents.sb3", "train")
+RAY_AGENT_ARGS = ("-m", "rlops_runtime.agents.rllib", "train")
+BACKEND_AGENT_ARGS = {DEFAULT_BACKEND: AGENT_ARGS, RAY_BACKEND: RAY_AGENT_ARGS}
+# The algorithms each backend's reference agent trains (the other checks are the same).
+BACKEND_ALGOS = {DEFAULT_BACKEND: ("ppo", "dqn"), RAY_BACKEND: ("ppo",)}
 # Every key but session_id, storage_uri and command (the host's), with a new session's value.
 RUN_DEFAULTS = {
     "workdir": "",
@@ -357,6 +364,11 @@ def setting_problems(config: dict) -> list:
             problems.append(f"{INPUT_PREFIX}{name} must not be negative, got {config[name]}")
     if config.get("seed") is not None and config["seed"] < 0:
         problems.append(f"{INPUT_PREFIX}seed must not be negative, got {config['seed']}")
+    algos = BACKEND_ALGOS.get(config.get(BACKEND_KEY), ALGOS)
+    if config.get("algo") in ALGOS and config["algo"] not in algos:
+        problems.append(
+            f"{INPUT_PREFIX}algo {config['algo']} is not one the {config[BACKEND_KEY]} backend's"
+            f" reference agent trains ({', '.join(algos)})")
     return problems
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from . import session_contract as contract
 from .session_contract import (
-    AGENT_ARGS,
     APPLY,
+    BACKEND_AGENT_ARGS,
     GROW,
     HOST,
     INPUT_PREFIX,
@@ -151,7 +151,9 @@ def describe_changes(changes: dict[str, Any]) -> list[str]:
 
 
 def _is_agent(command: Any) -> bool:
-    return isinstance(command, list) and command[1:] == list(AGENT_ARGS)
+    """A reference agent's command (any backend's): its interpreter is the host's."""
+    return isinstance(command, list) and any(
+        command[1:] == list(args) for args in BACKEND_AGENT_ARGS.values())
 
 
 def _describe_command(command: Any) -> str:

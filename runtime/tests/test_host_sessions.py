@@ -59,15 +59,17 @@ def test_the_registry_has_the_contracts_backends():
 
 
 def test_an_unknown_backend_is_refused_with_the_known_ones():
-    with pytest.raises(LayerError, match=(f"session {SESSION} runs on backend 'ray', which this "
-                                          "runtime does not have \\(it has supervisor\\)")):
-        backend_for({"session_id": SESSION, "backend": "ray"})
+    with pytest.raises(LayerError, match=(f"session {SESSION} runs on backend 'racer', which "
+                                          "this runtime does not have \\(it has ray, "
+                                          "supervisor\\)")):
+        backend_for({"session_id": SESSION, "backend": "racer"})
 
 
 def test_a_backend_is_one_registry_entry():
-    ray = Backend("ray", start=lambda s, **o: {"ok": True}, stop=lambda s, **o: {"ok": True},
-                  status=lambda s: None)
-    assert backend_for({"backend": "ray"}, {**BACKENDS, "ray": ray}) is ray
+    racer = Backend("racer", start=lambda s, **o: {"ok": True}, stop=lambda s, **o: {"ok": True},
+                    status=lambda s: None)
+    assert backend_for({"backend": "racer"}, {**BACKENDS, "racer": racer}) is racer
+    assert backend_for({"backend": "ray"}) is BACKENDS["ray"]
 
 
 @pytest.mark.parametrize("asked, detached, unit, booted, manager", [
@@ -203,11 +205,11 @@ def test_stop_of_a_session_that_never_ran_says_so(tmp_path):
 
 
 def test_stop_of_a_session_on_an_unknown_backend_changes_nothing(tmp_path):
-    make_session(tmp_path, backend="ray")
+    make_session(tmp_path, backend="racer")
     code, answer, _err = layer(tmp_path, "stop", "--session", SESSION, "--manager", "auto")
     assert code == 1 and not answer["ok"]
-    assert answer["msg"] == (f"session {SESSION} runs on backend 'ray', which this runtime "
-                             "does not have (it has supervisor)")
+    assert answer["msg"] == (f"session {SESSION} runs on backend 'racer', which this runtime "
+                             "does not have (it has ray, supervisor)")
 
 
 def test_pack_brings_what_the_controller_lacks_without_credentials(tmp_path):
@@ -252,11 +254,12 @@ def test_evaluate_check_names_the_checkpoint_and_runs_nothing(tmp_path):
 
 def test_status_of_a_session_on_an_unknown_backend_says_so_and_shows_the_others(tmp_path):
     _left_behind(tmp_path)
-    ray = make_session(tmp_path, OTHER, backend="ray")
-    write_status(ray.status, Status(session_id=OTHER, state="running"))
+    racer = make_session(tmp_path, OTHER, backend="racer")
+    write_status(racer.status, Status(session_id=OTHER, state="running"))
     code, answer, _err = layer(tmp_path, "status", "--check")
     assert code == 0
     by_id = {r["session_id"]: r for r in answer["records"]}
     assert by_id[SESSION]["state"] == "completed"
     assert by_id[OTHER]["state"] == "unknown"
-    assert "runs on backend 'ray', which this runtime does not have" in by_id[OTHER]["exit_reason"]
+    assert "runs on backend 'racer', which this runtime does not have" in by_id[OTHER][
+        "exit_reason"]

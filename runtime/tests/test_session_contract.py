@@ -144,8 +144,8 @@ def test_run_defaults_are_runconfigs() -> None:
     ({"session_id": "s", "storage_uri": "file:///x", "notices": "x"}, "notices must be one of"),
     ({"session_id": "s", "storage_uri": "file:///x", "final_sync_timeout": True}, "final_sync"),
     ({"session_id": "s", "storage_uri": "file:///x", "imds_endpoint": "x"}, "http:// URL"),
-    ({"session_id": "s", "storage_uri": "file:///x", "backend": "ray"},
-     "backend must be one of supervisor, got 'ray'"),
+    ({"session_id": "s", "storage_uri": "file:///x", "backend": "racer"},
+     "backend must be one of supervisor, ray, got 'racer'"),
 ])
 def test_check_run_json(data, message) -> None:
     with pytest.raises(ContractError, match=message):
@@ -162,6 +162,15 @@ def test_backend_is_run_jsons_with_the_supervisor_by_default() -> None:
     run = {"session_id": "s", "storage_uri": "file:///x", "backend": "supervisor"}
     assert contract.check_run_json(run) is run
     assert contract.RESUME_POLICY["backend"] == contract.REFUSE
+
+
+def test_each_backend_has_a_reference_agent_and_its_algorithms() -> None:
+    assert set(contract.BACKEND_AGENT_ARGS) == set(contract.BACKEND_NAMES)
+    assert set(contract.BACKEND_ALGOS) == set(contract.BACKEND_NAMES)
+    assert contract.requested_setting_problems({"backend": "ray"}) == []
+    assert contract.requested_setting_problems({"backend": "ray", "algo": "dqn"}) == [
+        "trainer_algo dqn is not one the ray backend's reference agent trains (ppo)"]
+    assert contract.requested_setting_problems({"algo": "dqn"}) == []
 
 
 def test_settings_coerced_and_ranged() -> None:
