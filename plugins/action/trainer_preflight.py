@@ -86,8 +86,9 @@ def the_set(inputs):
 
 def lock_of(inputs, python):
     """(lock file, is a file, the versions the collection's locks cover)."""
-    locks = [path for path in glob.glob(os.path.realpath(inputs["runtime_source_path"])
-                                        + "/locks/python*.txt") if os.path.isfile(path)]
+    locks = [path for path in glob.glob(os.path.realpath(inputs["runtime_source_path"]) + "/"
+                                        + decide.locks_folder(inputs) + "/python*.txt")
+             if os.path.isfile(path)]
     lock = inputs.get("runtime_lock") or lock_for(locks, python)
     return lock, bool(lock) and os.path.isfile(lock), lock_versions(locks)
 

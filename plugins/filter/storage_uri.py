@@ -22,7 +22,9 @@ description:
   - The same file has C(rlops.fleet.host_session_id), the session id of one host of a
     train_new run over several hosts (C(<id>-<host name>), made valid), and
     C(rlops.fleet.run_settings_problems), what is wrong with a job's settings (a mapping of
-    run.json names, null for unset) as the runtime's C(configure) would say it, as a list.
+    run.json names, null for unset) as the runtime's C(configure) would say it, as a list;
+    and C(rlops.fleet.agent_args), a backend's reference agent after its interpreter
+    (C([-m, rlops_runtime.agents.sb3, train]); C(ray) - C(rlops_runtime.agents.rllib)).
 positional: _input
 options:
   _input:
@@ -88,7 +90,15 @@ def run_settings_problems(settings):
     return contract.requested_setting_problems(settings)
 
 
+def agent_args(backend):
+    name = backend or contract.DEFAULT_BACKEND
+    if name not in contract.BACKEND_AGENT_ARGS:
+        raise AnsibleFilterError("agent_args: backend must be one of %s, got %r" % (
+            ", ".join(contract.BACKEND_NAMES), backend))
+    return list(contract.BACKEND_AGENT_ARGS[name])
+
+
 class FilterModule(object):
     def filters(self):
         return {"storage_uri": storage_uri, "host_session_id": host_session_id,
-                "run_settings_problems": run_settings_problems}
+                "run_settings_problems": run_settings_problems, "agent_args": agent_args}

@@ -24,6 +24,29 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # default, they must ask for the recorded set (another set is refused, not ignored).
 SET_INPUTS = ("torch_requirement", "requirements", "runtime_extras", "requirements_file")
 OLDEST_PYTHON = (3, 9)
+# Each backend's reference set: the runtime's extras when trainer_runtime_extras is unset, and
+# the folder of the runtime's source holding that set's locks (python<X.Y>.txt). Ray pins its
+# own gymnasium, so its set has locks of its own.
+BACKEND_SETS = {
+    contract.DEFAULT_BACKEND: (("sb3", "s3"), "locks"),
+    contract.RAY_BACKEND: (("ray", "s3"), "locks/ray"),
+}
+
+
+def backend(inputs):
+    """The session's backend as the inputs name it (unset: the contract's default)."""
+    return inputs.get("backend") or contract.DEFAULT_BACKEND
+
+
+def runtime_extras(inputs):
+    """trainer_runtime_extras, or the backend's reference extras when it is unset."""
+    given = inputs.get("runtime_extras")
+    return list(given) if given is not None else list(BACKEND_SETS[backend(inputs)][0])
+
+
+def locks_folder(inputs):
+    """The folder of the runtime's source with the locks of the backend's set."""
+    return BACKEND_SETS[backend(inputs)][1]
 
 
 def _text(value):
@@ -132,7 +155,7 @@ def env_extra(inputs, table):
 def wanted_requirements(inputs, extra):
     """The runtime with its extras (the env's too), torch unless its requirement is empty,
     and the job's requirements."""
-    extras = sorted(set(list(inputs.get("runtime_extras") or []) + ([extra] if extra else [])))
+    extras = sorted(set(runtime_extras(inputs) + ([extra] if extra else [])))
     runtime = "rlops-runtime" + ("[%s]" % ",".join(extras) if extras else "")
     torch = inputs.get("torch_requirement") or ""
     return [runtime] + ([torch] if torch else []) + list(inputs.get("requirements") or [])
@@ -196,10 +219,11 @@ def lock_problem(inputs, who, host, lock_file, lock_is_file, versions):
         return "trainer_runtime_lock %s is not a file on the controller" % inputs["runtime_lock"]
     python = who["python"]["version"]
     return ("trainer_python %s on %s is Python %s, for which the collection locks no versions of"
-            " the venv (it has one for Python %s in %s/locks): set trainer_python to one of those,"
+            " the venv (it has one for Python %s in %s/%s): set trainer_python to one of those,"
             " or trainer_runtime_lock to a lock made for %s (pip-compile under that Python, README"
             ' "Upgrading a dependency")' % (inputs["python"], host, python, ", ".join(versions),
-                                            inputs["runtime_source_path"], python))
+                                            inputs["runtime_source_path"], locks_folder(inputs),
+                                            python))
 
 
 def manager(inputs, who):

@@ -32,3 +32,11 @@ def test_run_settings_problems():
         "trainer_stop_grace must not be negative, got -1"]
     with pytest.raises(AnsibleFilterError, match="expected a mapping"):
         FILTERS["run_settings_problems"]("x")
+
+
+def test_agent_args_of_each_backend():
+    assert FILTERS["agent_args"](None) == ["-m", "rlops_runtime.agents.sb3", "train"]
+    assert FILTERS["agent_args"]("supervisor") == ["-m", "rlops_runtime.agents.sb3", "train"]
+    assert FILTERS["agent_args"]("ray") == ["-m", "rlops_runtime.agents.rllib", "train"]
+    with pytest.raises(AnsibleFilterError, match="backend must be one of supervisor, ray"):
+        FILTERS["agent_args"]("racer")

@@ -103,6 +103,20 @@ def test_the_set_of_a_new_session():
         "rlops-runtime"]
 
 
+def test_each_backend_has_its_reference_set_and_locks():
+    assert tp.wanted_requirements(inputs(runtime_extras=None), "") == [
+        "rlops-runtime[s3,sb3]", "torch==2.13.0"]
+    assert tp.wanted_requirements(inputs(runtime_extras=None, backend="ray"), "") == [
+        "rlops-runtime[ray,s3]", "torch==2.13.0"]
+    # Extras the user gives are the set, whatever the backend.
+    assert tp.wanted_requirements(inputs(runtime_extras=["ray"], backend="ray"), "") == [
+        "rlops-runtime[ray]", "torch==2.13.0"]
+    assert tp.locks_folder(inputs()) == "locks"
+    assert tp.locks_folder(inputs(backend=None)) == "locks"
+    assert tp.locks_folder(inputs(backend="ray")) == "locks/ray"
+    assert set(tp.BACKEND_SETS) == set(tp.contract.BACKEND_NAMES)
+
+
 def test_what_a_requirements_file_adds_to_the_venv_identity():
     assert tp.requirements_file_key(inputs()) == []
     assert tp.requirements_file_key(inputs(source="local", requirements_file="req.txt"),
