@@ -160,6 +160,22 @@ def notices_note(record):
     return note + (": %s" % notices["last_error"] if notices.get("last_error") else "")
 
 
+def cluster_note(record):
+    """The line about a Ray session's cluster (its status.json's nodes and env runners), or
+    None for a single-host session."""
+    if record.get("nodes") is None and not record.get("env_runners"):
+        return None
+    runners = record.get("env_runners") or {}
+    note = "Ray cluster: %s node%s" % (record.get("nodes", "?"),
+                                       "" if record.get("nodes") == 1 else "s")
+    if runners:
+        note += ", env runners %s/%s healthy" % (runners.get("healthy", "?"),
+                                                 runners.get("total", "?"))
+        if runners.get("restarts"):
+            note += " (%s restarted)" % runners["restarts"]
+    return note
+
+
 def _publish_key(result):
     """(host, session id) of a publish result, plain or from a loop over records."""
     record = result.get(result.get("ansible_loop_var") or "") or {}
@@ -172,7 +188,7 @@ def session_notes(records, publishes=None):
     lines = []
     for record in records:
         publish = by_session.get((record.get("host"), record.get("session_id")))
-        for note in (storage_note(record, publish), notices_note(record)):
+        for note in (cluster_note(record), storage_note(record, publish), notices_note(record)):
             if note:
                 lines.append("%s on %s: %s" % (record.get("session_id", "?"),
                                                record.get("host", "?"), note))

@@ -36,10 +36,12 @@ def test_session_playbooks_go_through_the_layer(name: str) -> None:
     layer = [t["ansible.builtin.include_role"]["tasks_from"] for t in tasks
              if t.get("ansible.builtin.include_role", {}).get("name") == "rlops.fleet.session"]
     assert name in layer
-    # Only the provider's roles and the layer: no command, no trainer role, no trainer_* vars.
+    # Only the provider's roles, the layer and a backend's cluster (stop takes a Ray cluster
+    # down after the session): no command, no trainer role, no trainer_* vars.
     roles = {t["ansible.builtin.include_role"]["name"] for t in tasks
              if "ansible.builtin.include_role" in t}
-    assert roles <= {"rlops.fleet.session", "rlops.fleet.provider_{{ rlops_provider }}"}
+    assert roles <= {"rlops.fleet.session", "rlops.fleet.provider_{{ rlops_provider }}",
+                     "rlops.fleet.ray_cluster"}
     assert "trainer_" not in _code(REPO / "playbooks" / f"{name}.yml")
     assert not [t for t in tasks if {"ansible.builtin.command", "ansible.builtin.shell"} & set(t)]
 

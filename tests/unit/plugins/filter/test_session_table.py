@@ -1,4 +1,8 @@
-from ansible_collections.rlops.fleet.plugins.filter.session_table import format_age, session_table
+from ansible_collections.rlops.fleet.plugins.filter.session_table import (
+    cluster_note,
+    format_age,
+    session_table,
+)
 
 
 def test_format_age():
@@ -88,3 +92,13 @@ def test_spot_notices_not_watched_while_running():
     off_ec2 = _record(session_id="s-3", state="running", notices={"source": None})
     assert session_table([running, watching, off_ec2], now="2026-11-22T05:17:30Z")[4:] == [
         "s-1 on h1: spot notices not watched since 2026-11-22T05:15:31Z: IMDS at x: timed out"]
+
+
+def test_a_ray_sessions_cluster_under_the_table():
+    record = {"session_id": "s", "host": "head", "state": "running", "step": 10,
+              "nodes": 3, "env_runners": {"healthy": 1, "total": 2, "restarts": 1}}
+    assert session_table([record], now="2026-12-07T00:00:00Z")[-1] == (
+        "s on head: Ray cluster: 3 nodes, env runners 1/2 healthy (1 restarted)")
+    assert cluster_note({"nodes": 1, "env_runners": {"healthy": 2, "total": 2}}) == (
+        "Ray cluster: 1 node, env runners 2/2 healthy")
+    assert cluster_note({"state": "running", "nodes": None, "env_runners": None}) is None
