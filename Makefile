@@ -7,7 +7,7 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lock lint sanity unit runtime-test integration e2e lab trainer-it lab-e2e aws-e2e molecule bench build clean
+.PHONY: train test venv dev lock ray-venv ray-test lint sanity unit runtime-test integration e2e lab trainer-it lab-e2e aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
@@ -114,6 +114,29 @@ unit: dev
 
 runtime-test: dev
 	cd runtime && ../$(BIN)/pytest -q
+
+## The Ray backend's venv (.venv/ray-venv): the Ray lock of this Python, the CPU torch of
+## trainer_torch_requirement (pip takes the machine's CPU wheel; never a CUDA build), the
+## runtime editable, and pytest as requirements-dev.lock pins it. Made again when a Ray lock
+## or runtime/pyproject.toml changes: ~1.5 min from PyPI on 2 cores, 104 packages, 2.1 GB.
+RAY_VENV := $(VENV)/ray-venv
+RAY_LOCK = runtime/locks/ray/python$(VENV_PYTHON_MINOR).txt
+
+ray-venv: $(RAY_VENV)/.installed
+
+$(RAY_VENV)/.installed: $(wildcard runtime/locks/ray/*.txt) runtime/pyproject.toml | $(VENV)/bin/python
+	rm -rf $(RAY_VENV) && $(BIN)/python -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install --disable-pip-version-check -q -c $(RAY_LOCK) \
+	  "$(TORCH_REQUIREMENT)" -e "./runtime[ray,s3]"
+	$(RAY_VENV)/bin/pip install --disable-pip-version-check -q -c requirements-dev.lock pytest
+	$(RAY_VENV)/bin/python -c 'import ray, torch; assert not torch.version.cuda, torch.__version__'
+	touch $@
+
+## make ray-test: the real-Ray tests (runtime/tests/ray/README.md) in the Ray venv: `rlops-run
+## ray` against a local cluster, the RLlib agent on a 2-node cluster on loopback (train,
+## checkpoint, kill and resume, evaluate without a cluster). RAY_TEST_COST
+ray-test: $(RAY_VENV)/.installed
+	cd runtime && RLOPS_RAY_TESTS=1 ../$(RAY_VENV)/bin/pytest -q tests/ray
 
 integration: dev
 	$(BIN)/pytest -q tests/integration

@@ -495,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .control import add_parser as add_session_parser  # start|stop|wait in one call
 
     add_session_parser(sub)
+    from .ray_cli import add_parser as add_ray_parser  # wait|status of a Ray cluster
+
+    add_ray_parser(sub)
     return parser
 
 

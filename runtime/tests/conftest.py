@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -26,6 +27,9 @@ from rlops_runtime.session import SessionLayout
 from rlops_runtime.storage import Storage
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
+# tests/ray runs a real Ray cluster: in the Ray venv only, by `make ray-test`, which sets
+# RLOPS_RAY_TESTS=1; the main venv (make runtime-test) has no Ray and never collects it.
+collect_ignore = [] if os.environ.get("RLOPS_RAY_TESTS") == "1" else ["ray"]
 
 
 def fake_job_session(data_root: Path, session: str, **run: object) -> SessionLayout:
