@@ -112,6 +112,17 @@ def test_layout_over_every_hosts_record_and_the_tunnel():
     assert "--address=10.89.0.11:6379" in argv
 
 
+def test_the_drivers_environment():
+    env = role(hostvars=_hostvars(), ray_cluster_start_timeout=90)("__ray_cluster_driver_env")
+    assert env == {"RLOPS_RAY_ADDRESS": "10.89.0.11:6379",
+                   "RLOPS_RAY_TEMP_DIR": "/var/lib/rlops/ray",
+                   "RLOPS_RAY_EXPECTED": json.dumps({"nodes": 3, "resources": {
+                       "CPU": 6, "rlops_learner": 1, "rlops_rollout": 4}}),
+                   "RLOPS_RAY_GPU": "0", "RLOPS_RAY_READY_TIMEOUT": "90",
+                   "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": "/etc/rlops/ray/auth_token"}
+    assert all(isinstance(value, str) for value in env.values())
+
+
 def test_changed_hosts_and_the_heads_change():
     hostvars = _hostvars()
     for host, values in hostvars.items():
