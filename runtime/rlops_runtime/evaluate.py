@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import newest_complete_local
+from .jsonio import read_json
 from .publish import fetch_newest_complete
 from .session import SessionLayout
+from .session_contract import RAY_BACKEND, backend_name
 from .storage import open_storage
 from .supervisor import RunConfig, load_storage_env
 
@@ -35,8 +37,14 @@ def find_checkpoint(layout: SessionLayout, from_storage: bool = False) -> tuple[
 def evaluate_session(
     layout: SessionLayout, episodes: int, video: bool = True, from_storage: bool = False
 ) -> dict[str, Any]:
-    """Evaluate with the reference agent; writes eval/eval.json (+ episode video)."""
-    from .agents.sb3 import evaluate
+    """Evaluate with the reference agent of the session's backend (run.json's `backend`:
+    SB3 on one host, RLlib for Ray, which needs no cluster); writes eval/eval.json (+ one
+    episode's video)."""
+    run = read_json(layout.run_json) if layout.run_json.is_file() else None
+    if backend_name(run) == RAY_BACKEND:
+        from .agents.rllib import evaluate
+    else:
+        from .agents.sb3 import evaluate
 
     _step, folder = find_checkpoint(layout, from_storage)
     return evaluate(folder, episodes, layout.eval_dir, video=video)

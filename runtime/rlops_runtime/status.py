@@ -54,6 +54,10 @@ class Status:
     # round's error (None when it went through).
     unsynced_steps: list[int] = field(default_factory=list)
     sync_error: str | None = None
+    # Ray backend (agents/rllib.py's progress): alive nodes of the cluster, and its env
+    # runners {"healthy", "total", "restarts"}; None for a single-host session.
+    nodes: int | None = None
+    env_runners: dict[str, Any] | None = None
 
     def transition(self, new_state: str) -> None:
         """Move to `new_state`; ValueError for a move the supervisor never makes."""

@@ -303,7 +303,7 @@ class Supervisor:
         """Fold progress.json and new local checkpoints into the status; write it when due."""
         progress = read_json(self.layout.progress) if self._progress_is_current() else None
         if isinstance(progress, dict):
-            for key in ("step", "episodes", "mean_return"):
+            for key in ("step", "episodes", "mean_return", "nodes", "env_runners"):
                 if key in progress:
                     setattr(self.status, key, progress[key])
         changed = self._fold_sync_state()

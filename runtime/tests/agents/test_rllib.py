@@ -1,0 +1,117 @@
+"""The RLlib agent's decisions, without Ray: its configuration from the environment, the
+session's hyperparameters in RLlib's names, the step and progress it keeps. The agent on a
+real cluster: tests/ray/test_rllib_agent.py (make ray-test)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from rlops_runtime.agents import rllib
+from rlops_runtime.session_contract import ALGO_KEYS, ZOO_KEYS
+
+EXPECTED = {"nodes": 2, "resources": {"rlops_learner": 1, "rlops_rollout": 2}}
+
+
+def _environ(tmp_path, **extra):
+    return {"RLOPS_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+            "RLOPS_RAY_ADDRESS": "10.0.0.1:6379",
+            "RLOPS_RAY_EXPECTED": json.dumps(EXPECTED), **extra}
+
+
+def test_config_from_the_environment(tmp_path):
+    cfg = rllib.RayTrainConfig.from_env(_environ(
+        tmp_path, RLOPS_TOTAL_TIMESTEPS="5000", RLOPS_RAY_GPU="1",
+        RLOPS_RAY_READY_TIMEOUT="30", RLOPS_SEED="3", RLOPS_RESUME_FROM=""))
+    assert cfg.address == "10.0.0.1:6379" and cfg.expected == EXPECTED
+    assert cfg.gpu and cfg.ready_timeout == 30 and cfg.seed == 3
+    assert cfg.total_timesteps == 5000 and cfg.resume_from is None
+    assert cfg.env_id == "CartPole-v1" and cfg.algo == "ppo"
+    plain = rllib.RayTrainConfig.from_env(_environ(tmp_path, RLOPS_RAY_GPU="0"))
+    assert not plain.gpu and plain.ready_timeout == 120
+
+
+@pytest.mark.parametrize("drop, extra, words", [
+    ("RLOPS_RAY_ADDRESS", {}, "RLOPS_RAY_ADDRESS is not set"),
+    ("RLOPS_RAY_EXPECTED", {}, "RLOPS_RAY_EXPECTED is not set"),
+    ("RLOPS_CHECKPOINT_DIR", {}, "run the agent under rlops-run"),
+    (None, {"RLOPS_ALGO": "dqn"}, "trains ppo only"),
+    (None, {"RLOPS_RAY_EXPECTED": "{"}, "not JSON"),
+])
+def test_config_refuses_what_it_cannot_run(tmp_path, drop, extra, words):
+    environ = _environ(tmp_path, **extra)
+    environ.pop(drop, None)
+    with pytest.raises(ValueError, match=words):
+        rllib.RayTrainConfig.from_env(environ)
+
+
+def test_the_single_host_names_map_to_rllibs():
+    hp = {"learning_rate": 0.001, "gamma": 0.98, "gae_lambda": 0.8, "clip_range": 0.2,
+          "clip_range_vf": 10.0, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+          "n_epochs": 4, "batch_size": 64, "n_steps": 32, "n_envs": 8, "n_timesteps": 9000,
+          "policy": "MlpPolicy", "policy_kwargs": {"net_arch": [64, 64]}, "verbose": 1}
+    settings = rllib.training_settings(hp, None)
+    assert settings == {
+        "total": 9000,
+        "training": {"lr": 0.001, "gamma": 0.98, "lambda_": 0.8, "clip_param": 0.2,
+                     "vf_clip_param": 10.0, "entropy_coeff": 0.01, "vf_loss_coeff": 0.5,
+                     "grad_clip": 0.5, "num_epochs": 4, "minibatch_size": 64,
+                     "train_batch_size_per_learner": 256},
+        "model": {"fcnet_hiddens": [64, 64]},
+    }
+    # The session's budget wins over n_timesteps; a linear learning rate falls to 0 there.
+    settings = rllib.training_settings({"learning_rate": "lin_0.001", "n_timesteps": 9}, 500)
+    assert settings["total"] == 500 and settings["training"]["lr"] == [[0, 0.001], [500, 0.0]]
+
+
+def test_every_key_the_contract_knows_is_mapped_or_refused_by_name():
+    # A key of the contract's PPO set is either taken or refused with its name: never dropped.
+    for key in sorted(set(ALGO_KEYS["ppo"]) | set(ZOO_KEYS)):
+        taken = key in rllib.TRAINING_KEYS or key in rllib.OWN_KEYS
+        if not taken:
+            with pytest.raises(ValueError, match=repr(key)):
+                rllib.training_settings({key: 1, "n_timesteps": 10}, None)
+
+
+@pytest.mark.parametrize("hp, words", [
+    ({"clip_range": "lin_0.2"}, "schedule for learning_rate only"),
+    ({"learning_rate": "fast"}, "learning_rate must be a number"),
+    ({"learning_rate": "lin_x"}, "not lin_<number>"),
+    ({"use_sde": True}, "'use_sde' has no RLlib equivalent"),
+    ({"normalize": True}, "'normalize' has no RLlib equivalent"),
+    ({"policy": "CnnPolicy"}, "MlpPolicy only"),
+    ({"policy_kwargs": {"activation_fn": "tanh"}}, "only {'net_arch'"),
+    ({"n_steps": 0}, "n_steps must be a count"),
+    ({"n_steps": 8, "batch_size": 64}, "batch_size 64 is larger than n_steps * n_envs 8"),
+])
+def test_hyperparameters_rllib_cannot_take_are_refused(hp, words):
+    with pytest.raises(ValueError, match=words.replace("*", r"\*").replace("{", r"\{")):
+        rllib.training_settings({"n_timesteps": 10, **hp}, None)
+
+
+def test_no_budget_is_refused_with_the_other_problems():
+    with pytest.raises(ValueError) as err:
+        rllib.training_settings({"use_sde": True}, None)
+    assert "no step budget" in str(err.value) and "use_sde" in str(err.value)
+
+
+def test_the_shipped_defaults_are_valid():
+    for env_id, hp in json.loads(rllib.DEFAULTS.read_text()).items():
+        assert rllib.training_settings(hp, None)["total"] > 0, env_id
+    assert rllib.load_defaults("Unknown-v0") == {}
+
+
+def test_next_checkpoint_and_the_iteration_record():
+    assert [rllib.next_checkpoint(s, 100) for s in (0, 99, 100, 250)] == [100, 100, 200, 300]
+    record = rllib.iteration_record({
+        "env_runners": {"num_env_steps_sampled": 200, "num_episodes": 7,
+                        "episode_return_mean": 21.5},
+        "fault_tolerance": {"num_healthy_workers": 2, "num_remote_worker_restarts": 1}})
+    assert record == {"steps": 200, "episodes": 7, "mean_return": 21.5, "healthy": 2,
+                      "restarts": 1}
+    # Before the first episode ends RLlib gives NaN or nothing: no return yet.
+    assert rllib.iteration_record({"env_runners": {"episode_return_mean": math.nan}})[
+        "mean_return"] is None
+    assert rllib.iteration_record({}) == {"steps": 0, "episodes": 0, "mean_return": None,
+                                          "healthy": None, "restarts": None}
