@@ -20,7 +20,8 @@ description:
     there), a region, at least one instance type, an AMI id, a list of zones, mappings for
     tags, connect and subnet ids, only known keys in rlops_aws_connect, subnet ids with a VPC
     id, public or private address, an IPv4 CIDR, a volume id, positive size and timeout, an
-    existing public key file.
+    existing public key file; rollout workers (rlops_aws_rollout_workers, 0 to 64) only with
+    the Ray backend, with instance types and a price in USD per hour.
 positional: _input
 options:
   _input:
@@ -40,6 +41,10 @@ options:
     description: Whether rlops_aws_public_key_file is a file on the controller.
     type: bool
     default: false
+  backend:
+    description: What runs the session (rlops_backend); rollout workers need C(ray).
+    type: str
+    default: supervisor
 """
 
 EXAMPLES = r"""
@@ -53,7 +58,7 @@ EXAMPLES = r"""
       {{ dict(__names | zip(query('ansible.builtin.vars', *__names)))
       | rlops.fleet.aws_settings_problem(hosts_group=rlops_hosts,
       hosts_listed=groups[rlops_hosts] | default([]),
-      key_file_exists=rlops_aws_public_key_file is file) }}
+      key_file_exists=rlops_aws_public_key_file is file, backend=rlops_backend) }}
 """
 
 RETURN = r"""
@@ -65,6 +70,7 @@ _value:
 import re  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout import rollout_problem  # noqa: E402
 from ansible_collections.rlops.fleet.plugins.module_utils.jinja_values import as_int, is_list  # noqa: E402
 
 # What the provider's add_hosts.yml takes from rlops_aws_connect.
@@ -73,7 +79,8 @@ CONNECT_KEYS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_pri
 _CIDR = re.compile(r"^([0-9]{1,3}[.]){3}[0-9]{1,3}/[0-9]{1,2}$")
 
 
-def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=False):
+def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=False,
+                     backend="supervisor"):
     """The first problem of `settings` (rlops_aws_* name -> value), or ''."""
     def text(name):
         value = settings.get("rlops_aws_" + name)
@@ -82,6 +89,7 @@ def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=Fal
     def value(name):
         return settings.get("rlops_aws_" + name)
 
+    rollout = rollout_problem(settings, str(backend))
     connect = value("connect") if isinstance(value("connect"), Mapping) else {}
     unknown = [key for key in connect if key not in CONNECT_KEYS]
     checks = [
@@ -116,12 +124,15 @@ def settings_problem(settings, hosts_group, hosts_listed=(), key_file_exists=Fal
          "rlops_aws_public_key_file %s is not a file on the controller (set it to your SSH public"
          " key, or to '' to use the existing key pair %s)"
          % (text("public_key_file"), text("key_name"))),
+        (not rollout, rollout),
     ]
     return next((message for ok, message in checks if not ok), "")
 
 
-def aws_settings_problem(settings, hosts_group, hosts_listed=None, key_file_exists=False):
-    return settings_problem(settings, hosts_group, list(hosts_listed or []), bool(key_file_exists))
+def aws_settings_problem(settings, hosts_group, hosts_listed=None, key_file_exists=False,
+                         backend="supervisor"):
+    return settings_problem(settings, hosts_group, list(hosts_listed or []), bool(key_file_exists),
+                            backend)
 
 
 class FilterModule(object):

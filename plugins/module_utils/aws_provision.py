@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session import (
     RELEASING_STATES,
     instance_table,
+    session_cost_lines,
     volume_problem,
 )
 
@@ -220,5 +221,5 @@ def locate_facts(found: Mapping[str, Any], session: str, purpose: str, region: s
         "problem": problem, "running": running, "hosts": [] if from_storage else running,
         "session_provided": bool(session), "retrieve_from_storage": from_storage,
         "report": (instance_table(instances, found.get("volumes") or [])
-                   if purpose == "status" else []),
+                   + session_cost_lines(instances) if purpose == "status" else []),
     }

@@ -28,6 +28,13 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_provision import (
     volume_params,
     vpc_problem,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout import (
+    HEAD_ROLE,
+    ROLLOUT_ROLE,
+    worker_count,
+    worker_spot_params,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout_apply import role_engine
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session_read import SessionReader
 
 
@@ -73,6 +80,19 @@ class ProvisionPlan:
         """The engine's check-mode answer to `params`, or its refusal as one message."""
         return run_engine(self.module, self.ec2, engine, spec, params, params_error, what)
 
+    def worker(self, zone: str) -> Dict[str, Any]:
+        """ec2_spot_request's check-mode answer for the first rollout worker in the head's
+        zone; its refusal names the settings of the workers."""
+        try:
+            return self.check(role_engine(ROLLOUT_ROLE, 1), ec2_spot_launch.ARGUMENT_SPEC,
+                              worker_spot_params(self.settings, self.session, zone, None, {}),
+                              ec2_launch.params_error,
+                              f"ec2_spot_request for rollout worker 1 of session {self.session}")
+        except FleetAWSError as err:
+            raise FleetAWSError(f"rollout workers (rlops_aws_rollout_instance_types, "
+                                f"rlops_aws_rollout_max_price) in {zone}: {err}",
+                                **err.kwargs) from err
+
     def address(self, url: str) -> str:
         """The controller's address as the internet sees it (a GET that changes nothing)."""
         try:
@@ -94,9 +114,10 @@ class ProvisionPlan:
         if problem:
             raise FleetAWSError(problem)
         zone = volume["availability_zone"] if volume else ""
-        instance = self.check(ec2_spot_launch.SpotRequest, ec2_spot_launch.ARGUMENT_SPEC,
+        instance = self.check(role_engine(HEAD_ROLE), ec2_spot_launch.ARGUMENT_SPEC,
                               spot_params(settings, session, zone), ec2_launch.params_error,
                               f"ec2_spot_request for session {session}")
+        worker = self.worker(instance["availability_zone"]) if worker_count(settings) else None
         which = volume["volume_id"] if volume else f"session {session}"
         attachment = self.check(
             aws_ebs_attach.VolumeAttachment, aws_ebs_attach.ARGUMENT_SPEC,
@@ -118,5 +139,5 @@ class ProvisionPlan:
         if problem:
             raise FleetAWSError(problem)
         return {"changed": False, "found": found, "volume": volume, "availability_zone": zone,
-                "instance": instance, "attachment": attachment, "vpc_id": vpcs[0]["VpcId"],
-                "ssh_cidr": cidr}
+                "instance": instance, "rollout_worker": worker, "attachment": attachment,
+                "vpc_id": vpcs[0]["VpcId"], "ssh_cidr": cidr}

@@ -133,11 +133,13 @@ def teardown_plan(found: Mapping[str, Any], session: str, region: str,
 
 def teardown_report(plan: Mapping[str, Any], running: Sequence[str] = (),
                     terminated: Sequence[str] = (), snapshots: Sequence[str] = (),
-                    check_mode: bool = False) -> List[str]:
-    """Two lines: the instance and the volumes, as stop left them (or would leave them).
+                    check_mode: bool = False, workers: Sequence[str] = ()) -> List[str]:
+    """Two lines: the instance and the volumes, as stop left them (or would leave them),
+    and a third about the rollout workers when there were any.
 
-    running: the instance ids that ran before stop; terminated: those terminated (or that
-    would be); snapshots: the ids of the snapshots made (none in check mode).
+    running: the ids of the head that ran before stop; terminated: those terminated (or
+    that would be); snapshots: the ids of the snapshots made (none in check mode);
+    workers: the rollout workers terminated (or that would be), whatever the settings.
     """
     running, terminated = list(running or []), list(terminated or [])
     if plan["terminate"] and terminated:
@@ -152,5 +154,9 @@ def teardown_report(plan: Mapping[str, Any], running: Sequence[str] = (),
         volume = "would be " + " and ".join((["snapshotted"] if plan["snapshot"] else []) + [fate])
     else:
         volume = fate + (", snapshot " + ", ".join(snapshots or []) if plan["snapshot"] else "")
-    return ["instance: " + instance,
-            f"volume: {', '.join(plan['volumes']) or 'none'} {volume}"]
+    lines = ["instance: " + instance,
+             f"volume: {', '.join(plan['volumes']) or 'none'} {volume}"]
+    if workers:
+        lines.append(f"rollout workers: {'would terminate' if check_mode else 'terminated'} "
+                     f"{', '.join(sorted(workers))}")
+    return lines

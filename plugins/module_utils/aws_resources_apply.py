@@ -44,6 +44,16 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_resources import (
     teardown_report,
     waits,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout import (
+    HEAD_ROLE,
+    ROLLOUT_ROLE,
+    members_rule,
+    worker_count,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout_apply import (
+    RolloutWorkers,
+    role_engine,
+)
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_session_read import SessionReader
 from ansible_collections.rlops.fleet.plugins.module_utils.aws_wait import wait_until
 
@@ -67,9 +77,9 @@ class SessionResources:
         return getattr(self, self.params["state"])()
 
     def engine(self, name: str, params: Dict[str, Any], what: str) -> Dict[str, Any]:
-        """ec2_spot_request's or ebs_volume_attachment's engine on `params`."""
+        """ec2_spot_request's engine for the head, or ebs_volume_attachment's, on `params`."""
         if name == "spot":
-            return run_engine(self.module, self.ec2, ec2_spot_launch.SpotRequest,
+            return run_engine(self.module, self.ec2, role_engine(HEAD_ROLE),
                               ec2_spot_launch.ARGUMENT_SPEC, params, ec2_launch.params_error,
                               f"ec2_spot_request for {what}", self.check_mode)
         return run_engine(self.module, self.ec2, aws_ebs_attach.VolumeAttachment,
@@ -98,9 +108,14 @@ class SessionResources:
             return self.ec2.describe_security_groups(Filters=filters,
                                                      aws_retry=True)["SecurityGroups"]
 
-    def security_group(self, vpc_id: str, cidr: str) -> Dict[str, Any]:
-        """The session's group: SSH from `cidr` only, the session's tags (its egress rules
-        are left as they are: a new VPC group lets everything out).
+    def workers(self) -> RolloutWorkers:
+        return RolloutWorkers(self.module, self.ec2, self.settings, waits(self.settings),
+                              run_engine)
+
+    def security_group(self, vpc_id: str, cidr: str, members: bool = False) -> Dict[str, Any]:
+        """The session's group: SSH from `cidr` only and, with `members` (rollout workers),
+        all TCP from the group itself; the session's tags (its egress rules are left as
+        they are: a new VPC group lets everything out).
         {group_id (None in check mode when it would be created), changed}."""
         name = group_name(self.session)
         what = f"Set security group {name}"
@@ -118,11 +133,13 @@ class SessionResources:
             found = self.find_groups(vpc_id) or [{"GroupId": group["GroupId"]}]
         group = found[0]
         group_id = group["GroupId"]
-        revoke_in, grant_in = rules_change(group.get("IpPermissions") or [], [ssh_rule(cidr)])
+        wanted = [ssh_rule(cidr)] + ([members_rule(group_id)] if members else [])
+        revoke_in, grant_in = rules_change(group.get("IpPermissions") or [], wanted)
         to_set, to_remove = tags_change(tag_dict(group), group_tags(self.session, self.settings))
         changed = bool(revoke_in or grant_in or to_set or to_remove)
         if changed and not self.check_mode:
-            with aws_errors(f"{what} ({group_id}): tcp/22 from {cidr} only"):
+            rules = f"tcp/22 from {cidr}" + (", all TCP from the group" if members else " only")
+            with aws_errors(f"{what} ({group_id}): {rules}"):
                 for call, perms in ((self.ec2.revoke_security_group_ingress, revoke_in),
                                     (self.ec2.authorize_security_group_ingress, grant_in)):
                     if perms:
@@ -140,7 +157,8 @@ class SessionResources:
         settings, session = self.settings, self.session
         plan = ProvisionPlan(self.module, self.ec2, datetime.now(timezone.utc)).run()
         key_changed = self.key_pair()
-        group = self.security_group(plan["vpc_id"], plan["ssh_cidr"])
+        group = self.security_group(plan["vpc_id"], plan["ssh_cidr"],
+                                    members=worker_count(settings) > 0)
         spot = self.engine("spot", launch_spot_params(
             settings, session, plan.get("availability_zone") or "", group["group_id"]),
             f"session {session}")
@@ -149,10 +167,15 @@ class SessionResources:
                                volume_id or f"session {session}")
         report = launch_report(spot, attached, session, settings, key_changed, group,
                                plan["ssh_cidr"], self.check_mode)
+        # The workers go to the head's zone (none yet in check mode: the planned one).
+        workers = self.workers().present(spot.get("availability_zone"), group["group_id"])
+        report = {"hosts": [dict(h, role=HEAD_ROLE) for h in report["hosts"]] + workers["hosts"],
+                  "to_create": report["to_create"] + workers["to_create"],
+                  "lines": report["lines"] + workers["lines"]}
         return dict(report, changed=bool(key_changed or group["changed"] or spot["changed"]
-                                         or attached["changed"]),
+                                         or attached["changed"] or workers["changed"]),
                     plan=plan, key_pair_imported=key_changed, security_group=group,
-                    instance=spot, attachment=attached)
+                    instance=spot, attachment=attached, rollout_workers=workers["workers"])
 
     # ---- absent ----------------------------------------------------------------------
 
@@ -229,20 +252,26 @@ class SessionResources:
                   "removed_groups": [], "lines": []}
         if self.params["step"] == "check":
             return result
-        cancelled = []
+        # The rollout workers hold nothing of the user's (no volume): they always go.
+        workers = self.workers().absent()
+        cancelled = workers["cancelled_requests"]
         if plan["terminate"]:
             spot = self.engine("spot", dict(state="absent", session=session,
                                             terminate_instance=True, **waits(settings)),
                                f"session {session}")
             result["terminated_instances"] = spot["terminated_instances"]
-            cancelled = spot["cancelled_requests"]
+            cancelled += spot["cancelled_requests"]
             result["removed_groups"] = self.remove_groups()
         result["snapshots"] = [s for s in map(self.snapshot, plan["snapshot"]) if s]
         for volume_id in plan["delete"]:
             self.delete_volume(volume_id)
-        running = [i["instance_id"] for i in found["instances"] if i.get("state") == "running"]
+        running = [i["instance_id"] for i in found["instances"] if i.get("state") == "running"
+                   and i.get("role") != ROLLOUT_ROLE]
         result["lines"] = teardown_report(plan, running, result["terminated_instances"],
-                                          result["snapshots"], self.check_mode)
+                                          result["snapshots"], self.check_mode,
+                                          workers["terminated_instances"])
+        result["terminated_workers"] = workers["terminated_instances"]
         result["changed"] = bool(result["terminated_instances"] or result["removed_groups"]
+                                 or result["terminated_workers"]
                                  or plan["snapshot"] or plan["delete"] or cancelled)
         return result

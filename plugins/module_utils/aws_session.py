@@ -19,6 +19,10 @@ from ansible_collections.rlops.fleet.plugins.module_utils.aws_common import (
     SESSION_TAG,
     tag_dict,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils.aws_rollout import (
+    ROLLOUT_ROLE,
+    instance_role,
+)
 
 # States in which an instance is billed (compute) and its clock still runs.
 RUNNING_STATES = frozenset({"pending", "running", "stopping", "shutting-down"})
@@ -128,6 +132,7 @@ def instance_record(instance: Mapping[str, Any], now: datetime,
     is the session's data volume attached to it ({volume_id, device}), if any."""
     tags = tag_dict(instance)
     window = run_window(instance, now)
+    role, slot = instance_role(tags)
     return {
         "instance_id": instance.get("InstanceId"),
         "session": tags.get(SESSION_TAG),
@@ -145,6 +150,9 @@ def instance_record(instance: Mapping[str, Any], now: datetime,
         "private_ip": instance.get("PrivateIpAddress"),
         "key_name": instance.get("KeyName"),
         "data_volume": dict(data_volume) if data_volume else None,
+        # head (with the data volume) or rollout (a Ray session's worker, no volume).
+        "role": role,
+        "slot": slot,
         "tags": tags,
     }
 
@@ -264,3 +272,22 @@ def instance_table(instances: Sequence[Mapping[str, Any]],
     widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return lines + [volume_line(v) for v in volumes or [] if v.get("role") == "data"]
+
+
+def session_cost_lines(instances: Sequence[Mapping[str, Any]]) -> List[str]:
+    """A line per session with rollout workers (instance records): what its instances,
+    head and workers together, have cost so far (those whose cost is known)."""
+    sessions: Dict[str, List[Mapping[str, Any]]] = {}
+    for record in instances:
+        sessions.setdefault(str(record.get("session")), []).append(record)
+    lines = []
+    for session, records in sorted(sessions.items()):
+        workers = [r for r in records if r.get("role") == ROLLOUT_ROLE]
+        if not workers:
+            continue
+        costs = [_price(r.get("cost_so_far")) for r in records]
+        total = sum((c for c in costs if c is not None), Decimal(0))
+        lines.append(f"session {session}: {len(records) - len(workers)} head and "
+                     f"{len(workers)} rollout worker instance(s), "
+                     f"${float(total):.6f} so far together")
+    return lines

@@ -153,12 +153,16 @@ class SpotRequest(SessionResource):
 
     # ---- apply -----------------------------------------------------------------------
 
+    def token(self, candidate, market, generation):
+        """The launch's ClientToken: one instance per session, candidate and market."""
+        return client_token(self.session, candidate, market, generation)
+
     def launch(self, base, candidate, market):
         """Launch one candidate and wait until it runs; NextCandidate when it has no room."""
         what = f"Launch {market} {candidate.label()} for session {self.session}"
         launch = candidate_request(base, self.params, self.tags, candidate, market)
         for generation in range(MAX_TOKEN_GENERATIONS):
-            token = client_token(self.session, candidate, market, generation)
+            token = self.token(candidate, market, generation)
             try:
                 with aws_errors(what):
                     reservation = self.ec2.run_instances(ClientToken=token, **launch)

@@ -126,6 +126,14 @@ instances:
       description: The session's data volume attached to it, as C(volume_id) and C(device);
         null when none is.
       type: dict
+    role:
+      description: C(head) (the session's instance with the data volume, or one without a
+        C(rlops:role) tag) or C(rollout) (a rollout worker of a Ray session, no volume).
+      type: str
+    slot:
+      description: A rollout worker's slot (C(rlops:slot)), 1 to C(rlops_aws_rollout_workers);
+        null for the head.
+      type: int
     tags:
       description: Tags as a dict.
       type: dict

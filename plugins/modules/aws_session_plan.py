@@ -23,6 +23,10 @@ description:
     import), the VPC (C(rlops_aws_vpc_id), else the default one) and an IPv4 address that may
     SSH in (C(rlops_aws_ssh_cidr), else the controller's address as C(rlops_aws_address_url)
     answers it, as a /32).
+  - With C(rlops_aws_rollout_workers) above 0, also runs the engine of
+    M(rlops.fleet.ec2_spot_request) in check mode for the first rollout worker
+    (C(rlops_aws_rollout_instance_types), C(rlops_aws_rollout_max_price)) in the zone the
+    instance goes to; its refusal names those settings.
 author:
   - rlops.fleet developers (!UNKNOWN)
 options:
@@ -94,6 +98,12 @@ instance:
   description: ec2_spot_request's check-mode answer (the instance kept, or the candidate that
     would be launched, with C(availability_zone), C(instance_type), C(lifecycle) and
     C(spot_price)).
+  returned: always
+  type: dict
+rollout_worker:
+  description: With C(rlops_aws_rollout_workers) above 0, ec2_spot_request's check-mode answer
+    for the first rollout worker (C(rlops_aws_rollout_instance_types) in the zone of
+    RV(instance)); null without workers.
   returned: always
   type: dict
 attachment:

@@ -21,8 +21,15 @@ description:
     of the plan's volume when it has one) with the engine of M(rlops.fleet.ec2_spot_request);
     attaches the session's volume (made in the instance's zone when it has none) with the
     engine of M(rlops.fleet.ebs_volume_attachment). A re-run finds what the first made.
+  - With C(rlops_aws_rollout_workers) above 0 (a Ray session), the instance is the session's
+    head (tag C(rlops:role=head)) and each of N slots gets a rollout worker - a spot instance
+    of C(rlops_aws_rollout_instance_types) without a data volume, in the head's zone and
+    security group, tagged C(rlops:role=rollout) and C(rlops:slot=<n>) - with the same engine,
+    which sees only the instance of its slot (a running worker is kept, a missing one
+    launched, workers beyond N terminated). The group then also lets all TCP in from itself.
   - With O(state=absent), reads the session's instances and volumes by their
-    C(rlops:session) tag and does what stop was asked, each only when its own setting asks -
+    C(rlops:session) tag, terminates the rollout workers (always, since they hold no volume), and
+    does what stop was asked about the head, each only when its own setting asks -
     C(rlops_aws_terminate) cancels the session's spot requests, terminates its instance
     (waiting until it is gone) and removes its security group; C(rlops_aws_snapshot)
     snapshots the data volume (tagged for the session, waiting until it completes);
@@ -115,15 +122,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: V(present) - the instance that trains, as M(rlops.fleet.aws_session_info)
-    records an instance, with C(data_volume) (C(volume_id), C(device)); none in check mode
-    when it would first be launched or started.
+  description: V(present) - the instances that train, as M(rlops.fleet.aws_session_info)
+    records an instance, with C(role) (C(head), C(rollout)), C(slot) (a worker's) and
+    C(data_volume) (C(volume_id), C(device); null for a worker); none in check mode for one
+    that would first be launched or started.
   returned: state=present
   type: list
   elements: dict
 to_create:
   description: V(present) in check mode - what would first be created, and so cannot be
-    reached (C(instance of session <id>)).
+    reached (C(instance of session <id>), C(rollout worker <n> of session <id>)).
   returned: state=present
   type: list
   elements: str
@@ -156,6 +164,16 @@ attachment:
   description: The result of the engine of M(rlops.fleet.ebs_volume_attachment).
   returned: state=present
   type: dict
+rollout_workers:
+  description: The engine's result for each rollout worker's slot (with C(slot)).
+  returned: state=present
+  type: list
+  elements: dict
+terminated_workers:
+  description: The rollout workers terminated (would be, in check mode).
+  returned: state=absent and step=apply
+  type: list
+  elements: str
 terminated_instances:
   description: Instances terminated (would be, in check mode).
   returned: state=absent

@@ -101,6 +101,15 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
             "rlops_aws_connect knows only ansible_host, ansible_port, ansible_user, "
             "ansible_ssh_private_key_file, ansible_ssh_common_args, ansible_connection; got "
             "ansible_become_user"),
+        "rollout workers without the Ray backend": (
+            "train_new", dict(new, rlops_aws_rollout_workers=2, rlops_backend="supervisor"), {},
+            "rlops_aws_rollout_workers 2 adds rollout hosts to a Ray session, but rlops_backend "
+            "is supervisor: set rlops_backend: ray, or rlops_aws_rollout_workers: 0"),
+        "unknown rollout instance type": (
+            "train_new", dict(new, rlops_aws_rollout_workers=2, rlops_backend="ray",
+                              rlops_aws_rollout_instance_types=["c9x.bogus"]), {},
+            "rollout workers (rlops_aws_rollout_instance_types, rlops_aws_rollout_max_price) in "
+            "us-east-1"),
         "unknown env id": (
             "train_new", dict(new, trainer_env_id="CartPol-v1"), {}, "did you mean CartPole-v1"),
         "resume without a volume": (
@@ -138,7 +147,8 @@ def refusals(moto_url, ami, ec2, tmp_path_factory):
 CASES = ["unknown instance type", "zone not in the region", "volume in another zone",
          "volume attached elsewhere without force", "missing credentials", "invalid tags",
          "unknown volume", "image that is no AMI id", "VPC without subnets",
-         "unknown connection setting", "unknown env id",
+         "unknown connection setting", "rollout workers without the Ray backend",
+         "unknown rollout instance type", "unknown env id",
          "resume without a volume", "evaluate without a running instance",
          "retrieve from file storage without an instance",
          "delete the volume but keep the instance", "stop of an unknown session"]
