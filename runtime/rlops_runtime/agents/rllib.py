@@ -225,14 +225,20 @@ def finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def count(value: Any) -> int:
+    """A count from RLlib's metrics, which give NaN or nothing for what did not happen."""
+    number = finite(value)
+    return int(number) if number is not None else 0
+
+
 def iteration_record(result: dict[str, Any]) -> dict[str, Any]:
     """What the agent keeps of one algo.train() result: steps and episodes of this
     iteration, the mean return (None until an episode ended), and the env runners' health."""
     runners = result.get("env_runners") or {}
     fault = result.get("fault_tolerance") or {}
     return {
-        "steps": int(runners.get("num_env_steps_sampled") or 0),
-        "episodes": int(runners.get("num_episodes") or 0),
+        "steps": count(runners.get("num_env_steps_sampled")),
+        "episodes": count(runners.get("num_episodes")),
         "mean_return": finite(runners.get("episode_return_mean")),
         "healthy": fault.get("num_healthy_workers"),
         "restarts": fault.get("num_remote_worker_restarts"),
@@ -250,6 +256,10 @@ def session_hyperparameters(cfg: RayTrainConfig) -> dict[str, Any]:
     if cfg.hyperparameters and cfg.hyperparameters.is_file():
         user = read_hyperparameters(cfg.hyperparameters)
     return merge(load_defaults(cfg.env_id), user)
+
+
+class ConfigError(ValueError):
+    """The session's settings cannot run (found before training starts): exit 2."""
 
 
 class ClusterNotReady(RuntimeError):
@@ -378,7 +388,10 @@ class Driver:
 
     def run(self) -> int:
         try:
-            total = self.setup()
+            try:
+                total = self.setup()
+            except ValueError as exc:  # the settings, not a failure of training
+                raise ConfigError(str(exc)) from exc
             due = next_checkpoint(self.step, self.cfg.checkpoint_interval)
             self.report()
             while self.algo is not None and self.step < total and not self.stop.is_set():
@@ -415,7 +428,10 @@ def train(environ: Mapping[str, str]) -> int:
     request = CheckpointRequest()
     stop = threading.Event()
     _install_handlers(request, stop)
-    cfg = RayTrainConfig.from_env(environ)
+    try:
+        cfg = RayTrainConfig.from_env(environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = "1"  # as the single-host agent: one torch thread
     return Driver(cfg, request, stop).run()
@@ -491,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         try:
             return train(os.environ)
-        except ValueError as exc:  # bad configuration: one clear line as the job's last words
+        except ConfigError as exc:  # bad settings: one clear line as the job's last words
             log.error("%s", exc)
             return 2
         except ClusterNotReady as exc:  # the supervisor's restart asks again

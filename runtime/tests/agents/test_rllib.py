@@ -39,11 +39,16 @@ def test_config_from_the_environment(tmp_path):
     (None, {"RLOPS_ALGO": "dqn"}, "trains ppo only"),
     (None, {"RLOPS_RAY_EXPECTED": "{"}, "not JSON"),
 ])
-def test_config_refuses_what_it_cannot_run(tmp_path, drop, extra, words):
+def test_config_refuses_what_it_cannot_run(tmp_path, drop, extra, words, monkeypatch, caplog):
     environ = _environ(tmp_path, **extra)
     environ.pop(drop, None)
     with pytest.raises(ValueError, match=words):
         rllib.RayTrainConfig.from_env(environ)
+    # The job's last words, exit 2: before Ray is imported or asked.
+    monkeypatch.setattr(rllib.os, "environ", environ)
+    monkeypatch.setattr(rllib.signal, "signal", lambda *args: None)  # not pytest's handlers
+    assert rllib.main(["train"]) == 2
+    assert words.split("(")[0] in caplog.text
 
 
 def test_the_single_host_names_map_to_rllibs():
@@ -113,5 +118,8 @@ def test_next_checkpoint_and_the_iteration_record():
     # Before the first episode ends RLlib gives NaN or nothing: no return yet.
     assert rllib.iteration_record({"env_runners": {"episode_return_mean": math.nan}})[
         "mean_return"] is None
+    # Nothing sampled (no healthy env runner): NaN counts, which count as none.
+    assert rllib.iteration_record({"env_runners": {"num_env_steps_sampled": math.nan,
+                                                   "num_episodes": None}})["steps"] == 0
     assert rllib.iteration_record({}) == {"steps": 0, "episodes": 0, "mean_return": None,
                                           "healthy": None, "restarts": None}

@@ -127,3 +127,32 @@ def test_train_checkpoint_kill_resume_stop_evaluate(two_nodes, tmp_path):
     assert result["step"] == last_step and result["env_id"] == "CartPole-v1"
     assert len(result["returns"]) == 2 and all(r >= 1 for r in result["returns"])
     assert (layout.eval_dir / result["video"]).stat().st_size > 0
+
+
+def test_a_lost_rollout_node_does_not_end_training_and_its_runner_comes_back(two_nodes,
+                                                                             tmp_path):
+    layout = _session(tmp_path, two_nodes)
+    supervisor = _supervise(layout, two_nodes)
+    try:
+        def runners(healthy, nodes):
+            status = _status(layout)
+            found = status.get("env_runners") or {}
+            return (found.get("healthy") == healthy and status.get("nodes") == nodes
+                    and status.get("state") == "running" and status)
+
+        _wait("a healthy env runner", lambda: runners(1, 2), 150, layout, two_nodes)
+        # The rollout node is gone (killed: a spot host's end) ...
+        two_nodes.stop("rollout", signal.SIGKILL)
+        lost = _wait("the env runner lost, training on", lambda: runners(0, 1), 120, layout,
+                     two_nodes)
+        # ... the driver is still there; the node comes back and its env runner with it.
+        assert supervisor.poll() is None
+        two_nodes.start("rollout")
+        back = _wait("the env runner back",
+                     lambda: (s := runners(1, 2)) and s["step"] > lost["step"] and s,
+                     180, layout, two_nodes)
+        assert back["env_runners"]["restarts"] >= 1
+    finally:
+        os.kill(supervisor.pid, signal.SIGTERM)
+        supervisor.wait(150)
+    assert _status(layout)["state"] == "stopped"
