@@ -135,7 +135,7 @@ $(RAY_VENV)/.installed: $(wildcard runtime/locks/ray/*.txt) runtime/pyproject.to
 ## make ray-test: the real-Ray tests (runtime/tests/ray/README.md) in the Ray venv: `rlops-run
 ## ray` against a local cluster, the RLlib agent on a 2-node cluster on loopback (train,
 ## checkpoint, kill and resume, a rollout node lost and back, evaluate without a cluster).
-## ~2.2 min on 2 cores (6 tests), plus ~1.5 min the first time for the venv. Not in `test`.
+## ~2.2 min on 2 cores (6 tests), plus ~1.5 min the first time for the venv.
 ray-test: $(RAY_VENV)/.installed
 	cd runtime && RLOPS_RAY_TESTS=1 ../$(RAY_VENV)/bin/pytest -q tests/ray
 
