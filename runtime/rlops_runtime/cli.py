@@ -192,7 +192,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             hp = read_hyperparameters(Path(args.hyperparameters))
         except FileNotFoundError:
             raise CliError(f"hyperparameters file {args.hyperparameters} does not exist") from None
-    problems = job_problems(args.env_id, args.algo, hp)
+    problems = job_problems(args.env_id, args.algo, hp, args.backend)
     if problems:
         raise CliError("; ".join(problems))
     print("ok")
@@ -477,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--env-id", default=RunConfig.env_id)
     validate.add_argument("--algo", default=RunConfig.algo)
     validate.add_argument("--hyperparameters", help="JSON file of hyperparameters")
+    validate.add_argument("--backend", default=contract.DEFAULT_BACKEND,
+                          choices=contract.BACKEND_NAMES, help="whose agent takes them")
     validate.set_defaults(func=cmd_validate)
 
     check = sub.add_parser("check-storage", help="check storage access and write permission")

@@ -133,14 +133,20 @@ def plan_config(layout: SessionLayout, mode: str, settings: dict[str, Any],
 # --------------------------------------------------------------------------- the shell
 
 
-def job_problems(env_id: str, algo: str, hyperparameters: dict[str, Any]) -> list[str]:
+def job_problems(env_id: str, algo: str, hyperparameters: dict[str, Any],
+                 backend: str | None = None) -> list[str]:
     """What is wrong with the reference agent's env id (it must build in this venv) and
-    hyperparameters (names and values, against the installed SB3): what prepare's
-    `validate` and the hand tool `rlops-run validate` both ask."""
+    hyperparameters (names and values, against the installed SB3; for the Ray backend, what
+    its RLlib agent takes, in a venv without SB3): what prepare's `validate` and the hand
+    tool `rlops-run validate` both ask."""
     from .agents.hyperparams import validate_env_id, validate_hyperparameters
 
-    return [p for p in [validate_env_id(env_id)] if p] + validate_hyperparameters(
-        algo, hyperparameters)
+    env_problems = [p for p in [validate_env_id(env_id)] if p]
+    if backend == contract.RAY_BACKEND:
+        from .agents.rllib import hyperparameter_problems
+
+        return env_problems + hyperparameter_problems(env_id, hyperparameters)
+    return env_problems + validate_hyperparameters(algo, hyperparameters)
 
 
 def _validate(request: Request) -> None:
@@ -148,7 +154,7 @@ def _validate(request: Request) -> None:
 
     problems = job_problems(request.settings.get("env_id") or RunConfig.env_id,
                             request.settings.get("algo") or RunConfig.algo,
-                            request.hyperparameters or {})
+                            request.hyperparameters or {}, request.settings.get("backend"))
     if problems:
         raise PrepareError("; ".join(problems))
 

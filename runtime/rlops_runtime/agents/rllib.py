@@ -164,6 +164,21 @@ def training_settings(hp: dict[str, Any], total_timesteps: int | None) -> dict[s
     """The session's merged hyperparameters as RLlib settings: {"total": the step budget,
     "training": PPOConfig.training kwargs, "model": rl_module model_config}. ValueError
     naming every key RLlib cannot take."""
+    settings, problems = _settings(hp, total_timesteps)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings
+
+
+def hyperparameter_problems(env_id: str, hp: dict[str, Any]) -> list[str]:
+    """What the agent would refuse of a session's hyperparameters (over its defaults for
+    `env_id`), one message each: prepare's check of a new Ray session, before it starts. The
+    step budget is the session's, not checked here."""
+    return _settings(merge(load_defaults(env_id), hp), 1)[1]
+
+
+def _settings(hp: dict[str, Any], total_timesteps: int | None
+              ) -> tuple[dict[str, Any], list[str]]:
     total = total_timesteps or hp.get("n_timesteps")
     problems = []
     if not isinstance(total, int) or isinstance(total, bool) or total < 1:
@@ -207,9 +222,7 @@ def training_settings(hp: dict[str, Any], total_timesteps: int | None) -> dict[s
     minibatch = training.get("minibatch_size")
     if isinstance(batch, int) and isinstance(minibatch, int) and minibatch > batch:
         problems.append(f"batch_size {minibatch} is larger than n_steps * n_envs {batch}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return {"total": total, "training": training, "model": model}
+    return {"total": total, "training": training, "model": model}, problems
 
 
 def next_checkpoint(step: int, interval: int) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 from rlops_runtime.agents import rllib
@@ -123,3 +124,19 @@ def test_next_checkpoint_and_the_iteration_record():
                                                    "num_episodes": None}})["steps"] == 0
     assert rllib.iteration_record({}) == {"steps": 0, "episodes": 0, "mean_return": None,
                                           "healthy": None, "restarts": None}
+
+
+def test_a_new_ray_sessions_hyperparameters_are_checked_by_this_agent_without_sb3(
+        monkeypatch, tmp_path, capsys):
+    from rlops_runtime.cli import main
+    from rlops_runtime.prepare import job_problems
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # the Ray venv has no SB3
+    assert rllib.hyperparameter_problems("CartPole-v1", {"n_steps": 64}) == []
+    assert job_problems("CartPole-v1", "ppo", {"n_steps": 64}, "ray") == []
+    [problem] = job_problems("CartPole-v1", "ppo", {"use_sde": True}, "ray")
+    assert "'use_sde' has no RLlib equivalent" in problem
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({"clip_range": "lin_0.2"}))
+    assert main(["validate", "--backend", "ray", "--hyperparameters", str(hp)]) == 2
+    assert "schedule for learning_rate only" in capsys.readouterr().err
