@@ -41,7 +41,6 @@ import signal
 import statistics
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,6 +48,7 @@ from typing import Any, Mapping
 from ..contract import CheckpointRequest, report_progress, save_checkpoint
 from ..jsonio import utc_iso, write_json_atomic
 from ..ray_layout import DEFAULT_READY_TIMEOUT, parse_expected, readiness, rllib_placement
+from ..waiting import wait_for
 from .hyperparams import merge, read_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -280,17 +280,19 @@ class ClusterNotReady(RuntimeError):
 
 
 def wait_for_cluster(ray: Any, expected: dict[str, Any], timeout: float,
-                     stop: threading.Event) -> str:
+                     stop: threading.Event, interval: float = READY_INTERVAL_S) -> str:
     """Until the cluster is as `expected` (ClusterNotReady naming what is missing at the
-    deadline); returns the readiness message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ready, msg = readiness(expected, ray.nodes(), ray.cluster_resources())
-        if ready or stop.is_set():
-            return msg
-        if time.monotonic() >= deadline:
-            raise ClusterNotReady(f"the Ray cluster was not ready within {timeout:g} s: {msg}")
-        time.sleep(READY_INTERVAL_S)
+    deadline) or a stop; returns the readiness message."""
+    last = ""
+
+    def check() -> str | None:
+        nonlocal last
+        ready, last = readiness(expected, ray.nodes(), ray.cluster_resources())
+        return last if ready or stop.is_set() else None
+
+    if wait_for(check, timeout, interval) is None:
+        raise ClusterNotReady(f"the Ray cluster was not ready within {timeout:g} s: {last}")
+    return last
 
 
 class Driver:

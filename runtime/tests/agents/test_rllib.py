@@ -140,3 +140,27 @@ def test_a_new_ray_sessions_hyperparameters_are_checked_by_this_agent_without_sb
     hp.write_text(json.dumps({"clip_range": "lin_0.2"}))
     assert main(["validate", "--backend", "ray", "--hyperparameters", str(hp)]) == 2
     assert "schedule for learning_rate only" in capsys.readouterr().err
+
+
+def test_wait_for_cluster_until_ready_or_the_deadline_naming_what_is_missing():
+    import threading
+
+    class Ray:
+        def __init__(self, answers):
+            self.answers = answers
+
+        def nodes(self):
+            return [{"Alive": True}] * self.answers[0][0]
+
+        def cluster_resources(self):
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            return answer[1]
+
+    stop = threading.Event()
+    ray = Ray([(1, {"rlops_learner": 1}), (2, {"rlops_learner": 1, "rlops_rollout": 2})])
+    assert rllib.wait_for_cluster(ray, EXPECTED, 5, stop, interval=0.01).startswith("ready")
+    with pytest.raises(rllib.ClusterNotReady, match="not ready within 0.05 s: missing: 1 of 2"):
+        rllib.wait_for_cluster(Ray([(1, {"rlops_learner": 1})]), EXPECTED, 0.05, stop,
+                               interval=0.01)
+    stop.set()  # a stop ends the wait at once, without an error
+    assert rllib.wait_for_cluster(Ray([(1, {})]), EXPECTED, 60, stop).startswith("missing")
