@@ -240,24 +240,31 @@ def ray_cluster_tunnel(head, port, address="", user="", ssh_port=None, key="", c
     return " ".join(shlex.quote(arg) for arg in argv)
 
 
+def _json_answer(stdout):
+    """The last JSON object of `stdout` that starts a line and runs to the end (the CLI's
+    answer, indented or not, after whatever Ray printed before it)."""
+    lines = str(stdout or "").splitlines()
+    for start in reversed(range(len(lines))):
+        if lines[start].startswith("{"):
+            try:
+                return json.loads("\n".join(lines[start:]))
+            except ValueError:
+                continue
+    return None
+
+
 def ray_cluster_wait_result(result):
     """{ready, message, ...} from the registered run of `rlops-run ray wait` (its one JSON
-    answer on stdout); not ready with the command's error when there is no answer."""
-    lines = [line for line in str(result.get("stdout") or "").splitlines() if line.strip()]
-    answer = None
-    for line in reversed(lines):
-        try:
-            answer = json.loads(line)
-            break
-        except ValueError:
-            continue
+    answer on stdout, message from its msg); not ready with the command's error when there
+    is no answer."""
+    answer = _json_answer(result.get("stdout"))
     if not isinstance(answer, dict) or "ready" not in answer:
         error = (str(result.get("stderr") or "").strip() or str(result.get("msg") or "").strip()
                  or "no answer")
         return {"ready": False, "message": "rlops-run ray wait failed (exit %s): %s"
                 % (result.get("rc"), error.splitlines()[-1])}
-    return dict(answer, ready=bool(answer["ready"]),
-                message=str(answer.get("message") or answer.get("error") or ""))
+    return dict(answer, ready=answer["ready"] is True,
+                message=str(answer.get("msg") or answer.get("message") or ""))
 
 
 class FilterModule(object):

@@ -5,6 +5,7 @@ preflight refuses (each message naming the host), the dashboard's tunnel and the
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
@@ -190,12 +191,27 @@ def test_tunnel_from_the_inventorys_connection_settings():
 
 
 def test_wait_result_reads_the_json_answer():
-    answer = 'warning\n{"ready": true, "message": "ok"}'
+    answer = 'warning\n{"ready": true, "msg": "ok"}'
     ready = ray_cluster_wait_result({"rc": 0, "stdout": answer})
     assert ready["ready"] is True and ready["message"] == "ok"
-    missing = ray_cluster_wait_result({"rc": 1, "stdout": '{"ready": false, "message": '
+    missing = ray_cluster_wait_result({"rc": 1, "stdout": '{"ready": false, "msg": '
                                                           '"missing: 2 of 3 nodes alive"}'})
-    assert missing == {"ready": False, "message": "missing: 2 of 3 nodes alive"}
+    assert missing == {"ready": False, "msg": "missing: 2 of 3 nodes alive",
+                       "message": "missing: 2 of 3 nodes alive"}
+
+
+def test_wait_result_reads_the_clis_indented_answer_after_rays_lines():
+    """rlops-run ray wait's own answer (runtime/rlops_runtime/ray_cli.py), as it prints it."""
+    from rlops_runtime import ray_cli
+    answer = ray_cli.answer({"nodes": 2, "resources": {"rlops_rollout": 2}},
+                            [{"Alive": True, "NodeManagerAddress": "10.0.0.1"}],
+                            {"rlops_rollout": 0})
+    stdout = "2026-12-07 INFO worker.py: Connecting to existing Ray cluster\n" + json.dumps(
+        answer, indent=2, sort_keys=True)
+    result = ray_cluster_wait_result({"rc": 1, "stdout": stdout})
+    assert result["ready"] is False
+    assert result["message"] == "missing: 1 of 2 nodes alive; rlops_rollout 0 of 2"
+    assert result["nodes"][0]["ip"] == "10.0.0.1"
 
 
 def test_wait_result_without_an_answer_is_not_ready_with_the_error():
