@@ -81,12 +81,12 @@ class RolloutWorkers:
         self.session = module.params["session"]
         self.check_mode = module.check_mode
 
-    def engine(self, params: Dict[str, Any], slot: Optional[int], what: str,
-               check_mode: Optional[bool] = None) -> Dict[str, Any]:
-        return self.run_engine(self.module, self.ec2, role_engine(ROLLOUT_ROLE, slot),
-                          ec2_spot_launch.ARGUMENT_SPEC, params, ec2_launch.params_error,
-                          f"ec2_spot_request for {what} of session {self.session}",
-                          self.check_mode if check_mode is None else check_mode)
+    def engine(self, params: Dict[str, Any], slot: Optional[int], what: str
+               ) -> Dict[str, Any]:
+        return self.run_engine(
+            self.module, self.ec2, role_engine(ROLLOUT_ROLE, slot), ec2_spot_launch.ARGUMENT_SPEC,
+            params, ec2_launch.params_error,
+            f"ec2_spot_request for {what} of session {self.session}", self.check_mode)
 
     def live(self) -> List[Dict[str, Any]]:
         found = ec2_read.session_instances(

@@ -54,6 +54,24 @@ def lab():
 
 
 @pytest.fixture
+def plain_lab():
+    """3 lab hosts of the plain image (no trainer venv, not privileged): instances that
+    are only reached, never trained on (test_aws_rollout_workers.py)."""
+    if os.geteuid() != 0 or shutil.which("podman") is None:
+        pytest.skip("lab hosts need root and podman (tests/lab/lab.sh setup)")
+    state_dir = Path(tempfile.mkdtemp(prefix="rlops-aws-rollout."))
+    lab = Lab(state_dir, f"rlops-aws-rollout-{os.getpid()}")
+    try:
+        start = time.monotonic()
+        lab.lab("up", "3", "--name", lab.prefix, "--timeout", "300")
+        log(f"lab: 3 plain instance hosts up in {time.monotonic() - start:.0f} s")
+        yield lab
+    finally:
+        lab.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
 def storage(lab):
     """S3 on the storage lab host: (endpoint URL, boto3 client)."""
     import localbucket  # noqa: F401 - stdlib only: its one file is all the host needs

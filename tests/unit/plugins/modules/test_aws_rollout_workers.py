@@ -110,8 +110,8 @@ def test_check_mode_names_the_workers_it_would_launch(ec2_moto, settings, run_mo
         result["lines"])
 
 
-def test_resume_relaunches_a_lost_worker_in_its_slot_and_keeps_the_rest(ec2_moto, settings,
-                                                                         run_module):
+def test_resume_relaunches_a_lost_worker_in_its_slot_and_keeps_the_rest(
+        ec2_moto, settings, run_module):
     first, _failed = launch(run_module, settings)
     hosts = by_role(first)
     lost = hosts[("rollout", 2)]["instance_id"]
