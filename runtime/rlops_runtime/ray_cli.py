@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import time
 from typing import Any, Callable
 
@@ -72,6 +73,20 @@ def answer(expected: dict[str, Any] | None, nodes: list[dict[str, Any]],
     return result
 
 
+def gcs_unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at the GCS `address` (host:port), None when its port takes a
+    connection. Asked before ray.init, which retries an address that never answers
+    forever, whatever the deadline."""
+    host, _sep, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except ValueError:
+        return f"{address!r} is not host:port"
+    except OSError as exc:
+        return f"nothing answers at {address}: {exc.strerror or exc}"
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -93,6 +108,10 @@ class Cluster:
     def connect(self) -> bool:
         if self.ray.is_initialized():
             return True
+        unreachable = gcs_unreachable(self.address)
+        if unreachable:
+            self.error = f"cannot connect to the Ray cluster at {self.address}: {unreachable}"
+            return False
         try:
             self.ray.init(address=self.address, logging_level=logging.WARNING,
                           log_to_driver=False, configure_logging=False)

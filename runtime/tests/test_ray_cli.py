@@ -122,3 +122,17 @@ def test_the_answer_is_json(capsys, monkeypatch):
                  "--expected", json.dumps(EXPECTED)]) == 1
     assert json.loads(capsys.readouterr().out)["missing"] == {
         "nodes": 1, "resources": {"rlops_rollout": 2}}
+
+
+def test_gcs_unreachable_before_ray_init_which_would_retry_forever():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert ray_cli.gcs_unreachable(f"127.0.0.1:{port}") is None
+    # The same port closed: refused at once.
+    assert ray_cli.gcs_unreachable(f"127.0.0.1:{port}").startswith(
+        f"nothing answers at 127.0.0.1:{port}")
+    assert ray_cli.gcs_unreachable("127.0.0.1") == "'127.0.0.1' is not host:port"

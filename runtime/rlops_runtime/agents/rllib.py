@@ -344,6 +344,21 @@ class Driver:
         if cfg.resume_from:
             state = read_state(cfg.resume_from)
             self.step, self.episodes = int(state["step"]), int(state.get("episodes", 0))
+        from ..ray_cli import gcs_unreachable
+
+        # ray.init retries an address that never answers forever: the GCS's port first.
+        unreachable = ""
+
+        def gcs() -> bool | None:
+            nonlocal unreachable
+            unreachable = gcs_unreachable(cfg.address) or ""
+            return True if not unreachable or self.stop.is_set() else None
+
+        if wait_for(gcs, cfg.ready_timeout, READY_INTERVAL_S) is None:
+            raise ClusterNotReady(f"the Ray cluster at {cfg.address} did not answer within "
+                                  f"{cfg.ready_timeout:g} s: {unreachable}")
+        if self.stop.is_set():
+            return settings["total"]
         import ray
 
         self.ray = ray

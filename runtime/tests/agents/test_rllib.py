@@ -164,3 +164,20 @@ def test_wait_for_cluster_until_ready_or_the_deadline_naming_what_is_missing():
                                interval=0.01)
     stop.set()  # a stop ends the wait at once, without an error
     assert rllib.wait_for_cluster(Ray([(1, {})]), EXPECTED, 60, stop).startswith("missing")
+
+
+def test_a_head_that_never_answers_ends_the_run_at_the_deadline(tmp_path):
+    import socket
+    import threading
+
+    from rlops_runtime.contract import CheckpointRequest
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cfg = rllib.RayTrainConfig.from_env(_environ(
+        tmp_path, RLOPS_RAY_ADDRESS=f"127.0.0.1:{port}", RLOPS_RAY_READY_TIMEOUT="0.2",
+        RLOPS_TOTAL_TIMESTEPS="1000"))
+    driver = rllib.Driver(cfg, CheckpointRequest(), threading.Event())
+    with pytest.raises(rllib.ClusterNotReady, match=f"nothing answers at 127.0.0.1:{port}"):
+        driver.run()  # before Ray is imported: ray.init would retry it forever

@@ -58,3 +58,19 @@ def test_without_the_token_the_cluster_does_not_answer(one_node, tmp_path):
     assert code == 1 and not answer["ok"] and answer["nodes"] == []
     assert f"cannot connect to the Ray cluster at {one_node.address} (RAY_AUTH_MODE=token, " \
         f"RAY_AUTH_TOKEN_PATH={wrong})" in answer["msg"]
+
+
+def test_an_address_where_nothing_answers_ends_at_the_deadline(one_node):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    proc = subprocess.run([RLOPS_RUN, "ray", "wait", "--address", f"127.0.0.1:{port}",
+                           "--expected", json.dumps(one_node.expected), "--timeout", "3"],
+                          env=one_node.env, capture_output=True, text=True, timeout=120)
+    answer = json.loads(proc.stdout)
+    assert proc.returncode == 1 and not answer["ready"]
+    assert time.monotonic() - started < 30  # ray.init alone would retry it forever
+    assert f"nothing answers at 127.0.0.1:{port}" in answer["msg"]
