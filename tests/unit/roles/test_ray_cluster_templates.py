@@ -16,21 +16,21 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from ansible.utils.collection_loader import AnsibleCollectionConfig
+from ansible_collections.rlops.fleet.plugins.filter.ray_cluster import FilterModule
 from role_templar import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "ray_cluster"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def collection_filters():
-    """The collection's filters by their FQCN (rlops.fleet.ray_cluster_*), as in a play: the
-    checkout is linked as rlops.fleet under .venv/collections (make dev)."""
-    if AnsibleCollectionConfig.collection_finder is None:
-        from ansible.plugins.loader import init_plugin_loader
-        init_plugin_loader([str(REPO / ".venv" / "collections")])
 GIB = 1024 ** 3
+
+
+def templar(variables: dict) -> Templar:
+    """Ansible's templating with the role's files as Ansible reads them, and the collection's
+    filters of the role (plugins/filter/ray_cluster.py) by their FQCN, as in a play."""
+    engine = Templar(loader=DataLoader(), variables=trusted(variables))
+    for name, function in FilterModule().filters().items():
+        engine.environment.filters[f"rlops.fleet.{name}"] = function
+    return engine
 
 
 def record(host: str, ip: str, cpus: int = 2) -> dict:
@@ -55,8 +55,7 @@ def render(name: str, **inputs) -> str:
                  "ansible_play_hosts_all": ["node-1", "node-2"], "groups": {},
                  "__ray_cluster_probe_run": {"rc": 0, "stdout": '{"user": "lab", "group": "lab"}'},
                  **inputs}
-    templar = Templar(loader=DataLoader(), variables=trusted(variables))
-    return templar.template(trust_as_template((ROLE / "templates" / name).read_text()))
+    return templar(variables).template(trust_as_template((ROLE / "templates" / name).read_text()))
 
 
 def start_line(script: str) -> list[str]:

@@ -12,10 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
-from ansible.utils.collection_loader import AnsibleCollectionConfig
-from role_templar import renderer
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+from ansible_collections.rlops.fleet.plugins.filter.ray_cluster import FilterModule
+from role_templar import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "ray_cluster"
@@ -23,12 +24,13 @@ PLAY = ["lab-1", "lab-2", "lab-3"]
 GIB = 1024 ** 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def collection_filters():
-    """The collection's filters by their FQCN, as in a play (make dev links the checkout)."""
-    if AnsibleCollectionConfig.collection_finder is None:
-        from ansible.plugins.loader import init_plugin_loader
-        init_plugin_loader([str(REPO / ".venv" / "collections")])
+def templar(variables: dict) -> Templar:
+    """Ansible's templating with the role's files as Ansible reads them, and the collection's
+    filters of the role (plugins/filter/ray_cluster.py) by their FQCN, as in a play."""
+    engine = Templar(loader=DataLoader(), variables=trusted(variables))
+    for name, function in FilterModule().filters().items():
+        engine.environment.filters[f"rlops.fleet.{name}"] = function
+    return engine
 
 
 def probe(user: str = "", group: str = "") -> dict:
@@ -45,7 +47,8 @@ def role(host="lab-1", groups=None, hostvars=None, facts=None, **inputs):
                  "inventory_hostname": host, "ansible_play_hosts_all": PLAY,
                  "groups": groups or {}, "hostvars": hostvars or {}, "ansible_facts": facts,
                  "ray_cluster_venv": "/v", "__ray_cluster_probe_run": probe(), **inputs}
-    return renderer(variables)
+    engine = templar(variables)
+    return lambda expression: engine.template(trust_as_template("{{ " + expression + " }}"))
 
 
 def test_probe_reads_versions_user_memory_and_shm():
