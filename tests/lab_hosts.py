@@ -188,6 +188,18 @@ class Lab:
         image = _podman("inspect", "--format", "{{.Image}}", self.hosts[0]).strip()
         self._lab("up", str(self.count), "--name", self.prefix, "--image", image)
 
+    def ray_inventory(self) -> Path:
+        """The lab's inventory (group `trainers`, written by lab.sh up) with a group
+        `ray_head` of its first host, in one file next to it (its group_vars/ and host_vars/
+        apply). Write it again after `up_again`: a restarted host's SSH port changed."""
+        import yaml
+
+        inventory = yaml.safe_load(self.inventory.read_text())
+        inventory["ray_head"] = {"hosts": {self.hosts[0]: {}}}
+        path = self.state_dir / "inventory-ray.yml"
+        path.write_text(json.dumps(inventory, indent=2) + "\n")
+        return path
+
     def down(self) -> list[str]:
         """Take the lab down; returns what it left behind (nothing, normally)."""
         started = time.monotonic()
