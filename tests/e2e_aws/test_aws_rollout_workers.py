@@ -16,6 +16,7 @@ from pathlib import Path
 from awslab import REGION, AwsPlaybooks, log
 
 PLAY = "rollout_provider"
+KEY = "rlops-rollout-e2e"
 
 
 class ProviderPlaybooks(AwsPlaybooks):
@@ -60,6 +61,9 @@ def test_rollout_workers_launch_resume_and_stop(plain_lab, ec2, ami, moto_url, t
         "rlops_aws_rollout_workers": 2, "rlops_aws_rollout_instance_types": ["c6i.large"],
         "rlops_aws_iam_instance_profile": "", "rlops_aws_tags": {"project": "ray-e2e"},
         "rlops_aws_ssh_cidr": "127.0.0.1/32", "rlops_aws_public_key_file": str(lab.key) + ".pub",
+        # A key pair of its own: the moto server is shared with the other tests, which expect
+        # theirs to be imported.
+        "rlops_aws_key_name": KEY,
         "rlops_aws_volume_size": 4, "rlops_aws_poll_interval": 0.5,
         "rlops_aws_connect": connect})
     runs = iter(range(100))
@@ -135,10 +139,12 @@ def test_rollout_workers_launch_resume_and_stop(plain_lab, ec2, ami, moto_url, t
     assert f"rollout workers: terminated {', '.join(workers)}" in out, out[-3000:]
     assert f"instance: {head['InstanceId']} still running, and billed" in out, out[-3000:]
 
-    out, seen = run("stop", rlops_aws_terminate=True)
+    # ... and with terminate and delete, nothing of the session is left for the other tests.
+    out, seen = run("stop", rlops_aws_terminate=True, rlops_aws_delete_volume=True)
     assert live(ec2, session) == {}
     assert ec2.describe_security_groups(Filters=[
         {"Name": "group-name", "Values": [f"rlops-{session}"]}])["SecurityGroups"] == []
-    assert ec2.describe_volumes(VolumeIds=[data["VolumeId"]])["Volumes"][0]["State"] in (
-        "available", "in-use")
+    assert ec2.describe_volumes(Filters=[
+        {"Name": "tag:rlops:session", "Values": [session]}])["Volumes"] == []
+    ec2.delete_key_pair(KeyName=KEY)
     log(f"rollout workers end to end: {time.monotonic() - started:.0f} s")
