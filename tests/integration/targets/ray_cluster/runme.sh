@@ -5,14 +5,18 @@
 #   tests/integration/targets/ray_cluster/runme.sh
 # Phases, in one lab: bad input refused before anything changes (no venv, another Ray
 # version on one host, a GPU asked for where none is, an unknown user); start (3 nodes, the
-# resources); a re-run changes nothing; check mode changes nothing (and says what it would
-# restart); a stopped worker unit started again by a re-run; a worker that cannot reach the
-# head refused naming it and the address; stop leaves no Ray process (workers first), a second
-# stop and check mode change nothing; a start after the stop brings the cluster back.
-# Cost on the 2-core machine: see the times it prints (measured: tests/integration/targets/
-# ray_cluster/README.md); the lab needs ~3 GB of memory while up (head ~1.8 GB with the
-# dashboard, workers ~0.4 GB). Needs root, podman and the Ray image (tests/lab/lab.sh
-# ray-image); run it under the machine's heavy lock where several suites share it.
+# resources, the token the same on every node and never in the output); a re-run changes
+# nothing; check mode changes nothing (and says what it would restart); a changed setting
+# restarts every node; a stopped worker unit started again by a re-run; a worker that cannot
+# reach the head refused naming it and the address; stop leaves no Ray process (workers
+# first), a second stop and check mode change nothing; a start after the stop brings the
+# cluster back; one host runs single-host on Ray.
+# Cost, measured on the 2-core machine: 8 min 8 s at load 3-5 with other suites running
+# (boot 5 s, bad input 30 s, start 132 s, restarts 204 s, stop 117 s); 3 min 25 s at load
+# 1.5-3 on hosts already up. The lab needs ~3 GB of memory while the cluster is up (head
+# ~1.8 GB with the dashboard, workers ~0.4 GB each). Needs root, podman and the lab's Ray
+# image (tests/lab/lab.sh ray-image, built when missing); run it under the machine's heavy
+# lock where several suites share it.
 # KEEP=1 keeps the lab and the temporary folder. RAY_IT_LAB=<state dir> runs against a lab of 3
 # hosts already up there (tests/lab/lab.sh up 3 --privileged; left up), with the Ray venv at
 # RAY_IT_VENV (default: the one of the Ray image, found on the head).
@@ -34,6 +38,7 @@ LAB_STATE="${RAY_IT_LAB:-$WORK/lab}"
 HOSTS=("$PREFIX-1" "$PREFIX-2" "$PREFIX-3")
 HEAD="${HOSTS[0]}"
 VENV="${RAY_IT_VENV:-}"
+RAY_IMAGE="${RLOPS_LAB_RAY_IMAGE:-localhost/rlops-lab-ray:bookworm}"
 TEMP_DIR=/var/lib/rlops/ray
 LAB_UP=false
 
@@ -126,9 +131,13 @@ boot() {
         HEAD="${HOSTS[0]}"
         PREFIX="${HEAD%-1}"
     else
-        # --privileged: the reach test puts a blackhole route on a worker.
-        RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" up 3 --ray --privileged --name "$PREFIX" >/dev/null
+        # The Ray image as it is (built when missing): the role needs its venv, not the
+        # newest runtime (`up --ray` would rebuild it after any edit of runtime/ or the
+        # trainer's roles). --privileged: the reach test puts a blackhole route on a worker.
+        podman image exists "$RAY_IMAGE" || "$REPO/tests/lab/lab.sh" ray-image >/dev/null
         LAB_UP=true
+        RLOPS_LAB_STATE_DIR="$LAB_STATE" "$REPO/tests/lab/lab.sh" up 3 --image "$RAY_IMAGE" --privileged \
+            --name "$PREFIX" >/dev/null
     fi
     if [[ -z "$VENV" ]]; then
         VENV="$(on "$HEAD" sh -c 'ls -d /var/lib/rlops/venvs/*/bin/ray' | head -1)"
@@ -190,8 +199,27 @@ start() {
     [[ "$(unchanged_hosts)" == "$before" ]] && ok "check mode changed nothing" || bad "check mode changed a host"
 }
 
+main_pids() {
+    # main_pids: the main process of each host's Ray unit.
+    local host
+    for host in "${HOSTS[@]}"; do
+        on "$host" systemctl show -p MainPID --value rlops-ray-head.service rlops-ray-worker.service \
+            | grep -vx -e 0 -e '' || true
+    done
+}
+
 restart_worker() {
-    echo "== a stopped worker (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "== restarts (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    local before after
+    before="$(main_pids)"
+    expect_run "a changed setting restarts the nodes" any -e ray_cluster_drain_timeout=7
+    after="$(main_pids)"
+    [[ -n "$after" && -z "$(comm -12 <(sort <<<"$before") <(sort <<<"$after"))" ]] \
+        && ok "every node restarted (main pids $(echo "$before" | paste -sd,) -> $(echo "$after" | paste -sd,))" \
+        || bad "not every node restarted: $(echo "$before" | paste -sd,) -> $(echo "$after" | paste -sd,)"
+    on "$HEAD" grep -qx RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=7 /etc/rlops/ray/node.env \
+        && ok "the new setting is in node.env" || bad "node.env: $(on "$HEAD" cat /etc/rlops/ray/node.env)"
+    expect_run "back to the default" any
     on "${HOSTS[1]}" systemctl stop rlops-ray-worker.service
     expect_run "re-run starts the stopped worker" any
     [[ "$(on "${HOSTS[1]}" systemctl is-active rlops-ray-worker.service)" == active ]] \
@@ -233,6 +261,13 @@ stop() {
     live="$(cluster_nodes)"
     [[ "$live" == "3 "* ]] && ok "3 live nodes after a restart ($live)" || bad "the head sees: $live"
     expect_run "final stop" any -e ray_cluster_state=stopped
+    # One host: not refused, it runs single-host on Ray (learner and env runners on the head).
+    expect_run "one host runs single-host" any --limit "$HEAD"
+    live="$(cluster_nodes)"
+    [[ "$live" == "1 1.0 1.0" ]] && ok "one node with rlops_rollout 1 and rlops_learner 1" \
+        || bad "the single host shows: $live"
+    expect_run "its stop" any --limit "$HEAD" -e entry=stop
+    [[ -z "$(ray_processes "$HEAD")" ]] && ok "no Ray process left on $HEAD" || bad "Ray left on $HEAD"
 }
 
 TIMES=()
