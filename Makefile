@@ -7,7 +7,7 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lock ray-venv ray-test lint sanity unit runtime-test integration e2e lab trainer-it lab-e2e aws-e2e molecule bench build clean
+.PHONY: train test venv dev lock ray-venv ray-test lint sanity unit runtime-test integration e2e lab trainer-it ray-cluster-it lab-e2e aws-e2e molecule bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
@@ -160,6 +160,12 @@ lab: dev
 ## (~12 min on 2 cores; times in tests/integration/targets/trainer/README.md).
 trainer-it: lab
 	tests/integration/targets/trainer/runme.sh all
+
+## The ray_cluster role on its own (tests/integration/targets/ray_cluster/runme.sh) on three
+## hosts of the lab's Ray image: bad input, start, idempotence, check mode, restarts, stop
+## leaving no Ray process, one host (~3.5 min on 2 cores when quiet, 8 min at load 3-5).
+ray-cluster-it: lab
+	tests/integration/targets/ray_cluster/runme.sh
 
 ## The playbooks over SSH on three lab hosts (train_new ... evaluate, S3 in the lab;
 ## about 10 min on 2 cores, most of it the three venv installs). Needs `lab` set up.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2015  # `test && ok "..." || bad "..."` is if/else here: ok only echoes
 # Integration test of rlops.fleet.ray_cluster on 3 lab hosts of the lab's Ray image
-# (tests/lab/lab.sh up 3 --ray: the Ray set's venv is in it; systemd as PID 1, SSH, become).
+# (its venv of the Ray set; systemd as PID 1, SSH, become).
 #   tests/integration/targets/ray_cluster/runme.sh
 # Phases, in one lab: bad input refused before anything changes (no venv, another Ray
 # version on one host, a GPU asked for where none is, an unknown user); start (3 nodes, the
