@@ -17,7 +17,9 @@ description:
   - Takes what rlops.fleet.aws_session_info found and answers with C(running) (the running
     instances), C(hosts) (those to add to the hosts group - none when retrieve takes the
     session from storage), C(session_provided), C(retrieve_from_storage), C(report) (the
-    lines status shows - the instance table and the volumes) and C(problem).
+    lines status shows - the instance table, the volumes, and for a session with rollout
+    workers its cost so far over head and workers) and C(problem). Each instance record
+    says its C(role) (C(head) or C(rollout)) and C(slot).
   - Refused - hosts already listed in the group the instances go to, a session that AWS
     does not know (naming the sessions it knows), evaluate without a running instance.
 positional: _input
