@@ -84,8 +84,8 @@ def test_wait_gives_up_at_the_deadline_naming_what_is_missing():
     never = FakeCluster([], connect_failures=100)
     result = ray_cli.wait_ready(never, EXPECTED, 3, 1, clock=clock, sleep=clock.sleep)
     assert not result["ok"] and "cannot connect" in result["msg"]
-    assert result["missing"] == {"nodes": 2, "resources": {"rlops_learner": 1,
-                                                            "rlops_rollout": 2}}
+    assert result["missing"] == {
+        "nodes": 2, "resources": {"rlops_learner": 1, "rlops_rollout": 2}}
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -118,7 +118,7 @@ def _flags(argv):
 
 
 def test_the_head_starts_blocking_on_its_ip_with_every_port_pinned():
-    head, _ = _nodes()
+    head = _nodes()[0]
     argv = rl.start_argv(head, "10.0.0.1:6379", "/var/lib/rlops/ray", 100 * MIB,
                          ray="/opt/venv/bin/ray")
     assert argv[:3] == ["/opt/venv/bin/ray", "start", "--block"]
@@ -144,7 +144,7 @@ def test_the_head_starts_blocking_on_its_ip_with_every_port_pinned():
 
 
 def test_a_worker_joins_the_head_without_head_flags_and_ports_can_move():
-    _, worker = _nodes()
+    worker = _nodes()[1]
     argv = rl.start_argv(worker, "10.0.0.1:6379", "/d/ray", 80 * MIB,
                          ports={"node_manager": 7000}, plasma_directory="/d/ray")
     flags = _flags(argv)
@@ -156,7 +156,7 @@ def test_a_worker_joins_the_head_without_head_flags_and_ports_can_move():
 
 
 def test_a_node_without_an_ip_is_refused():
-    head, _ = _nodes()
+    head = _nodes()[0]
     del head["ip"]
     with pytest.raises(LayoutError, match="node h: no IP address"):
         rl.start_argv(head, "x:6379", "/d/ray", 80 * MIB)

@@ -7,6 +7,7 @@ gone when its fixture ends, or the test fails."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -21,12 +22,12 @@ from typing import Any
 
 import pytest
 
-try:
-    import ray  # noqa: F401  (the Ray venv's, never the main venv's)
-except ImportError:  # a real-Ray test run without Ray is a mistake, not a skip
+# A real-Ray test run without Ray (the Ray venv's, never the main venv's) is a mistake, not
+# a skip.
+if importlib.util.find_spec("ray") is None:
     raise pytest.UsageError(
         "tests/ray needs the Ray venv: run `make ray-test` (it builds .venv/ray-venv from "
-        "runtime/locks/ray/)") from None
+        "runtime/locks/ray/)")
 
 from rlops_runtime import ray_layout as rl
 
@@ -103,7 +104,8 @@ class LocalCluster:
 
     def leftovers(self) -> list[str]:
         """Processes of this cluster still running (their command line names its root)."""
-        out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
+                             check=True).stdout
         return [line for line in out.splitlines() if str(self.root) in line
                 and "ps -eo" not in line]
 
@@ -113,7 +115,7 @@ class LocalCluster:
         proc = subprocess.run(
             [str(Path(sys.executable).with_name("rlops-run")), "ray", "wait", "--address",
              self.address, "--expected", json.dumps(self.expected), "--timeout", str(timeout)],
-            env=self.env, capture_output=True, text=True, timeout=timeout + 60)
+            env=self.env, capture_output=True, text=True, timeout=timeout + 60, check=False)
         assert proc.returncode == 0, (proc.stdout, proc.stderr[-2000:], self.logs())
 
     def logs(self) -> str:
