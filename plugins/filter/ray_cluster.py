@@ -148,27 +148,36 @@ def _versions(node):
 
 
 def _node_problems(node, venv):
-    host = node["host"]
+    """What is wrong with one host's reading, without its name: [text]."""
+    if node.get("python_missing"):
+        return ["no %s/bin/python (ray_cluster_venv: the venv holding Ray, the same path on "
+                "every host)" % venv]
     if node.get("probe_error"):
-        return ["%s: cannot run %s/bin/python (ray_cluster_venv): %s"
-                % (host, venv, node["probe_error"])]
+        return ["cannot run %s/bin/python (ray_cluster_venv): %s" % (venv, node["probe_error"])]
     problems = []
     if not node.get("ray"):
-        problems.append("%s: no Ray in the venv %s (install the Ray set there)" % (host, venv))
+        problems.append("no Ray in the venv %s (install the Ray set there)" % venv)
     if not node.get("ip"):
-        problems.append("%s: no IPv4 address of its own (no default route): the other nodes "
-                        "could not reach it" % host)
+        problems.append("no IPv4 address of its own (no default route): the other nodes could "
+                        "not reach it")
     if node.get("user_exists") is False:
-        problems.append("%s: the user %s does not exist (ray_cluster_user)"
-                        % (host, node.get("user")))
+        problems.append("the user %s does not exist (ray_cluster_user)" % node.get("user"))
     elif node.get("group_exists") is False:
-        problems.append("%s: the group %s does not exist (ray_cluster_group)"
-                        % (host, node.get("group")))
+        problems.append("the group %s does not exist (ray_cluster_group)" % node.get("group"))
     gpus, found = _count(node.get("gpus") or 0), _count(node.get("gpus_found") or 0)
     if isinstance(gpus, int) and isinstance(found, int) and gpus > found:
-        problems.append("%s: %d GPU(s) asked for Ray (ray_cluster_num_gpus), %s found"
-                        % (host, gpus, found or "none"))
+        problems.append("%d GPU(s) asked for Ray (ray_cluster_num_gpus), %s found"
+                        % (gpus, found or "none"))
     return problems
+
+
+def _by_problem(pairs):
+    """(host, text) pairs as one message per text, naming its hosts in order:
+    "lab-1, lab-2: text"."""
+    hosts_of = {}
+    for host, text in pairs:
+        hosts_of.setdefault(text, []).append(host)
+    return ["%s: %s" % (", ".join(hosts), text) for text, hosts in hosts_of.items()]
 
 
 def _version_problems(records, head):
@@ -198,9 +207,8 @@ def ray_cluster_problems(nodes, head, hosts, play_hosts, ports=None, temp_dir=""
     if unread:
         problems.append("no reading of %s (unreachable, or failed before the check)"
                         % ", ".join(unread))
-    for host in hosts:
-        if host in records:
-            problems.extend(_node_problems(records[host], venv))
+    problems.extend(_by_problem((host, text) for host in hosts if host in records
+                                for text in _node_problems(records[host], venv)))
     if head not in hosts:
         problems.append("ray_cluster_head %s is not one of the cluster's hosts (%s)"
                         % (head, ", ".join(hosts)))

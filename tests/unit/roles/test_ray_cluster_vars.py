@@ -94,6 +94,15 @@ def test_a_failed_probe_is_a_record_with_its_error():
     assert record["ray"] is None
 
 
+def test_a_venv_without_python_is_said_so_and_not_run():
+    skipped = {"skipped": True, "changed": False, "false_condition": "..."}
+    record = role(__ray_cluster_python_stat={"stat": {"exists": False}},
+                  __ray_cluster_probe_run=skipped)("__ray_cluster_this_node")
+    assert record["python_missing"] is True and record["ray"] is None
+    assert role(__ray_cluster_python_stat={"stat": {"exists": True}})(
+        "__ray_cluster_this_node")["python_missing"] is False
+
+
 def _hostvars():
     def record(host, ip):
         return {"host": host, "ip": ip, "cpus": 2, "gpus": 0, "memory": 8 * GIB,

@@ -138,6 +138,18 @@ def test_a_host_without_the_venv_or_ray():
                      "lab-3: no Ray in the venv /v (install the Ray set there)"]
 
 
+def test_a_host_without_the_venvs_python():
+    found = problems(nodes(lab_3={"python_missing": True, "probe_error": "Error executing command.",
+                                  "ray": None, "python": None}))
+    assert found == ["lab-3: no /v/bin/python (ray_cluster_venv: the venv holding Ray, the same"
+                     " path on every host)"]
+
+
+def test_the_same_problem_on_several_hosts_is_one_message_naming_them():
+    found = problems(nodes(lab_1={"gpus": 1}, lab_3={"gpus": 1}))
+    assert found == ["lab-1, lab-3: 1 GPU(s) asked for Ray (ray_cluster_num_gpus), none found"]
+
+
 def test_gpu_asked_for_where_none_is_found():
     found = problems(nodes(lab_2={"gpus": 1}))
     assert found == ["lab-2: 1 GPU(s) asked for Ray (ray_cluster_num_gpus), none found"]
