@@ -108,8 +108,13 @@ def test_start_script_runs_the_layouts_ray_start(host, tmp_path):
     script = render("ray-node.sh.j2", inventory_hostname=host)
     argv = start_line(script)
     assert argv[:3] == ["/opt/venv/bin/ray", "start", "--block"]
+    # The address is looked up when the node starts (route towards the head), the role's
+    # as the fallback.
     ip = HOSTVARS[host]["__ray_cluster_node"]["ip"]
-    assert f"--node-ip-address={ip}" in argv
+    assert argv[3] == "--node-ip-address=$node_ip"
+    assert [a for a in argv if a.startswith("--node-ip-address=")] == [argv[3]]
+    assert "ip -4 -o route get 10.89.0.11 " in script
+    assert f"node_ip=${{node_ip:-{ip}}}" in script
     assert "--temp-dir=/var/lib/rlops/ray" in argv
     if host == "node-1":
         assert "--head" in argv and "--port=6379" in argv
@@ -173,7 +178,13 @@ def test_start_script_forwards_a_stop_and_reaps_its_group(tmp_path):
     process, left = _start_script(tmp_path)
     try:
         args = (tmp_path / "args").read_text().split()
-        assert args[:3] == ["start", "--block", "--node-ip-address=10.89.0.11"]
+        assert args[:2] == ["start", "--block"]
+        # This machine's own address towards the "head" (10.89.0.11 is not here), else the
+        # role's: never empty.
+        found = subprocess.run(["ip", "-4", "-o", "route", "get", "10.89.0.11"],
+                               capture_output=True, text=True, check=False).stdout.split()
+        here = found[found.index("src") + 1] if "src" in found else "10.89.0.11"
+        assert args[2] == f"--node-ip-address={here}"
         assert _alive(left)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 1  # ray start's own status: SuccessExitStatus=1
