@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rlops_runtime import ray_layout as rl
 
 # A real-Ray test run without Ray (the Ray venv's, never the main venv's) is a mistake, not
-# a skip.
-if importlib.util.find_spec("ray") is None:
+# a skip. (This folder on sys.path is a namespace package `ray`: no origin.)
+_RAY = importlib.util.find_spec("ray")
+if _RAY is None or _RAY.origin in (None, "namespace"):
     raise pytest.UsageError(
         "tests/ray needs the Ray venv: run `make ray-test` (it builds .venv/ray-venv from "
         "runtime/locks/ray/)")
-
-from rlops_runtime import ray_layout as rl
 
 RAY = str(Path(sys.executable).with_name("ray"))
 MIB = 1024 * 1024
