@@ -32,6 +32,10 @@ SETTINGS = {
     "ray_cluster_num_cpus": 1,
     "trainer_total_timesteps": 10_000_000,
     "trainer_checkpoint_interval": INTERVAL,
+    # A stop's time budget, the unit's TimeoutStopSec (60 s): a killed supervisor leaves its
+    # job running until then (KillMode=mixed), and systemd restarts the unit after it.
+    "trainer_stop_grace": 15,
+    "trainer_final_sync_timeout": 15,
     # The single-host agent's names: n_steps * n_envs is RLlib's train batch.
     "trainer_hyperparameters": {"n_steps": BATCH, "n_envs": 1, "batch_size": 125,
                                 "n_epochs": 2},
@@ -127,8 +131,9 @@ def test_ray_session_on_three_hosts(lab, ray_playbooks):
     before = pb.status(session, host=head)
     unit = f"rlops-trainer@{session}.service"
     lab.exec(head, "kill", "-KILL", str(before["supervisor_pid"]))
-    # Once systemd waits to restart it, nothing of the session runs: LATEST is final.
-    wait_until(lambda: unit_state(lab, head, unit)["SubState"] == "auto-restart", 120,
+    # The job it leaves goes on until the unit's stop timeout kills it; once systemd waits to
+    # restart the unit, nothing of the session runs: LATEST is final.
+    wait_until(lambda: unit_state(lab, head, unit)["SubState"] == "auto-restart", 180,
                "the session's unit waiting to restart")
     latest = int(lab.exec(head, "cat", f"{pb.session_dir(session)}/checkpoints/LATEST")
                  .stdout.decode())
