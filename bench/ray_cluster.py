@@ -175,7 +175,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="rlops-bench-ray.") as tmp, \
             Lab(3, prefix="rlops-bench-ray", ray=True) as lab:
-        head, _, third = lab.hosts
+        head, _second, third = lab.hosts
         print(f"lab of 3 Ray hosts up in {lab.timings['up']:.0f} s; load average {loadavg()}",
               flush=True)
         lab.write_vars("group_vars", "trainers", SETTINGS)

@@ -67,7 +67,7 @@ def settings(unit: str) -> dict:
     """The unit's Key=value lines (the last value of a key)."""
     pairs = [line.split("=", 1) for line in unit.splitlines()
              if "=" in line and not line.startswith("#")]
-    return {key: value for key, value in pairs}
+    return dict(pairs)
 
 
 @pytest.mark.parametrize("host", ["node-1", "node-2"])
@@ -157,7 +157,7 @@ def _start_script(tmp_path):
     script.chmod(0o755)
     # systemd starts a service in a session of its own: the script leads its process group.
     process = subprocess.Popen([str(script)], start_new_session=True)
-    for _ in range(100):
+    for _attempt in range(100):
         if (tmp_path / "left.pid").exists() and (tmp_path / "args").exists():
             break
         time.sleep(0.05)
@@ -188,7 +188,7 @@ def test_start_script_forwards_a_stop_and_reaps_its_group(tmp_path):
         assert _alive(left)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 1  # ray start's own status: SuccessExitStatus=1
-        for _ in range(50):
+        for _attempt in range(50):
             if not _alive(left):
                 break
             time.sleep(0.1)
@@ -206,7 +206,7 @@ def test_start_script_passes_on_a_crash_of_ray_start(tmp_path):
         ray_start = int(children.split()[0])
         os.kill(ray_start, signal.SIGKILL)
         assert process.wait(timeout=15) == 128 + signal.SIGKILL
-        for _ in range(50):
+        for _attempt in range(50):
             if not _alive(left):
                 break
             time.sleep(0.1)

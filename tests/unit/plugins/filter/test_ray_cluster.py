@@ -39,7 +39,8 @@ def nodes(**per_host):
     return [node(host, **per_host.get(host.replace("-", "_"), {})) for host in HOSTS]
 
 
-def problems(records=None, head="lab-1", hosts=HOSTS, **options):
+def problems(records=None, head="lab-1", hosts=None, **options):
+    hosts = HOSTS if hosts is None else hosts
     options.setdefault("temp_dir", TEMP)
     options.setdefault("venv", "/v")
     return ray_cluster_problems(records if records is not None else nodes(), head, hosts, PLAY,
