@@ -14,7 +14,8 @@ train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint sanity unit runtime-test integration e2e lab trainer-it molecule lab-e2e aws-e2e
+test: dev lint sanity unit runtime-test ray-test integration e2e lab trainer-it molecule lab-e2e \
+      lab-ray ray-cluster-it aws-e2e
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
@@ -175,7 +176,7 @@ lab-e2e: lab
 ## The Ray backend over SSH on three lab hosts of the Ray image (tests/lab_ray/README.md):
 ## train, a rollout host lost and back, the supervisor killed and resumed from LATEST, stop
 ## (no Ray process left), retrieve, evaluate. Needs root and podman; the Ray image is built
-## first when stale (~2.5 min). Not in `test` yet.
+## first when stale (~2.5 min).
 lab-ray: dev
 	tests/lab/lab.sh setup
 	tests/lab/lab.sh ray-image
