@@ -175,8 +175,8 @@ lab-e2e: lab
 
 ## The Ray backend over SSH on three lab hosts of the Ray image (tests/lab_ray/README.md):
 ## train, a rollout host lost and back, the supervisor killed and resumed from LATEST, stop
-## (no Ray process left), retrieve, evaluate. Needs root and podman; the Ray image is built
-## first when stale (~2.5 min).
+## (no Ray process left), retrieve, evaluate. Needs root and podman. ~4.5 min on 2 cores
+## (the test 256 s at load 1-4), ~2.5 min more when the Ray image is stale.
 lab-ray: dev
 	tests/lab/lab.sh setup
 	tests/lab/lab.sh ray-image
