@@ -100,7 +100,7 @@ def ready_seconds(record: dict) -> float:
     start = stamp(record["plays"][0]["play"]["duration"]["start"])
     for play in record["plays"]:
         for task in play["tasks"]:
-            if task["task"]["name"] == WAIT_TASK and task["hosts"]:
+            if task["task"]["name"].endswith(WAIT_TASK) and task["hosts"]:
                 return stamp(task["task"]["duration"]["end"]) - start
     raise RuntimeError(f"no task {WAIT_TASK!r} ran")
 
