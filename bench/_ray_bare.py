@@ -42,25 +42,15 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the agent
 
     import ray
-    from ray.rllib.algorithms.ppo import PPOConfig
     from rlops_runtime.agents.hyperparams import merge, read_hyperparameters
-    from rlops_runtime.agents.rllib import RESTART_DELAY_S, load_defaults, training_settings
+    from rlops_runtime.agents.rllib import load_defaults, ppo_config, training_settings
     from rlops_runtime.ray_layout import parse_expected, rllib_placement
 
     user = read_hyperparameters(args.hyperparameters) if args.hyperparameters else {}
     settings = training_settings(merge(load_defaults(args.env_id), user), 10**9)
     placement = rllib_placement(parse_expected(os.environ["RLOPS_RAY_EXPECTED"]))
-    config = (
-        PPOConfig()
-        .environment(args.env_id)
-        .env_runners(**placement["env_runners"])
-        .learners(**placement["learners"])
-        .training(**settings["training"])
-        .fault_tolerance(restart_failed_env_runners=True,
-                         delay_between_env_runner_restarts_s=RESTART_DELAY_S)
-    )
-    if settings["model"]:
-        config = config.rl_module(model_config=settings["model"])
+    # The agent's own config, without its seed or the supervisor around it.
+    config = ppo_config(args.env_id, placement, settings)
     ray.init(address=os.environ["RLOPS_RAY_ADDRESS"], logging_level="WARNING")
     started = time.monotonic()
     algo = config.build_algo()

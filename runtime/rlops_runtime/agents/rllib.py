@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import signal
-import statistics
 import sys
 import threading
 from dataclasses import dataclass
@@ -46,7 +45,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..contract import CheckpointRequest, report_progress, save_checkpoint
-from ..jsonio import utc_iso, write_json_atomic
 from ..ray_layout import DEFAULT_READY_TIMEOUT, parse_expected, readiness, rllib_placement
 from ..waiting import wait_for
 from .hyperparams import merge, read_hyperparameters
@@ -158,6 +156,26 @@ def _schedule(key: str, value: Any, total: int) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{key} must be a number, got {value!r}")
     return value
+
+
+def ppo_config(env_id: str, placement: dict[str, Any], settings: dict[str, Any]) -> Any:
+    """RLlib's PPOConfig of the agent: the env, the placement (ray_layout.rllib_placement),
+    the training settings (training_settings) and fault-tolerant env runners. The agent adds
+    its seed; bench/ray_cluster.py starts the same config by hand."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config = (
+        PPOConfig()
+        .environment(env_id)
+        .env_runners(**placement["env_runners"])
+        .learners(**placement["learners"])
+        .training(**settings["training"])
+        .fault_tolerance(restart_failed_env_runners=True,
+                         delay_between_env_runner_restarts_s=RESTART_DELAY_S)
+    )
+    if settings["model"]:
+        config = config.rl_module(model_config=settings["model"])
+    return config
 
 
 def training_settings(hp: dict[str, Any], total_timesteps: int | None) -> dict[str, Any]:
@@ -312,21 +330,8 @@ class Driver:
         self.writer: Any = None
 
     def build_config(self, settings: dict[str, Any]) -> Any:
-        from ray.rllib.algorithms.ppo import PPOConfig
-
         cfg = self.cfg
-        placement = rllib_placement(cfg.expected, cfg.gpu)
-        config = (
-            PPOConfig()
-            .environment(cfg.env_id)
-            .env_runners(**placement["env_runners"])
-            .learners(**placement["learners"])
-            .training(**settings["training"])
-            .fault_tolerance(restart_failed_env_runners=True,
-                             delay_between_env_runner_restarts_s=RESTART_DELAY_S)
-        )
-        if settings["model"]:
-            config = config.rl_module(model_config=settings["model"])
+        config = ppo_config(cfg.env_id, rllib_placement(cfg.expected, cfg.gpu), settings)
         if cfg.seed is not None:
             config = config.debugging(seed=cfg.seed + self.step)  # new episodes on resume
         return config
@@ -482,7 +487,7 @@ def evaluate(checkpoint: Path, episodes: int, out_dir: Path, video: bool = True,
     import gymnasium as gym
     import torch
 
-    from .sb3 import write_video
+    from .sb3 import write_eval
 
     checkpoint = Path(checkpoint)
     state = read_state(checkpoint)
@@ -508,18 +513,8 @@ def evaluate(checkpoint: Path, episodes: int, out_dir: Path, video: bool = True,
             done = terminated or truncated
         returns.append(total)
     env.close()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = {
-        "session": state.get("session", ""), "step": state["step"], "algo": state["algo"],
-        "env_id": state["env_id"], "episodes": episodes,
-        "mean_return": statistics.fmean(returns), "std_return": statistics.pstdev(returns),
-        "returns": returns,
-        "video": write_video(frames, out_dir).name if video else None,
-        "created": utc_iso(),
-    }
-    write_json_atomic(out_dir / "eval.json", result)
-    return result
+    return write_eval(out_dir, state.get("session", ""), state["step"], state["algo"],
+                      state["env_id"], returns, frames if video else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,15 +297,24 @@ def evaluate(checkpoint: Path, episodes: int, out_dir: Path, video: bool = True,
         elif video and len(returns) == 0:
             frames.append(dummy.envs[0].render())
     venv.close()
+    return write_eval(out_dir, state.get("session", ""), state["num_timesteps"], state["algo"],
+                      state["env_id"], returns, frames if video else None)
+
+
+def write_eval(out_dir: Path, session: str, step: int, algo: str, env_id: str,
+               returns: list[float], frames: list[Any] | None) -> dict[str, Any]:
+    """An evaluation's record, out_dir/eval.json (the returns' mean and spread), and the
+    recorded episode's video when frames are given (None: no video); returns the record.
+    Both reference agents' evaluate end here."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {
-        "session": state.get("session", ""), "step": state["num_timesteps"],
-        "algo": state["algo"], "env_id": state["env_id"], "episodes": episodes,
+        "session": session, "step": step, "algo": algo, "env_id": env_id,
+        "episodes": len(returns),
         "mean_return": statistics.fmean(returns),
         "std_return": statistics.pstdev(returns),
         "returns": returns,
-        "video": write_video(frames, out_dir).name if video else None,
+        "video": write_video(frames, out_dir).name if frames is not None else None,
         "created": utc_iso(),
     }
     write_json_atomic(out_dir / "eval.json", result)
