@@ -18,6 +18,16 @@ def trusted(value):
     return value
 
 
+def templar(variables: dict, filters: dict | None = None) -> Templar:
+    """Ansible's templating over `variables` as Ansible reads them, with a collection's
+    filters (name -> function, e.g. a FilterModule's filters()) by their FQCN rlops.fleet.<name>,
+    as in a play (put on the environment: the collection loader is not asked)."""
+    engine = Templar(loader=DataLoader(), variables=trusted(variables))
+    for name, function in (filters or {}).items():
+        engine.environment.filters[f"rlops.fleet.{name}"] = function
+    return engine
+
+
 def renderer(variables: dict):
     """A function that renders an expression with `variables` (a role's defaults, vars, facts
     and inputs)."""

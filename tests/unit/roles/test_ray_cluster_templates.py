@@ -13,24 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+import role_templar
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import trust_as_template
 from ansible_collections.rlops.fleet.plugins.filter.ray_cluster import FilterModule
-from role_templar import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "ray_cluster"
 GIB = 1024 ** 3
 
 
-def templar(variables: dict) -> Templar:
+def templar(variables: dict):
     """Ansible's templating with the role's files as Ansible reads them, and the collection's
     filters of the role (plugins/filter/ray_cluster.py) by their FQCN, as in a play."""
-    engine = Templar(loader=DataLoader(), variables=trusted(variables))
-    for name, function in FilterModule().filters().items():
-        engine.environment.filters[f"rlops.fleet.{name}"] = function
-    return engine
+    return role_templar.templar(variables, FilterModule().filters())
 
 
 def record(host: str, ip: str, cpus: int = 2) -> dict:

@@ -12,11 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import role_templar
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import trust_as_template
 from ansible_collections.rlops.fleet.plugins.filter.ray_cluster import FilterModule
-from role_templar import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "ray_cluster"
@@ -24,13 +23,10 @@ PLAY = ["lab-1", "lab-2", "lab-3"]
 GIB = 1024 ** 3
 
 
-def templar(variables: dict) -> Templar:
+def templar(variables: dict):
     """Ansible's templating with the role's files as Ansible reads them, and the collection's
     filters of the role (plugins/filter/ray_cluster.py) by their FQCN, as in a play."""
-    engine = Templar(loader=DataLoader(), variables=trusted(variables))
-    for name, function in FilterModule().filters().items():
-        engine.environment.filters[f"rlops.fleet.{name}"] = function
-    return engine
+    return role_templar.templar(variables, FilterModule().filters())
 
 
 def probe(user: str = "", group: str = "") -> dict:
