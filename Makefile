@@ -7,7 +7,7 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lock ray-venv ray-test lint sanity unit runtime-test integration e2e lab trainer-it ray-cluster-it lab-e2e lab-ray aws-e2e molecule bench build clean
+.PHONY: train test venv dev lock ray-venv ray-test lint sanity unit runtime-test integration e2e lab trainer-it ray-cluster-it lab-e2e lab-ray aws-e2e molecule lab-ready bench build clean
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
@@ -150,16 +150,21 @@ e2e: dev
 ## trainer's venv in it, by the trainer role: ~90 s, only when the role or the runtime
 ## changed; tests/lab/README.md), boot three hosts and one of the trainer image, check,
 ## tear down (~2 min on 2 cores).
-lab: dev
+lab: lab-ready
+	tests/lab/smoke.sh 3
+
+## What the lab suites need before they start: the lab set up and the trainer image current
+## (seconds when it is). Without smoke.sh, which `make lab` runs once in `make test`: as a
+## prerequisite of each lab suite it ran four times more (~20 s each).
+lab-ready: dev
 	tests/lab/lab.sh setup
 	tests/lab/lab.sh trainer-image
-	tests/lab/smoke.sh 3
 
 ## The trainer role on its own (tests/integration/targets/trainer/runme.sh): bad input and
 ## check mode, a session's life on this machine, local and git jobs, exact versions, then
 ## on a lab host of the trainer image under systemd with a reboot that resumes it
 ## (~12 min on 2 cores; times in tests/integration/targets/trainer/README.md).
-trainer-it: lab
+trainer-it: lab-ready
 	tests/integration/targets/trainer/runme.sh all
 
 ## The ray_cluster role on its own (tests/integration/targets/ray_cluster/runme.sh) on three
@@ -170,7 +175,7 @@ ray-cluster-it: lab
 
 ## The playbooks over SSH on three lab hosts (train_new ... evaluate, S3 in the lab;
 ## about 10 min on 2 cores, most of it the three venv installs). Needs `lab` set up.
-lab-e2e: lab
+lab-e2e: lab-ready
 	$(BIN)/pytest -q -s tests/lab_e2e
 
 ## The Ray backend over SSH on three lab hosts of the Ray image (tests/lab_ray/README.md):
@@ -194,7 +199,7 @@ aws-e2e: dev
 ## Every role's Molecule scenario in lab hosts, one after another (~16 min on 2 cores,
 ## times in molecule/README.md; gpu_host/driver_present adds ~75 s). A failed scenario
 ## fails it; a failure or Ctrl-C leaves no container or loop device behind.
-molecule: lab
+molecule: lab-ready
 	molecule/test.sh
 
 ## make bench: the measures of issue 11 as one table (bench/README.md): train_new to a first
