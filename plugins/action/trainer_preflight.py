@@ -65,6 +65,7 @@ def controller_params(inputs):
     return {"session": inputs["session_id"], "name": "session",
             "env_id": inputs.get("env_id") or None, "algo": inputs.get("algo") or "ppo",
             "source": inputs["source"], "hyperparameters": inputs.get("hyperparameters") or None,
+            "backend": decide.backend(inputs),
             "storage_uri": inputs["storage_uri"],
             "storage_credentials": inputs.get("storage_credentials") or {},
             "storage_check": inputs.get("storage_check") or "auto", "check_storage": None,

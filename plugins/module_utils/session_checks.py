@@ -35,6 +35,7 @@ ARGUMENT_SPEC = dict(
     env_id=dict(type="str"),
     algo=dict(type="str", choices=list(contract.ALGOS), default="ppo"),
     source=dict(type="str", choices=["builtin", "local", "git"], default="builtin"),
+    backend=dict(type="str", choices=list(contract.BACKEND_NAMES), default=contract.DEFAULT_BACKEND),
     hyperparameters=dict(type="raw"),
     storage_check=dict(type="str", choices=["auto", "controller", "host"], default="auto"),
     check_storage=dict(type="bool", removed_in_version="1.0.0",
@@ -64,9 +65,10 @@ def parse_hyperparameters(raw):
         return None, str(exc)
 
 
-def hyperparameter_errors(algo, hyperparameters):
-    """Keys the builtin agent does not take, in one message; None when every key is taken."""
-    problems = contract.hyperparameter_key_problems(algo, hyperparameters)
+def hyperparameter_errors(algo, hyperparameters, backend=contract.DEFAULT_BACKEND):
+    """Keys the backend's builtin agent does not take, in one message; None when every key
+    is taken."""
+    problems = contract.hyperparameter_key_problems(algo, hyperparameters, backend)
     return "hyperparameters rejected: " + "; ".join(problems) if problems else None
 
 
@@ -148,7 +150,8 @@ def run_checks(params, registry=None, check_mode=False, environ=None, s3_check=c
     if error:
         return result, error
     if params["source"] == "builtin":
-        error = hyperparameter_errors(params["algo"], hyperparameters)
+        error = hyperparameter_errors(params["algo"], hyperparameters,
+                                      params.get("backend") or contract.DEFAULT_BACKEND)
         if error:
             return result, error
     result["hyperparameters"] = hyperparameters

@@ -56,6 +56,14 @@ options:
     type: str
     choices: [builtin, local, git]
     default: builtin
+  backend:
+    description:
+      - What runs the session (the playbooks' C(rlops_backend)); its reference agent's
+        hyperparameter names are the ones checked (C(ray) takes PPO only, in the session's
+        names, mapped to RLlib's).
+    type: str
+    choices: [supervisor, ray]
+    default: supervisor
   hyperparameters:
     description: A mapping, or a JSON object as a string.
     type: raw

@@ -283,8 +283,6 @@ DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 AGENT_ARGS = ("-m", "rlops_runtime.agents.sb3", "train")
 RAY_AGENT_ARGS = ("-m", "rlops_runtime.agents.rllib", "train")
 BACKEND_AGENT_ARGS = {DEFAULT_BACKEND: AGENT_ARGS, RAY_BACKEND: RAY_AGENT_ARGS}
-# The algorithms each backend's reference agent trains (the other checks are the same).
-BACKEND_ALGOS = {DEFAULT_BACKEND: ("ppo", "dqn"), RAY_BACKEND: ("ppo",)}
 # Every key but session_id, storage_uri and command (the host's), with a new session's value.
 RUN_DEFAULTS = {
     "workdir": "",
@@ -446,6 +444,23 @@ ALGO_KEYS = {
 }
 
 
+# What the Ray backend's reference agent (agents/rllib.py) takes, in the session's names: the
+# PPO keys it maps to RLlib's, then the ones it reads itself (the rollout size, the budget, the
+# network). A test holds the agent's mapping to this set.
+RAY_PPO_KEYS = (
+    "batch_size", "clip_range", "clip_range_vf", "ent_coef", "gae_lambda", "gamma",
+    "learning_rate", "max_grad_norm", "n_epochs", "vf_coef",
+    "n_envs", "n_steps", "n_timesteps", "policy", "policy_kwargs", "verbose",
+)
+# The keys each backend's reference agent takes, per algorithm.
+BACKEND_ALGO_KEYS = {
+    DEFAULT_BACKEND: {algo: (*keys, *ZOO_KEYS) for algo, keys in ALGO_KEYS.items()},
+    RAY_BACKEND: {"ppo": RAY_PPO_KEYS},
+}
+# The algorithms each backend's reference agent trains (the other checks are the same).
+BACKEND_ALGOS = {backend: tuple(keys) for backend, keys in BACKEND_ALGO_KEYS.items()}
+
+
 def check_algo(algo: Any) -> str:
     if algo not in ALGOS:
         raise ContractError(f"unknown algo {algo!r}; choose one of {', '.join(ALGOS)}")
@@ -482,13 +497,20 @@ def parse_hyperparameters(raw: Any) -> dict:
     return value
 
 
-def hyperparameter_key_problems(algo: str, hyperparameters: dict) -> list:
-    """Keys the reference agent does not take for `algo`, one message each (their values are
-    the runtime's to check, against the installed SB3)."""
+def hyperparameter_key_problems(algo: str, hyperparameters: dict,
+                                backend: str = DEFAULT_BACKEND) -> list:
+    """Keys `backend`'s reference agent does not take for `algo`, one message each (their
+    values are the runtime's to check, against the installed SB3 or RLlib)."""
     problem = _error(check_algo, algo)
     if problem:
         return [problem]
-    known = set(ALGO_KEYS[algo]) | set(ZOO_KEYS)
+    if backend not in BACKEND_ALGO_KEYS:
+        return [f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}"]
+    if algo not in BACKEND_ALGOS[backend]:
+        return [f"the {backend} backend's agent does not train {algo.upper()}; it trains "
+                f"{', '.join(a.upper() for a in BACKEND_ALGOS[backend])}"]
+    known = set(BACKEND_ALGO_KEYS[backend][algo])
+    agent = "" if backend == DEFAULT_BACKEND else f" of the {backend} backend's agent"
     problems = []
     for key in sorted(hyperparameters):
         if key in SESSION_OWNED:
@@ -496,5 +518,5 @@ def hyperparameter_key_problems(algo: str, hyperparameters: dict) -> list:
         elif key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{key!r} is not a {algo.upper()} hyperparameter{hint}")
+            problems.append(f"{key!r} is not a {algo.upper()} hyperparameter{agent}{hint}")
     return problems

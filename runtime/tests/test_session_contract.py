@@ -208,6 +208,21 @@ def test_hyperparameter_keys() -> None:
     ]
     assert contract.hyperparameter_key_problems("a2c", {}) == [
         "unknown algo 'a2c'; choose one of ppo, dqn"]
+    # The Ray backend's agent takes its own set, in the session's names.
+    assert contract.hyperparameter_key_problems(
+        "ppo", {"n_steps": 8, "learning_rate": 1e-3, "policy_kwargs": {}}, "ray") == []
+    assert contract.hyperparameter_key_problems(
+        "ppo", {"use_sde": True, "learning_rat": 1, "env": 1}, "ray") == [
+        "'env' is set by the session, not by hyperparameters",
+        "'learning_rat' is not a PPO hyperparameter of the ray backend's agent "
+        "(did you mean 'learning_rate'?)",
+        "'use_sde' is not a PPO hyperparameter of the ray backend's agent",
+    ]
+    assert contract.hyperparameter_key_problems("dqn", {}, "ray") == [
+        "the ray backend's agent does not train DQN; it trains PPO"]
+    assert contract.hyperparameter_key_problems("ppo", {}, "slurm") == [
+        "unknown backend 'slurm'; choose one of supervisor, ray"]
+    assert contract.BACKEND_ALGOS == {"supervisor": ("ppo", "dqn"), "ray": ("ppo",)}
     assert contract.parse_hyperparameters('{"n_steps": 8}') == {"n_steps": 8}
     assert contract.parse_hyperparameters(None) == {}
     with pytest.raises(ContractError, match="not valid JSON"):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from rlops_runtime.agents import rllib
-from rlops_runtime.session_contract import ALGO_KEYS, ZOO_KEYS
+from rlops_runtime.session_contract import ALGO_KEYS, BACKEND_ALGO_KEYS, RAY_PPO_KEYS, ZOO_KEYS
 
 EXPECTED = {"nodes": 2, "resources": {"rlops_learner": 1, "rlops_rollout": 2}}
 
@@ -69,6 +69,13 @@ def test_the_single_host_names_map_to_rllibs():
     # The session's budget wins over n_timesteps; a linear learning rate falls to 0 there.
     settings = rllib.training_settings({"learning_rate": "lin_0.001", "n_timesteps": 9}, 500)
     assert settings["total"] == 500 and settings["training"]["lr"] == [[0, 0.001], [500, 0.0]]
+
+
+def test_the_agent_takes_exactly_the_keys_the_contract_gives_the_ray_backend():
+    # The controller refuses a key by the contract's RAY_PPO_KEYS before anything starts;
+    # the agent's own mapping must take that set, no more and no less.
+    assert sorted({*rllib.TRAINING_KEYS, *rllib.OWN_KEYS}) == sorted(RAY_PPO_KEYS)
+    assert BACKEND_ALGO_KEYS["ray"] == {"ppo": RAY_PPO_KEYS}
 
 
 def test_every_key_the_contract_knows_is_mapped_or_refused_by_name():

@@ -87,6 +87,8 @@ def test_the_env_extra_joins_the_runtime_requirement(runtime):
 
 def test_bad_input_is_refused_before_the_host_is_asked(runtime):
     for bad, said in [({"hyperparameters": '{"n_stepz": 1}'}, "hyperparameters rejected"),
+                      ({"backend": "ray", "hyperparameters": {"use_sde": True}},
+                       "'use_sde' is not a PPO hyperparameter of the ray backend's agent"),
                       ({"env_id": "NoSuchEnv-v0"}, "NoSuchEnv-v0"),
                       ({"state": "stopped"}, "trainer_state=stopped is gone"),
                       ({"runtime_source_path": "/nowhere"}, "is not the rlops_runtime package")]:

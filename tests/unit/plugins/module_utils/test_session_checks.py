@@ -53,6 +53,24 @@ def test_hyperparameters_json_and_keys():
     assert sc.hyperparameter_errors("dqn", {"buffer_size": 10, "n_envs": 1}) is None
 
 
+def test_the_ray_backends_hyperparameters_are_checked_on_the_controller():
+    # The Ray agent's names (the contract's RAY_PPO_KEYS) are refused before any host is
+    # touched, as the single-host agent's are.
+    assert sc.hyperparameter_errors("ppo", {"n_steps": 64, "learning_rate": 1e-3}, "ray") is None
+    message = sc.hyperparameter_errors("ppo", {"use_sde": True}, "ray")
+    assert message == ("hyperparameters rejected: 'use_sde' is not a PPO hyperparameter of "
+                       "the ray backend's agent")
+    calls = []
+    _result, error = run_checks(params(backend="ray", hyperparameters={"normalize": True}),
+                                s3_check=lambda *a, **k: calls.append(a))
+    assert "'normalize' is not a PPO hyperparameter of the ray backend's agent" in error
+    _result, error = run_checks(params(hyperparameters={"normalize": True}))
+    assert error is None
+    _result, error = run_checks(params(backend="ray", source="local",
+                                       hyperparameters={"anything": 1}))
+    assert error is None and not calls
+
+
 def test_env_ids():
     assert sc.env_id_error("CartPole-v1") is None
     assert sc.env_id_error("ALE/Pong-v5") is None
