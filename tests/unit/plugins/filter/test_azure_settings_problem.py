@@ -1,0 +1,155 @@
+"""The Azure provider's checks before anything is created (plugins/module_utils/azure_settings.py
+through plugins/filter/azure_settings_problem.py): the first problem, with the message that
+names the setting and says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.rlops.fleet.plugins.filter.azure_settings_problem import (
+    azure_cost,
+    azure_credentials_problem,
+    azure_disk_problem,
+    azure_names,
+    azure_settings_problem,
+)
+from ansible_collections.rlops.fleet.plugins.module_utils import azure_settings as az
+
+REPO = Path(__file__).resolve().parents[4]
+with (REPO / "roles" / "session" / "defaults" / "main.yml").open() as _handle:
+    DEFAULTS = {k: v for k, v in yaml.safe_load(_handle).items() if k.startswith("rlops_azure_")}
+GOOD = {**DEFAULTS, "rlops_azure_ssh_cidr": "203.0.113.7/32"}
+SESSION = "cartpole-20261207"
+
+
+def problem(hosts_listed=(), key_file_exists=True, session=SESSION, **changes):
+    return azure_settings_problem({**GOOD, **changes}, session, "trainers", hosts_listed,
+                                  key_file_exists)
+
+
+def test_the_defaults_with_a_cidr_have_no_problem() -> None:
+    assert problem() == ""
+    assert problem(rlops_azure_vm_size="Standard_D2s_v5", rlops_azure_spot=False) == ""
+    assert problem(rlops_azure_max_price=0.35) == ""
+    assert problem(rlops_azure_tags={"team": "rl", "cost-centre": "42"}) == ""
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"rlops_azure_vm_size": "Standard_NC4as_T4"}, "rlops_azure_vm_size Standard_NC4as_T4 is not"),
+    ({"rlops_azure_vm_size": ""}, "rlops_azure_vm_size  is not a VM size"),
+    ({"rlops_azure_location": "mars-east"}, "rlops_azure_location mars-east is not an Azure"),
+    ({"rlops_azure_location": "East US"}, "rlops_azure_location East US is not an Azure region"),
+    ({"rlops_azure_location": ""}, "rlops_azure_location is empty"),
+    ({"rlops_azure_max_price": 0}, "rlops_azure_max_price 0 must be -1"),
+    ({"rlops_azure_max_price": -2}, "rlops_azure_max_price -2 must be -1"),
+    ({"rlops_azure_max_price": "cheap"}, "rlops_azure_max_price cheap must be -1"),
+    ({"rlops_azure_max_price": 0.5, "rlops_azure_spot": False}, "is for spot VMs only"),
+    ({"rlops_azure_spot": "yes"}, "rlops_azure_spot must be true or false"),
+    ({"rlops_azure_disk_type": "gp3"}, "must be managed disk types"),
+    ({"rlops_azure_disk_size_gb": 0}, "rlops_azure_disk_size_gb 0 must be between"),
+    ({"rlops_azure_disk_lun": 64}, "rlops_azure_disk_lun 64 must be a LUN"),
+    ({"rlops_azure_image": {"publisher": "Canonical"}}, "rlops_azure_image must be a mapping"),
+    ({"rlops_azure_admin_username": "root"}, "rlops_azure_admin_username root"),
+    ({"rlops_azure_ssh_cidr": ""}, "rlops_azure_ssh_cidr '' is not an IPv4 CIDR"),
+    ({"rlops_azure_ssh_cidr": "0.0.0.0"}, "rlops_azure_ssh_cidr '0.0.0.0' is not"),
+    ({"rlops_azure_connect": {"host": "x"}}, "rlops_azure_connect knows only"),
+    ({"rlops_azure_auth_source": "token"}, "rlops_azure_auth_source must be one of"),
+    ({"rlops_azure_price_per_hour": "-3"}, "rlops_azure_price_per_hour -3 must be"),
+    ({"rlops_azure_delete_disk": "no"}, "rlops_azure_delete_vm and rlops_azure_delete_disk"),
+    ({"rlops_azure_tags": ["a"]}, "rlops_azure_tags must be a mapping"),
+    ({"rlops_azure_tags": {"a/b": "x"}}, "rlops_azure_tags name 'a/b' is not an Azure tag name"),
+    ({"rlops_azure_tags": {"microsoft.x": "x"}}, "uses a prefix Azure reserves"),
+    ({"rlops_azure_tags": {"owner": "x" * 257}}, "longer than Azure's 256 characters"),
+    ({"rlops_azure_tags": {"rlops-session": "other"}}, "may not set rlops-session"),
+    ({"rlops_azure_tags": {f"t{i}": "v" for i in range(49)}}, "Azure allows 50 per resource"),
+    ({"rlops_azure_resource_group": "rg."}, "the resource group name rg. breaks"),
+    ({"rlops_azure_resource_group": "r" * 91}, "is 91 characters long (Azure allows 90)"),
+    ({"rlops_azure_disk_name": "-data"}, "the managed disk name -data breaks"),
+    ({"rlops_azure_virtual_network": "v"}, ""),
+])
+def test_each_problem_names_the_setting(changes, expected) -> None:
+    if expected:
+        assert expected in problem(**changes)
+    else:
+        assert problem(**changes) == ""
+
+
+def test_a_listed_host_and_a_missing_key_file_are_refused() -> None:
+    assert "already lists hosts there (gpu1)" in problem(hosts_listed=["gpu1"])
+    assert "rlops_azure_public_key_file" in problem(key_file_exists=False)
+
+
+def test_a_session_id_that_makes_a_bad_vm_name_is_refused() -> None:
+    assert "session a_b: the virtual machine name rlops-a_b breaks" in problem(session="a_b")
+    assert "is 70 characters long (Azure allows 64)" in problem(session="s" * 64)
+
+
+def test_names_are_the_same_for_every_entry_point() -> None:
+    names = azure_names(SESSION, GOOD)
+    assert names == {
+        "resource_group": "rlops", "virtual_network": "rlops-vnet", "subnet": "rlops-sessions",
+        "network_security_group": f"rlops-{SESSION}-nsg",
+        "network_interface": f"rlops-{SESSION}-nic", "public_ip_address": f"rlops-{SESSION}-ip",
+        "managed_disk": f"rlops-{SESSION}-data", "virtual_machine": f"rlops-{SESSION}"}
+    assert azure_names(SESSION, {"rlops_azure_disk_name": "mine"})["managed_disk"] == "mine"
+
+
+SP = {"AZURE_SUBSCRIPTION_ID": "s", "AZURE_CLIENT_ID": "c", "AZURE_SECRET": "x",
+      "AZURE_TENANT": "t"}
+
+
+def test_credentials_of_a_service_principal_a_profile_or_the_cli_are_enough() -> None:
+    assert azure_credentials_problem(SP) == ""
+    assert azure_credentials_problem({}, profile_has_subscription=True) == ""
+    assert azure_credentials_problem({}, auth_source="cli") == ""
+    assert azure_credentials_problem({}, auth_source="msi") == ""
+    assert azure_credentials_problem({"AZURE_SUBSCRIPTION_ID": "s", "AZURE_AD_USER": "u",
+                                      "AZURE_PASSWORD": "p"}) == ""
+
+
+def test_missing_credentials_are_one_message_naming_what_is_missing() -> None:
+    message = azure_credentials_problem({"AZURE_CLIENT_ID": "c", "AZURE_SECRET": ""})
+    assert message.startswith("no Azure credentials: the environment lacks AZURE_SUBSCRIPTION_ID,"
+                              " AZURE_SECRET, AZURE_TENANT")
+    assert "~/.azure/credentials has no profile" in message
+    assert "only the environment is asked" in azure_credentials_problem(
+        {}, profile_has_subscription=True, auth_source="env")
+    assert "credential_file" in azure_credentials_problem(SP, auth_source="credential_file")
+
+
+DISK = {"name": "rlops-s-data", "location": "eastus", "managed_by": "", "tags": {
+    "rlops-session": "s"}}
+
+
+def test_a_disk_of_the_session_in_its_region_and_free_or_its_own_is_taken() -> None:
+    assert azure_disk_problem([], "eastus", "rlops-s", "s") == ""
+    assert azure_disk_problem([DISK], "eastus", "rlops-s", "s") == ""
+    own = {**DISK, "managed_by": "/subscriptions/x/resourceGroups/rlops/providers/"
+                                 "Microsoft.Compute/virtualMachines/rlops-s"}
+    assert azure_disk_problem([own], "eastus", "rlops-s", "s") == ""
+
+
+def test_a_disk_elsewhere_on_another_vm_or_of_another_session_is_refused() -> None:
+    assert "is in westeurope, the VM would be in eastus" in azure_disk_problem(
+        [{**DISK, "location": "westeurope"}], "eastus", "rlops-s", "s")
+    other = {**DISK, "managed_by": "/subscriptions/x/resourceGroups/rlops/providers/"
+                                   "Microsoft.Compute/virtualMachines/build-box"}
+    assert "is attached to the VM build-box, not to this session's rlops-s" in azure_disk_problem(
+        [other], "eastus", "rlops-s", "s")
+    assert "belongs to session t" in azure_disk_problem(
+        [{**DISK, "tags": {"rlops-session": "t"}}], "eastus", "rlops-s", "s")
+
+
+def test_cost_is_the_table_price_capped_by_max_price_or_the_given_price() -> None:
+    assert azure_cost(GOOD, 3600) == {"usd": 0.526, "usd_per_hour": 0.526,
+                                      "source": az.PRICE_SOURCE}
+    assert azure_cost({**GOOD, "rlops_azure_max_price": 0.2}, 1800)["usd"] == 0.1
+    assert azure_cost({**GOOD, "rlops_azure_price_per_hour": "1.5"}, 60)["usd"] == 0.025
+    assert azure_cost(GOOD, -5)["usd"] == 0.0
+
+
+def test_every_size_in_the_table_has_a_price_and_the_regions_are_lower_case() -> None:
+    assert all(price > 0 and cpus > 0 for cpus, _gpus, price in az.VM_SIZES.values())
+    assert all(region == region.lower() and " " not in region for region in az.AZURE_REGIONS)
