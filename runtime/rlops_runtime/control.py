@@ -148,7 +148,8 @@ Type=simple
 WorkingDirectory={data_root}/sessions/%i
 EnvironmentFile=-{data_root}/sessions/%i/config/storage.env
 # SIGTERM to the supervisor only: it asks the job for a checkpoint, stops it and syncs;
-# whatever is left when TimeoutStopSec runs out is killed.
+# whatever is left when TimeoutStopSec runs out is killed. A supervisor that dies (SIGKILL)
+# takes its job down at once: the job gets SIGTERM from the kernel (parent-death signal).
 KillMode=mixed
 Restart=on-failure
 RestartSec={RESTART_SEC}

@@ -6,6 +6,7 @@ supervises one run of the job: resume choice, spawn, a polling loop, one way out
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -115,6 +116,28 @@ def parse_env_file(text: str) -> dict[str, str]:
 def load_storage_env(layout: SessionLayout) -> dict[str, str]:
     path = layout.storage_env
     return parse_env_file(path.read_text()) if path.is_file() else {}
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def term_when_parent_dies() -> Any:
+    """A preexec_fn that has the kernel send the child SIGTERM when this process dies
+    (Linux's parent-death signal), or None where there is no prctl. Everything it needs is
+    looked up here, before the fork: the child only calls into libc and compares pids."""
+    try:  # the process's own symbols: libc's prctl on Linux
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def set_parent_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: act on it now
+            os.kill(os.getpid(), term)
+
+    return set_parent_death_signal
 
 
 def job_environment(
@@ -384,11 +407,13 @@ class Supervisor:
         env = job_environment(os.environ, self.layout, self.config, resume_from)
         with open(self.layout.job_log, "ab") as job_log:
             # Own session and process group: a Ctrl-C or SIGTERM meant for us does not
-            # reach the job, which hears about stopping from us, in order.
+            # reach the job, which hears about stopping from us, in order. If we die without
+            # stopping it (SIGKILL, OOM), the kernel sends it SIGTERM (a checkpoint, then
+            # exit): it never trains on unsupervised until the unit's stop timeout.
             return subprocess.Popen(
                 self.config.command, cwd=self.config.workdir or self.layout.root, env=env,
                 stdin=subprocess.DEVNULL, stdout=job_log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=term_when_parent_dies(),
             )
 
     def _loop(self) -> int:

@@ -29,6 +29,7 @@ from rlops_runtime.supervisor import (
     last_line,
     lock_session,
     parse_env_file,
+    term_when_parent_dies,
 )
 
 FAKE_JOB = Path(__file__).with_name("fake_job.py")
@@ -488,3 +489,50 @@ def test_unfinished_writes_of_a_killed_job_are_cleaned_at_start(tmp_path: Path) 
     code, status = supervise(layout)
     assert code == 0 and status.state == "completed"
     assert not partial.exists() and newest(layout) == 5
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (nothing may reap an orphan here)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_supervisor_takes_its_job_down_with_a_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL leaves no supervisor to stop the job: the kernel's parent-death signal does
+    (SIGTERM: the job checkpoints and exits), so it never trains on unsupervised until the
+    unit's stop timeout, and the restarted supervisor resumes from that checkpoint."""
+    layout = make_session(tmp_path, env={"FAKE_CHECKPOINT_SECONDS": "30"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlops_runtime.cli", "run", "--session-dir", str(layout.root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while state_of(layout) != "running" or read_status(layout.status).pid is None:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        job = read_status(layout.status).pid
+        time.sleep(0.5)  # the job has stepped on since its start
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while running(job):
+            assert time.monotonic() < deadline, "the job outlived its supervisor"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "(sigterm)" in layout.job_log.read_text()
+    assert newest(layout) is not None and newest(layout) > 0
+
+
+def test_the_parent_death_signal_is_set_before_exec() -> None:
+    preexec = term_when_parent_dies()
+    assert preexec is not None
+    child = subprocess.run(
+        [sys.executable, "-c", "import ctypes; s = ctypes.c_int();"
+         "ctypes.CDLL(None).prctl(2, ctypes.byref(s), 0, 0, 0); print(s.value)"],
+        preexec_fn=preexec, capture_output=True, text=True, check=True, timeout=30)
+    assert int(child.stdout) == signal.SIGTERM
