@@ -1,0 +1,164 @@
+"""The compose projects, the increment's next prefix, the escape hatch and the checks.
+
+The compose files validate against the Compose specification's JSON schema
+(compose_spec/compose-spec.json: github.com/compose-spec/compose-spec schema/compose-spec.json
+at commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6, 2026-06-23, Apache-2.0, compose_spec/LICENSE).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ansible_collections.rlops.fleet.plugins.module_utils import deepracer_config as dc
+
+SCHEMA = json.loads((Path(__file__).resolve().parent / "compose_spec" /
+                     "compose-spec.json").read_text())
+KEY = "AKIAEXAMPLEEXAMPLE00"
+
+
+def _validate(project: dict) -> None:
+    # Through YAML text, as the role writes it (to_nice_yaml), so that the types are the file's.
+    jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(yaml.safe_dump(project)))
+
+
+def _env(**settings) -> dict:
+    return dc.build_env({"deepracer_local_s3_endpoint_url": "http://127.0.0.1:9000",
+                         "deepracer_local_access_key_id": KEY,
+                         "deepracer_local_secret_access_key": "s3cr3t-s3cr3t", **settings},
+                        gateway="172.30.213.1")
+
+
+@pytest.mark.parametrize("job", ["training", "evaluation"])
+@pytest.mark.parametrize("workers,gpu", [(1, False), (4, True), (10, False)])
+def test_valid_compose(job: str, workers: int, gpu: bool) -> None:
+    env = _env(deepracer_workers=workers)
+    project = dc.compose_project(env, job, gpu=gpu, comms_dir="/opt/deepracer/tmp/comms.0")
+    _validate(project)
+    robomaker = project["services"]["robomaker"]
+    assert project["networks"]["default"] == {"external": True, "name": "sagemaker-local"}
+    if job == "training":
+        assert robomaker["scale"] == workers
+        assert ("volumes" in robomaker) == (workers > 1)
+        assert robomaker["command"] == [
+            "/opt/ml/code/run.sh " + ("multi" if workers > 1 else "run")
+            + " distributed_training.launch.py"]
+    else:
+        assert "scale" not in robomaker
+        assert robomaker["environment"]["S3_YAML_NAME"] == "evaluation_params.yaml"
+    assert ("deploy" in robomaker) == gpu
+
+
+def test_schema_rejects_a_broken_project() -> None:
+    """The schema is a real check: a misspelt service key fails it."""
+    project = dc.compose_project(_env(), "training")
+    project["services"]["robomaker"]["scael"] = 2
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(project)
+
+
+def test_training_wiring() -> None:
+    env = _env(deepracer_local_s3_model_prefix="model-3", deepracer_local_s3_pretrained=True,
+               deepracer_local_s3_pretrained_prefix="model-2")
+    project = dc.compose_project(env, "training", digest="sha256:" + "a" * 64)
+    assert project["name"] == "deepracer-0"
+    coach = project["services"]["rl_coach"]
+    image = "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu@sha256:" + "a" * 64
+    assert coach["image"] == image and coach["environment"]["SAGEMAKER_IMAGE"] == image
+    assert coach["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock",
+                                "/tmp/sagemaker:/tmp/sagemaker"]
+    assert coach["environment"]["S3_ENDPOINT_URL"] == "http://172.30.213.1:9000"
+    assert coach["environment"]["AWS_ACCESS_KEY_ID"] == KEY
+    assert coach["environment"]["PRETRAINED"] == "True"
+    assert coach["environment"]["PRETRAINED_S3_PREFIX"] == "model-2"
+    assert coach["environment"]["MODEL_S3_PREFIX"] == "model-3"
+    assert coach["environment"]["HYPERPARAMETER_FILE_S3_KEY"] == "custom_files/hyperparameters.json"
+    robomaker = project["services"]["robomaker"]
+    assert robomaker["ports"] == ["127.0.0.1:8080-8089:8080", "127.0.0.1:5901-5920:5900"]
+    assert robomaker["environment"]["S3_ENDPOINT_URL"] == "http://172.30.213.1:9000"
+    assert robomaker["environment"]["SAGEMAKER_SHARED_S3_PREFIX"] == "model-3"
+    assert all(isinstance(v, str) for v in robomaker["environment"].values())
+
+
+def test_gpu_tag_and_aws_s3() -> None:
+    env = dc.build_env({}, gpu=True)
+    project = dc.compose_project(env, "training", gpu=True)
+    coach = project["services"]["rl_coach"]
+    assert coach["image"] == "awsdeepracercommunity/deepracer-simapp:6.0.4-gpu"
+    # AWS S3: no endpoint, no keys (an instance role), docker-compose-aws.yml's settings.
+    assert "S3_ENDPOINT_URL" not in coach["environment"]
+    assert "AWS_ACCESS_KEY_ID" not in coach["environment"]
+    assert coach["environment"]["AWS_METADATA_SERVICE_NUM_ATTEMPTS"] == "5"
+    devices = project["services"]["robomaker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+
+
+def test_container_endpoint() -> None:
+    assert dc.container_endpoint("http://127.0.0.1:9000", "172.30.213.1") == \
+        "http://172.30.213.1:9000"
+    assert dc.container_endpoint("http://localhost:9000/", "10.0.0.1") == "http://10.0.0.1:9000/"
+    assert dc.container_endpoint("https://s3.example.com", "10.0.0.1") == "https://s3.example.com"
+    assert dc.container_endpoint("", "10.0.0.1") == ""
+    env = dc.build_env({"deepracer_local_s3_endpoint_url": "http://127.0.0.1:9000",
+                        "deepracer_minio_url": "http://minio.lan:9000"}, gateway="10.0.0.1")
+    assert env["DR_MINIO_URL"] == "http://minio.lan:9000"
+
+
+@pytest.mark.parametrize("old,new", [
+    ("rl-deepracer-sagemaker", "rl-deepracer-sagemaker-1"),  # DRfC: rl-deepracer-1
+    ("model-1", "model-2"),
+    ("model-9", "model-10"),
+    ("my-model-09", "my-model-10"),
+    ("model", "model-1"),
+    ("model-1a", "model-1a-1"),
+    ("2024-model", "2024-model-1"),
+    ("123", "124"),
+    ("model-", "model--1"),
+])
+def test_next_model_prefix(old: str, new: str) -> None:
+    assert dc.next_model_prefix(old) == new
+
+
+def test_next_model_prefix_delimiter() -> None:
+    assert dc.next_model_prefix("model_v_7", "_") == "model_v_8"
+    assert dc.next_model_prefix("model-v-7", "_") == "model-v-7_1"
+    with pytest.raises(ValueError):
+        dc.next_model_prefix("model-1", "")
+
+
+def test_extra_env() -> None:
+    assert dc.extra_env_problems({"DR_EVAL_OPP_S3_METRICS_PREFIX": "x", "DR_X_1": 2}) == []
+    assert dc.extra_env_problems({"dr_lower": 1, "MINIO_X": 1, "DR_WORLD_NAME": "a",
+                                  "DR_LIST": [1]}) == [
+        "deepracer_extra_env: DR_LIST must be a string, number or boolean",
+        "deepracer_extra_env: DR_WORLD_NAME is modelled: set deepracer_world_name",
+        "deepracer_extra_env: 'MINIO_X' is not a DR_* name (upper case letters, digits and _ "
+        "after DR_)",
+        "deepracer_extra_env: 'dr_lower' is not a DR_* name (upper case letters, digits and _ "
+        "after DR_)"]
+    env = dc.build_env({"deepracer_race_type": "HEAD_TO_MODEL"},
+                       extra={"DR_EVAL_OPP_S3_METRICS_PREFIX": "elsewhere", "DR_X": True})
+    assert env["DR_X"] == "True"
+    from datetime import datetime
+    params = dc.evaluation_params(env, datetime(2026, 1, 1))
+    assert params["METRICS_S3_OBJECT_KEY"][1].startswith("elsewhere/EvaluationMetrics-")
+
+
+def test_settings_problems() -> None:
+    assert dc.settings_problems(_env()) == []
+    problems = dc.settings_problems(dc.build_env({
+        "deepracer_workers": 11, "deepracer_race_type": "DRAG", "deepracer_eval_checkpoint": "x",
+        "deepracer_simapp_version": "latest", "deepracer_local_s3_model_prefix": "/a/"}),
+        gpu=True, digest="sha256:abc")
+    text = "\n".join(problems)
+    for part in ("deepracer_workers is '11': 1 to 10", "deepracer_race_type 'DRAG'",
+                 "deepracer_eval_checkpoint 'x'", "has no 'gpu'", "sha256:<64 hex digits>",
+                 "floating tag", "deepracer_local_s3_model_prefix '/a/'"):
+        assert part in text
+    assert dc.settings_problems(dc.build_env({"deepracer_workers": 2}), algorithm="sac") == [
+        "deepracer_workers is 2: SAC trains with one worker only (model_metadata.json says "
+        "training_algorithm sac)"]
+    assert dc.settings_problems(dc.build_env({"deepracer_workers": 1}), algorithm="sac") == []
