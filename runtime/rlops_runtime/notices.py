@@ -9,6 +9,7 @@ it runs on every host.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .backoff import Backoff
@@ -56,10 +57,23 @@ HYPERVISOR_UUID_FILE = "hypervisor/uuid"
 
 @dataclass(frozen=True)
 class Notice:
-    """A notice and what the supervisor should do about it."""
+    """A notice and what the supervisor should do about it. `acknowledge`, when set, tells
+    the notice's source that the session is saved (Azure: the event may start now); the
+    supervisor calls it through `acknowledge()` once it has published after a stop."""
 
     reason: str
     action: str = STOP
+    acknowledge: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+
+def acknowledge(notice: Notice) -> None:
+    """Tell the notice's source the session is saved; trouble is logged, never raised."""
+    if notice.acknowledge is None:
+        return
+    try:
+        notice.acknowledge()
+    except Exception as exc:  # the session is saved either way; the event starts on time
+        log.warning("could not acknowledge the notice (%s): %s", notice.reason, exc)
 
 
 # decisions ------------------------------------------------------------------------------
@@ -286,14 +300,18 @@ class ImdsWatcher:
         return notice
 
 
+def _read_sys(sys_root: str, relative: str) -> str:
+    try:
+        with open(f"{sys_root}/{relative}", encoding="utf-8", errors="replace") as handle:
+            return handle.read(256)
+    except OSError:
+        return ""
+
+
 def on_ec2(sys_root: str = "/sys") -> bool:
     """What this host's firmware says (no network)."""
     def read(relative: str) -> str:
-        try:
-            with open(f"{sys_root}/{relative}", encoding="utf-8", errors="replace") as handle:
-                return handle.read(256)
-        except OSError:
-            return ""
+        return _read_sys(sys_root, relative)
 
     return looks_like_ec2([read(name) for name in DMI_VENDOR_FILES], read(HYPERVISOR_UUID_FILE))
 
@@ -302,24 +320,252 @@ def build_watchers(
     mode: str, endpoint: str, on_rebalance: str, environ: Mapping[str, str],
     timeout: float = TIMEOUT, sys_root: str = "/sys",
     retry_base: float = RETRY_BASE, retry_cap: float = RETRY_CAP,
-) -> list[ImdsWatcher]:
+) -> list[Any]:
     """The watchers run.json asks for, without a request: `auto` watches IMDS on an EC2
-    instance or at RLOPS_IMDS_ENDPOINT, and nowhere else; `imds` everywhere."""
+    instance or at RLOPS_IMDS_ENDPOINT, Azure's Scheduled Events on an Azure VM or at
+    RLOPS_AZURE_IMDS_ENDPOINT, and nothing elsewhere; `imds` watches EC2's everywhere."""
     if mode == "none":
         log.info("not watching for spot notices (notices: none)")
         return []
+    azure = build_azure_watchers(mode, environ, sys_root)
     endpoint_given = bool(environ.get(ENDPOINT_ENV))
     ec2 = on_ec2(sys_root)
     if not should_watch(mode, ec2, endpoint_given):
-        log.info("not an EC2 instance (DMI, hypervisor uuid): not watching for spot notices "
-                 "(notices: auto)")
-        return []
+        if not azure:
+            log.info("not an EC2 instance (DMI, hypervisor uuid) nor an Azure VM (DMI): "
+                     "not watching for spot notices (notices: auto)")
+        return azure
     watcher = ImdsWatcher(resolve_endpoint(endpoint, environ), on_rebalance, timeout=timeout,
                           retry_base=retry_base, retry_cap=retry_cap)
     why = ("notices: imds" if mode == "imds" else
            "an EC2 instance by its firmware" if ec2 else f"{ENDPOINT_ENV} is set")
     log.info("watching EC2 instance metadata (IMDSv2) at %s for spot notices (%s; "
              "on_rebalance: %s)", watcher.endpoint, why, on_rebalance)
+    return [watcher, *azure]
+
+
+# Azure Scheduled Events ------------------------------------------------------------------
+# The instance metadata service of an Azure VM (docs: "Azure Metadata Service: Scheduled
+# Events"). Every request carries `Metadata: true` (without it: 400). The first request
+# enables the service and may take up to two minutes to answer: the watcher waits for it
+# with a long timeout and keeps asking after a timeout; it never gives up watching.
+AZURE_ENDPOINT_ENV = "RLOPS_AZURE_IMDS_ENDPOINT"
+AZURE_SOURCE = "azure-scheduled-events"
+EVENTS_PATH = "/metadata/scheduledevents?api-version=2020-07-01"
+VM_NAME_PATH = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
+AZURE_HEADERS = {"Metadata": "true"}
+AZURE_FIRST_TIMEOUT = 130.0  # the first answer may take up to 2 min
+AZURE_TIMEOUT = 5.0
+AZURE_RETRY_BASE, AZURE_RETRY_CAP = 1.0, 10.0
+# How an Azure VM knows it is one without asking the network: Hyper-V's vendor, and the
+# chassis asset tag that only Azure sets (Hyper-V elsewhere has the vendor, not the tag).
+AZURE_VENDOR = "Microsoft Corporation"
+AZURE_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"
+AZURE_DMI_FILES = ("class/dmi/id/sys_vendor", "class/dmi/id/chassis_asset_tag")
+# What an event for this VM asks of the session. Preempt (spot eviction, >= 30 s notice) and
+# Terminate (the VM is deleted): checkpoint, publish, stop, then acknowledge. Reboot and
+# Redeploy (10-15 min notice, the VM restarts): a checkpoint published, training goes on.
+# Freeze (a pause of seconds): recorded only.
+AZURE_EVENT_ACTIONS = {"Preempt": STOP, "Terminate": STOP, "Reboot": CHECKPOINT,
+                       "Redeploy": CHECKPOINT, "Freeze": RECORD}
+
+
+def looks_like_azure(sys_vendor: str, chassis_asset_tag: str) -> bool:
+    return (sys_vendor.strip() == AZURE_VENDOR
+            and chassis_asset_tag.strip() == AZURE_ASSET_TAG)
+
+
+def should_watch_azure(mode: str, on_azure_vm: bool, endpoint_given: bool) -> bool:
+    """Whether to ask Azure's Scheduled Events: `auto` on an Azure VM (DMI) or where
+    RLOPS_AZURE_IMDS_ENDPOINT names an endpoint; never with `none`; `imds` is EC2's."""
+    return mode == "auto" and (on_azure_vm or endpoint_given)
+
+
+@dataclass(frozen=True)
+class AzureEvent:
+    event_id: str
+    event_type: str
+    status: str
+    not_before: str
+
+
+def azure_events_for(body: bytes, vm_name: str) -> list[AzureEvent]:
+    """The events of a Scheduled Events answer whose Resources name `vm_name` (compared
+    without case, as Azure names are): events for the rest of an availability set or
+    scale set reach every member and are not ours. An answer we cannot read holds none."""
+    events = _json_object(body).get("Events")
+    if not isinstance(events, list):
+        return []
+    name = vm_name.strip().casefold()
+    mine = []
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        resources = event.get("Resources")
+        if not isinstance(resources, list) or not name or name not in {
+                str(r).strip().casefold() for r in resources}:
+            continue
+        mine.append(AzureEvent(str(event.get("EventId") or ""), str(event.get("EventType") or ""),
+                               str(event.get("EventStatus") or ""),
+                               str(event.get("NotBefore") or "")))
+    return mine
+
+
+def azure_notice(event: AzureEvent) -> Notice:
+    """The notice of one of this VM's events (no acknowledgement attached)."""
+    action = AZURE_EVENT_ACTIONS.get(event.event_type, RECORD)
+    when = f" not before {event.not_before}" if event.not_before else ""
+    status = f", {event.status.lower()}" if event.status else ""
+    return Notice(f"azure scheduled event: {event.event_type or 'unknown'}{when} "
+                  f"(event {event.event_id}{status})", action)
+
+
+def start_request_body(event_id: str) -> bytes:
+    return json.dumps({"StartRequests": [{"EventId": event_id}]}).encode()
+
+
+def resolve_azure_endpoint(environ: Mapping[str, str]) -> str:
+    return (environ.get(AZURE_ENDPOINT_ENV) or DEFAULT_IMDS_ENDPOINT).rstrip("/")
+
+
+class AzureEventsWatcher:
+    """Polls Azure Scheduled Events for this VM's events; acknowledges one on request.
+
+    The VM's name comes from the instance metadata (compute name) at the first poll. Until
+    the service has answered once, a request may wait AZURE_FIRST_TIMEOUT seconds; a
+    timeout or refusal is logged once, shown in watch_state(), and asked again (backing
+    off from 1 to 10 s): watching is never given up.
+    """
+
+    source = AZURE_SOURCE
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_IMDS_ENDPOINT,
+        vm_name: str | None = None,
+        first_timeout: float = AZURE_FIRST_TIMEOUT,
+        timeout: float = AZURE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        retry_base: float = AZURE_RETRY_BASE,
+        retry_cap: float = AZURE_RETRY_CAP,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.vm_name = vm_name
+        self.first_timeout = first_timeout
+        self.timeout = timeout
+        self._clock = clock
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._reported: set[str] = set()
+        self._acknowledged: set[str] = set()
+        self._answered = False
+        self._trouble: str | None = None
+        self._backoff = Backoff(retry_base, retry_cap)
+        self._state_lock = threading.Lock()
+        self._watching = False
+        self._since = utc_iso()
+
+    def __repr__(self) -> str:
+        return f"AzureEventsWatcher({self.endpoint})"
+
+    def _request(self, method: str, path: str, data: bytes | None = None) -> bytes:
+        headers = dict(AZURE_HEADERS)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        timeout = self.timeout if self._answered else self.first_timeout
+        where = f"Azure metadata at {self.endpoint}: {method} {path.split('?')[0]}"
+        try:
+            request = urllib.request.Request(self.endpoint + path, data=data, method=method,
+                                             headers=headers)
+            with self._opener.open(request, timeout=timeout) as response:
+                return response.read(MAX_BODY)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise ImdsError(f"{where} answered {exc.code}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise ImdsError(f"{where}: {exc}") from None
+
+    def check(self) -> list[AzureEvent]:
+        """This VM's current events; raises ImdsError."""
+        if not self.vm_name:
+            name = self._request("GET", VM_NAME_PATH).decode("utf-8", "replace").strip()
+            if not name:
+                raise ImdsError(f"Azure metadata at {self.endpoint}: the VM's name is empty")
+            self.vm_name = name
+        return azure_events_for(self._request("GET", EVENTS_PATH), self.vm_name)
+
+    def acknowledge(self, event_id: str) -> None:
+        """POST StartRequests for `event_id`: the event may start now. Raises ImdsError."""
+        if event_id in self._acknowledged:
+            return
+        self._request("POST", EVENTS_PATH, start_request_body(event_id))
+        self._acknowledged.add(event_id)
+        log.info("acknowledged Azure scheduled event %s", event_id)
+
+    def watch_state(self) -> dict[str, Any]:
+        with self._state_lock:
+            return {"source": self.source, "watching": self._watching, "since": self._since,
+                    "last_error": None if self._watching else self._trouble}
+
+    def _set_watching(self, watching: bool) -> None:
+        with self._state_lock:
+            if watching != self._watching:
+                self._watching, self._since = watching, utc_iso()
+
+    def poll(self) -> Notice | None:
+        """A new notice for this VM, or None; trouble is logged once and means none."""
+        if not self._answered and not self._backoff.due(self._clock()):
+            return None
+        try:
+            events = self.check()
+        except ImdsError as exc:
+            if self._trouble is None:
+                log.warning("%s; %s (logged once; asking again)", exc,
+                            "no answer yet: the first one may take up to 2 minutes"
+                            if not self._answered else "no scheduled events until it answers")
+            if not self._answered:
+                self._backoff.failed(self._clock())
+            with self._state_lock:
+                self._trouble = str(exc)
+            self._set_watching(False)
+            return None
+        if not self._answered:
+            log.info("Azure metadata at %s answers: watching scheduled events of VM %s",
+                     self.endpoint, self.vm_name)
+            self._answered = True
+            self._backoff.succeeded()
+        self._set_watching(True)
+        with self._state_lock:
+            self._trouble = None
+        for event in events:
+            notice = azure_notice(event)
+            if notice.action != STOP and event.event_id in self._reported:
+                continue
+            self._reported.add(event.event_id)
+            if notice.action == STOP and event.event_id:
+                notice = Notice(notice.reason, notice.action,
+                                acknowledge=functools.partial(self.acknowledge, event.event_id))
+            return notice
+        return None
+
+
+def on_azure_vm(sys_root: str = "/sys") -> bool:
+    """What this host's firmware says (no network)."""
+    vendor, tag = (_read_sys(sys_root, name) for name in AZURE_DMI_FILES)
+    return looks_like_azure(vendor, tag)
+
+
+def build_azure_watchers(mode: str, environ: Mapping[str, str], sys_root: str = "/sys",
+                         first_timeout: float = AZURE_FIRST_TIMEOUT,
+                         timeout: float = AZURE_TIMEOUT) -> list[AzureEventsWatcher]:
+    """Azure's watcher when `auto` finds an Azure VM or RLOPS_AZURE_IMDS_ENDPOINT is set."""
+    endpoint_given = bool(environ.get(AZURE_ENDPOINT_ENV))
+    azure = on_azure_vm(sys_root)
+    if not should_watch_azure(mode, azure, endpoint_given):
+        return []
+    watcher = AzureEventsWatcher(resolve_azure_endpoint(environ), first_timeout=first_timeout,
+                                 timeout=timeout)
+    log.info("watching Azure Scheduled Events at %s (%s)", watcher.endpoint,
+             "an Azure VM by its firmware" if azure else f"{AZURE_ENDPOINT_ENV} is set")
     return [watcher]
 
 

@@ -31,6 +31,7 @@ from .notices import (
     STOP,
     Notice,
     NoticeMonitor,
+    acknowledge,
     build_watchers,
     response_to,
 )
@@ -437,7 +438,9 @@ class Supervisor:
             notice = self._monitor.take()  # never waits: the monitor's thread polls
             if notice and self._on_notice(notice) == STOP:
                 self._monitor.stop()
-                return self._shutdown("interrupted", exit_reason=notice.reason)
+                code = self._shutdown("interrupted", exit_reason=notice.reason)
+                acknowledge(notice)  # saved and published: the eviction may start (Azure)
+                return code
             self._follow_notice_checkpoint()
             stamp = folder_stamp(self.layout.checkpoints)
             self._refresh()
