@@ -24,7 +24,9 @@ description:
   - The same file holds C(azure_credentials_problem) (no credentials the modules would find),
     C(azure_disk_problem) (a data disk in another region, attached to another VM or of
     another session), C(azure_names) (the session's resource names) and C(azure_cost) (USD so
-    far and the price's source).
+    far and the price's source), C(azure_locate) (the provider contract's facts from the
+    session's VMs, disks and addresses) and C(azure_stopped_tags) (a deallocated VM's run
+    time kept in its tags).
 positional: _input
 options:
   _input:
@@ -101,6 +103,18 @@ def azure_cost(settings, seconds):
     return {"usd": az.cost_so_far(price, seconds), "usd_per_hour": price, "source": source}
 
 
+def azure_locate(found, session, purpose, settings, now, hosts_group="trainers",
+                 hosts_listed=None):
+    """`found`: {vms, disks, addresses} as tasks/locate.yml reads them."""
+    return az.locate(found.get("vms"), found.get("disks"), found.get("addresses"), str(session),
+                     str(purpose), dict(settings), float(now), hosts_group,
+                     list(hosts_listed or []))
+
+
+def azure_stopped_tags(tags, now):
+    return az.stopped_tags(dict(tags or {}), float(now))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -109,4 +123,6 @@ class FilterModule(object):
             "azure_disk_problem": azure_disk_problem,
             "azure_names": azure_names,
             "azure_cost": azure_cost,
+            "azure_locate": azure_locate,
+            "azure_stopped_tags": azure_stopped_tags,
         }

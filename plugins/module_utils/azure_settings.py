@@ -297,3 +297,78 @@ def hourly_price(settings):
 def cost_so_far(price_per_hour, seconds):
     """USD for `seconds` of running at `price_per_hour` (Azure bills VMs by the second)."""
     return round(float(price_per_hour) * max(0.0, float(seconds)) / 3600.0, 6)
+
+
+STARTED_TAG = "rlops-started"
+RUN_SECONDS_TAG = "rlops-run-seconds"
+
+
+def run_seconds(tags, running, now):
+    """Seconds the VM has run: what its tags hold from earlier runs (teardown adds each run when
+    it deallocates), plus the current run when it is running (from its start, tag rlops-started)."""
+    tags = tags or {}
+    done = as_number(tags.get(RUN_SECONDS_TAG)) or 0.0
+    started = as_number(tags.get(STARTED_TAG))
+    if running and started:
+        done += max(0.0, float(now) - started)
+    return done
+
+
+def stopped_tags(tags, now):
+    """The tags of a VM being deallocated: its run added to rlops-run-seconds, no start."""
+    tags = dict(tags or {})
+    total = run_seconds(tags, True, now)
+    tags[RUN_SECONDS_TAG] = "%d" % round(total)
+    tags[STARTED_TAG] = ""
+    return tags
+
+
+def locate(vms, disks, addresses, session, purpose, settings, now, hosts_group="trainers",
+           hosts_listed=()):
+    """The provider contract's facts from what Azure holds of `session` ('' = every session):
+    `vms` and `disks` as the _info modules return them (tagged rlops-session), `addresses`
+    {public IP resource name: address}. Answers running, hosts, session_provided,
+    retrieve_from_storage, report (status's lines) and problem."""
+    def tagged(record):
+        return (record.get("tags") or {}).get(SESSION_TAG, "")
+
+    mine_vms = [v for v in vms or [] if tagged(v) and (not session or tagged(v) == session)]
+    mine_disks = [d for d in disks or [] if tagged(d) and (not session or tagged(d) == session)
+                  and (d.get("tags") or {}).get(ROLE_TAG) == "data"]
+    known = sorted(set(tagged(r) for r in list(vms or []) + list(disks or []) if tagged(r)))
+    problem = ""
+    if hosts_listed:
+        problem = ("rlops_provider azure adds the session's VM to the group %s, but the inventory"
+                   " already lists hosts there (%s)" % (hosts_group, ", ".join(hosts_listed)))
+    elif session and not mine_vms and not mine_disks:
+        problem = ("Azure holds no VM or data disk of session %s in resource group %s (sessions"
+                   " there: %s)" % (session, settings.get("rlops_azure_resource_group"),
+                                     ", ".join(known) or "none"))
+    running = []
+    for vm in mine_vms:
+        if vm.get("power_state") != "running":
+            continue
+        ip_name = "rlops-%s-ip" % tagged(vm)
+        running.append(dict(vm, session=tagged(vm), address=(addresses or {}).get(ip_name, "")))
+    if not problem and purpose == "evaluate" and not running:
+        problem = ("session %s has no running VM to evaluate on: resume it first (its VM is %s)"
+                   % (session, ", ".join("%s %s" % (v["name"], v.get("power_state"))
+                                         for v in mine_vms) or "gone"))
+    from_storage = purpose == "retrieve" and not running
+    price, source = hourly_price(settings)
+    report = []
+    for vm in mine_vms:
+        seconds = run_seconds(vm.get("tags"), vm.get("power_state") == "running", now)
+        report.append("Azure VM %s (%s, session %s, %s): %s, ran %.2f h, about USD %.4f so far"
+                      " at USD %s/h (%s)" % (
+                          vm["name"], vm.get("vm_size", "?"), tagged(vm), vm.get("location", "?"),
+                          vm.get("power_state", "?"), seconds / 3600.0,
+                          cost_so_far(price, seconds), price, source))
+    for disk in mine_disks:
+        owner = _text(disk.get("managed_by")).rstrip("/").split("/")[-1]
+        report.append("Azure data disk %s (%s GiB, session %s): %s; billed while it exists"
+                      % (disk["name"], disk.get("disk_size_gb", "?"), tagged(disk),
+                         "attached to " + owner if owner else "not attached"))
+    return {"running": running, "hosts": [] if from_storage else running,
+            "session_provided": bool(mine_vms or mine_disks),
+            "retrieve_from_storage": from_storage, "report": report, "problem": problem}

@@ -12,8 +12,10 @@ from ansible_collections.rlops.fleet.plugins.filter.azure_settings_problem impor
     azure_cost,
     azure_credentials_problem,
     azure_disk_problem,
+    azure_locate,
     azure_names,
     azure_settings_problem,
+    azure_stopped_tags,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils import azure_settings as az
 
@@ -153,3 +155,51 @@ def test_cost_is_the_table_price_capped_by_max_price_or_the_given_price() -> Non
 def test_every_size_in_the_table_has_a_price_and_the_regions_are_lower_case() -> None:
     assert all(price > 0 and cpus > 0 for cpus, _gpus, price in az.VM_SIZES.values())
     assert all(region == region.lower() and " " not in region for region in az.AZURE_REGIONS)
+
+
+VM = {"name": "rlops-s", "power_state": "running", "vm_size": "Standard_NC4as_T4_v3",
+      "location": "eastus", "tags": {"rlops-session": "s", "rlops-started": "1000",
+                                     "rlops-run-seconds": "3600"}}
+DATA = {"name": "rlops-s-data", "disk_size_gb": 64, "managed_by": "/x/virtualMachines/rlops-s",
+        "tags": {"rlops-session": "s", "rlops-role": "data"}}
+
+
+def found(vms=(VM,), disks=(DATA,)):
+    return {"vms": list(vms), "disks": list(disks), "addresses": {"rlops-s-ip": "10.88.0.5"}}
+
+
+def locate(purpose="status", session="s", now=1000 + 1800, **kw):
+    return azure_locate(found(**kw), session, purpose, GOOD, now, "trainers", [])
+
+
+def test_locate_adds_the_running_vm_at_its_address_and_reports_its_cost() -> None:
+    decided = locate()
+    assert [(h["name"], h["address"]) for h in decided["hosts"]] == [("rlops-s", "10.88.0.5")]
+    assert decided["session_provided"] and not decided["problem"]
+    # 1 h from earlier runs + 0.5 h of this one at 0.526 USD/h
+    assert decided["report"][0].startswith(
+        "Azure VM rlops-s (Standard_NC4as_T4_v3, session s, eastus): running, ran 1.50 h, about"
+        " USD 0.7890 so far at USD 0.526/h")
+    assert decided["report"][1] == ("Azure data disk rlops-s-data (64 GiB, session s): attached"
+                                    " to rlops-s; billed while it exists")
+
+
+def test_locate_a_deallocated_vm_counts_only_its_past_runs_and_is_not_added() -> None:
+    vm = {**VM, "power_state": "deallocated"}
+    decided = locate(vms=[vm])
+    assert decided["hosts"] == [] and decided["session_provided"]
+    assert "deallocated, ran 1.00 h, about USD 0.5260" in decided["report"][0]
+    assert "no running VM to evaluate on" in locate("evaluate", vms=[vm])["problem"]
+    assert locate("retrieve", vms=[vm])["retrieve_from_storage"] is True
+
+
+def test_locate_an_unknown_session_names_the_sessions_azure_holds() -> None:
+    assert locate(session="t")["problem"] == (
+        "Azure holds no VM or data disk of session t in resource group rlops (sessions there: s)")
+    assert locate(session="")["problem"] == ""
+
+
+def test_a_deallocated_vm_keeps_its_run_in_its_tags() -> None:
+    tags = azure_stopped_tags(VM["tags"], 1000 + 600)
+    assert tags == {"rlops-session": "s", "rlops-started": "", "rlops-run-seconds": "4200"}
+    assert az.run_seconds(tags, False, 99999) == 4200

@@ -1,0 +1,467 @@
+"""A local HTTPS stand-in of the Azure Resource Manager calls the Azure provider makes, for the
+real azure.azcollection modules (tests only; loopback only).
+
+What the modules reach, and how they are pointed here (no module is patched):
+- cloud_environment = this server's URL: azure-cli-core reads /metadata/endpoints (the
+  Azure Stack form) and takes resource manager, login endpoint and audience from it;
+- the login endpoint is this server too: msal asks /<tenant>/v2.0/.well-known/
+  openid-configuration, then POSTs a client-credentials grant to /<tenant>/oauth2/v2.0/token
+  (instance discovery is switched off: AZURE_DISABLE_INSTANCE_DISCOVERY);
+- TLS: a self-signed certificate for 127.0.0.1 that the SDKs trust through
+  REQUESTS_CA_BUNDLE (requests, under azure-core and msal).
+
+The resource store answers PUT/GET/DELETE on resource ids (case-insensitive, as ARM) and
+POST start/deallocate/powerOff/restart on VMs, with provisioning states and long-running
+operations as ARM gives them: PUT answers 201 with an Azure-AsyncOperation URL (polled:
+InProgress, then Succeeded), DELETE and POST 202 with a Location URL (202, then 200). Lists
+answer {"value": [...]}. Side effects ARM has and the play relies on: a public IP gets an
+address (the next one of `--address`, or set through the control API: the lab host that
+plays the VM), a NIC a private address, a VM an OS disk resource, attached data disks
+`managedBy` and diskState Attached, and a power state in its instance view.
+
+Control API (never called by the modules), under /_fake/: GET calls (every request made,
+method and path), POST addresses (a JSON list of addresses for the next public IPs), POST
+evict?vm=<id> (the VM deallocated by Azure, as a spot eviction with policy Deallocate does).
+
+Run: python arm_fake.py --port N --cert C --key K [--address 10.88.0.5 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import http.server
+import itertools
+import json
+import re
+import ssl
+import threading
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+SUBSCRIPTION_RE = re.compile(r"^/subscriptions/([^/]+)")
+TOKEN_LIFETIME = 3600
+# Polls an operation answers InProgress before it is done (the modules' pollers must wait).
+POLLS_IN_PROGRESS = 1
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.0000000+00:00", time.gmtime())
+
+
+def resource_type(path: str) -> str:
+    """ARM type of a resource id: Microsoft.Network/virtualNetworks/subnets ..."""
+    parts = path.strip("/").split("/")
+    if "providers" not in parts:
+        return "Microsoft.Resources/resourceGroups" if len(parts) == 4 else ""
+    i = len(parts) - 1 - parts[::-1].index("providers")
+    rest = parts[i + 1:]
+    return "/".join([rest[0]] + rest[1::2])
+
+
+class Store:
+    def __init__(self, addresses: list[str]):
+        self.lock = threading.Lock()
+        self.items: dict[str, dict] = {}  # lower-case id -> resource
+        self.operations: dict[str, dict] = {}
+        self.calls: list[dict] = []
+        self.addresses = list(addresses)
+        self.private = itertools.count(4)
+
+    # ---- long-running operations ----------------------------------------------------------
+    def operation(self, result: str = "Succeeded", then=None) -> str:
+        op_id = uuid.uuid4().hex
+        self.operations[op_id] = {"polls": 0, "result": result, "then": then}
+        return op_id
+
+    def poll(self, op_id: str) -> tuple[int, dict]:
+        op = self.operations.get(op_id)
+        if op is None:
+            return 404, {"error": {"code": "NotFound", "message": "no operation " + op_id}}
+        op["polls"] += 1
+        if op["polls"] <= POLLS_IN_PROGRESS:
+            return 200, {"status": "InProgress", "name": op_id}
+        if op["then"] is not None:
+            op["then"]()
+            op["then"] = None
+        return 200, {"status": op["result"], "name": op_id, "endTime": now_iso()}
+
+    # ---- resources --------------------------------------------------------------------------
+    def get(self, path: str) -> dict | None:
+        return self.items.get(path.lower())
+
+    def children(self, path: str) -> list[dict]:
+        """The resources of a collection path: direct children (subnets of a vnet, groups of a
+        subscription), or every resource of a provider type in the subscription or group."""
+        low = path.lower().rstrip("/")
+        found = [r for key, r in self.items.items()
+                 if key.rsplit("/", 1)[0] == low]
+        if found or "/providers/" not in low:
+            return found
+        scope, _, kind = low.partition("/providers/")
+        return [r for key, r in self.items.items()
+                if key.startswith(scope + "/") and resource_type(key).lower() == kind]
+
+    def put(self, path: str, body: dict, base: str) -> dict:
+        low = path.lower()
+        old = self.items.get(low)
+        kind = resource_type(path)
+        name = path.rstrip("/").rsplit("/", 1)[1]
+        res = copy.deepcopy(old) if old else {}
+        props = dict(res.get("properties") or {})
+        props.update(body.get("properties") or {})
+        res.update({k: v for k, v in body.items() if k != "properties"})
+        res.update(id=path, name=(old or {}).get("name", name), type=kind, properties=props)
+        if "location" in body:
+            res["location"] = body["location"].replace(" ", "").lower()
+        res.setdefault("tags", {})
+        props["provisioningState"] = "Succeeded"
+        getattr(self, "_on_" + kind.split("/")[-1], lambda *a: None)(res, old, base)
+        self.items[low] = res
+        return res
+
+    def delete(self, path: str) -> bool:
+        low = path.lower()
+        if low not in self.items:
+            return False
+        res = self.items.pop(low)
+        for key in [k for k in self.items if k.startswith(low + "/")]:
+            del self.items[key]
+        if res["type"] == "Microsoft.Compute/virtualMachines":
+            for disk in self._vm_disks(res):
+                disk["managedBy"] = None
+                disk["properties"]["diskState"] = "Unattached"
+        return True
+
+    # ---- side effects ARM has -------------------------------------------------------------
+    def _on_publicIPAddresses(self, res: dict, old, base) -> None:  # noqa: N802 - ARM's name
+        props = res["properties"]
+        if not props.get("ipAddress"):
+            props["ipAddress"] = self.addresses.pop(0) if self.addresses else "127.0.0.1"
+        props.setdefault("publicIPAllocationMethod", "Static")
+        res.setdefault("sku", {"name": "Standard", "tier": "Regional"})
+
+    def _on_networkInterfaces(self, res: dict, old, base) -> None:  # noqa: N802
+        for conf in res["properties"].get("ipConfigurations") or []:
+            conf.setdefault("id", res["id"] + "/ipConfigurations/" + conf.get("name", "ipconfig1"))
+            conf.setdefault("properties", {})
+            conf["properties"].setdefault("privateIPAddress", f"10.42.0.{next(self.private)}")
+            conf["properties"]["provisioningState"] = "Succeeded"
+            conf["properties"].setdefault("privateIPAllocationMethod", "Dynamic")
+        res["properties"].setdefault("macAddress", "00-0D-3A-00-00-01")
+
+    def _on_virtualNetworks(self, res: dict, old, base) -> None:  # noqa: N802
+        subnets = res["properties"].get("subnets")
+        for subnet in subnets or []:
+            sid = res["id"] + "/subnets/" + subnet["name"]
+            subnet["id"] = sid
+            subnet.setdefault("properties", {})["provisioningState"] = "Succeeded"
+            kind = "Microsoft.Network/virtualNetworks/subnets"
+            self.items[sid.lower()] = {**subnet, "type": kind}
+        if subnets is None:
+            res["properties"]["subnets"] = []
+
+    def _on_subnets(self, res: dict, old, base) -> None:
+        vnet = self.get(res["id"].rsplit("/subnets/", 1)[0])
+        if vnet is not None:
+            subnets = [s for s in vnet["properties"].get("subnets", []) if s["name"] != res["name"]]
+            vnet["properties"]["subnets"] = subnets + [
+                {k: v for k, v in res.items() if k != "type"}]
+
+    def _on_disks(self, res: dict, old, base) -> None:
+        props = res["properties"]
+        props.setdefault("diskState", "Unattached")
+        props.setdefault("timeCreated", now_iso())
+        props.setdefault("uniqueId", str(uuid.uuid4()))
+        props.setdefault("creationData", {"createOption": "Empty"})
+        res.setdefault("managedBy", None)
+        res.setdefault("sku", {"name": "Standard_LRS"})
+
+    def _on_virtualMachines(self, res: dict, old, base) -> None:  # noqa: N802
+        props = res["properties"]
+        props.setdefault("vmId", str(uuid.uuid4()))
+        props.setdefault("timeCreated", now_iso())
+        storage = props.setdefault("storageProfile", {})
+        os_disk = storage.setdefault("osDisk", {})
+        group = res["id"].split("/providers/")[0]
+        if not os_disk.get("managedDisk", {}).get("id"):
+            name = os_disk.get("name") or "{}_OsDisk_1_{}".format(res["name"], uuid.uuid4().hex)
+            disk_id = f"{group}/providers/Microsoft.Compute/disks/{name}"
+            os_disk.update(name=name, createOption="FromImage")
+            os_disk.setdefault("caching", "ReadWrite")
+            os_disk.setdefault("managedDisk", {})["id"] = disk_id
+            self.put(disk_id, {"location": res["location"], "properties": {
+                "diskSizeGB": os_disk.get("diskSizeGB") or 30, "osType": "Linux",
+                "creationData": {"createOption": "FromImage"}},
+                "sku": {"name": (os_disk["managedDisk"].get("storageAccountType")
+                                 or "Standard_LRS")}}, base)
+        for data in storage.get("dataDisks") or []:
+            disk_id = (data.get("managedDisk") or {}).get("id")
+            if data.get("createOption", "").lower() == "empty" and not disk_id:
+                disk_id = "{}/providers/Microsoft.Compute/disks/{}".format(group, data["name"])
+                self.put(disk_id, {"location": res["location"], "properties": {
+                    "diskSizeGB": data.get("diskSizeGB")}}, base)
+                data.setdefault("managedDisk", {})["id"] = disk_id
+        for disk in self._vm_disks(res):
+            disk["managedBy"] = res["id"]
+            disk["properties"]["diskState"] = "Attached"
+        if old is not None:
+            # A data disk no longer listed is detached.
+            listed = {d["id"].lower() for d in self._vm_disks(res)}
+            for disk in self._vm_disks(old):
+                if disk["id"].lower() not in listed:
+                    disk["managedBy"] = None
+                    disk["properties"]["diskState"] = "Unattached"
+        power = (old or {}).get("_power", "running")
+        res["_power"] = power
+        for conf in props.get("networkProfile", {}).get("networkInterfaces") or []:
+            nic = self.get(conf["id"])
+            if nic is not None:
+                nic["properties"]["virtualMachine"] = {"id": res["id"]}
+
+    def _vm_disks(self, vm: dict) -> list[dict]:
+        storage = vm["properties"].get("storageProfile") or {}
+        ids = [(storage.get("osDisk") or {}).get("managedDisk", {}).get("id")]
+        ids += [(d.get("managedDisk") or {}).get("id") for d in storage.get("dataDisks") or []]
+        return [d for d in (self.get(i) for i in ids if i) if d is not None]
+
+    def power(self, vm: dict, state: str) -> None:
+        vm["_power"] = state
+
+    def instance_view(self, vm: dict) -> dict:
+        power = vm.get("_power", "running")
+        return {"computerName": vm["name"], "osName": "ubuntu", "statuses": [
+            {"code": "ProvisioningState/succeeded", "level": "Info",
+             "displayStatus": "Provisioning succeeded", "time": now_iso()},
+            {"code": "PowerState/" + power, "level": "Info",
+             "displayStatus": "VM " + power}]}
+
+    def public(self, res: dict, expand: str) -> dict:
+        out = {k: v for k, v in res.items() if not k.startswith("_")}
+        if res.get("type") == "Microsoft.Compute/virtualMachines" and "instanceview" in expand:
+            out = copy.deepcopy(out)
+            out["properties"]["instanceView"] = self.instance_view(res)
+        return out
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "arm-fake/1"
+    store: Store
+    base: str
+
+    def log_message(self, fmt, *args):  # quiet; calls are in /_fake/calls
+        pass
+
+    def _send(self, status: int, body: dict | list | None = None, headers: dict | None = None):
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        if "json" in (self.headers.get("Content-Type") or ""):
+            return json.loads(raw)
+        return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+
+    def _error(self, status: int, code: str, message: str):
+        self._send(status, {"error": {"code": code, "message": message}})
+
+    def _dispatch(self, method: str):
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
+        body = self._body() if method in ("PUT", "POST", "PATCH") else {}
+        store = self.store
+        with store.lock:
+            if not path.startswith("/_fake/"):
+                store.calls.append({"method": method, "path": path, "query": url.query})
+            try:
+                self._route(method, path, query, body)
+            except Exception as exc:  # noqa: BLE001 - a fake's bug shows as a 500 naming it
+                self._error(500, "FakeError", f"{type(exc).__name__}: {exc}")
+
+    def _route(self, method, path, query, body):
+        store, base = self.store, self.base
+        low = path.lower().rstrip("/")
+        # --- control API
+        if path == "/_fake/calls":
+            return self._send(200, store.calls)
+        if path == "/_fake/addresses" and method == "POST":
+            store.addresses = list(body) if isinstance(body, list) else body.get("addresses", [])
+            return self._send(200, {"addresses": store.addresses})
+        if path == "/_fake/evict" and method == "POST":
+            vm = store.get(query["vm"][0])
+            if vm is None:
+                return self._error(404, "ResourceNotFound", query["vm"][0])
+            store.power(vm, "deallocated")
+            return self._send(200, {"power": "deallocated"})
+        # --- cloud metadata (Azure Stack's form, as azure-cli-core reads it)
+        if low == "/metadata/endpoints":
+            return self._send(200, {
+                "galleryEndpoint": base + "/gallery/", "graphEndpoint": base + "/graph/",
+                "portalEndpoint": base + "/portal/",
+                "authentication": {"loginEndpoint": base + "/", "audiences": [base + "/"]}})
+        # --- identity (msal)
+        m = re.match(r"^/([^/]+)(/v2\.0)?/\.well-known/openid-configuration$", path)
+        if m:
+            tenant = m.group(1)
+            return self._send(200, {
+                "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+                "issuer": f"{base}/{tenant}/v2.0",
+                "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "token"],
+                "tenant_region_scope": "WW"})
+        if re.match(r"^/[^/]+/oauth2(/v2\.0)?/token$", path) and method == "POST":
+            if not body.get("client_id") or not body.get("client_secret"):
+                return self._send(400, {"error": "invalid_client",
+                                        "error_description": "client_id and client_secret"})
+            return self._send(200, {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
+                                    "ext_expires_in": TOKEN_LIFETIME,
+                                    "access_token": "fake-" + uuid.uuid4().hex})
+        # --- ARM: every call needs a bearer token
+        if not (self.headers.get("Authorization") or "").startswith("Bearer fake-"):
+            return self._error(401, "AuthenticationFailed", "no bearer token from the fake")
+        m = re.match(r"^/operations/([0-9a-f]+)$", path)
+        if m:
+            status, answer = store.poll(m.group(1))
+            if "location" in query and answer["status"] == "InProgress":
+                return self._send(202, None, {"Location": base + path + "?location=1",
+                                              "Retry-After": "0"})
+            return self._send(200 if "location" not in query else 200, answer)
+        if "/vmimage/" in low:
+            return self._images(low, path)
+        if not SUBSCRIPTION_RE.match(path):
+            return self._error(404, "NotFound", "no such path in the fake: " + path)
+        expand = ",".join(query.get("$expand", [])).lower()
+        if method == "GET" and low.endswith("/instanceview"):
+            vm = store.get(path.rsplit("/", 1)[0])
+            if vm is None:
+                return self._not_found(path)
+            return self._send(200, store.instance_view(vm))
+        if method == "POST":
+            return self._action(path)
+        if method in ("GET", "HEAD"):
+            res = store.get(path)
+            if res is not None:
+                return self._send(200 if method == "GET" else 204,
+                                  store.public(res, expand) if method == "GET" else None)
+            if len(low.split("/")) % 2 == 0 and low.count("/") > 2 and (
+                    "/providers/" in low or low.endswith("/resourcegroups")):
+                items = [store.public(r, expand) for r in store.children(path)]
+                return self._send(200, {"value": items})
+            return self._not_found(path)
+        if method == "PUT":
+            group = re.match(r"^(/subscriptions/[^/]+/resourcegroups/[^/]+)", low)
+            if group and "/providers/" in low and store.get(group.group(1)) is None:
+                return self._error(404, "ResourceGroupNotFound",
+                                   f"Resource group '{path.split('/')[4]}' could not be found.")
+            created = store.get(path) is None
+            res = store.put(path, body, base)
+            if resource_type(path) == "Microsoft.Resources/resourceGroups":
+                return self._send(201 if created else 200, store.public(res, ""))
+            op = store.operation()
+            shown = copy.deepcopy(store.public(res, ""))
+            shown["properties"]["provisioningState"] = "Creating" if created else "Updating"
+            return self._send(201 if created else 200, shown, {
+                "Azure-AsyncOperation": f"{base}/operations/{op}"})
+        if method == "DELETE":
+            if store.get(path) is None:
+                return self._send(204)
+            if resource_type(path) == "Microsoft.Compute/disks":
+                disk = store.get(path)
+                if disk.get("managedBy"):
+                    return self._error(409, "OperationNotAllowed",
+                                       f"Disk {disk['name']} is attached to {disk['managedBy']}.")
+            op = store.operation(then=lambda: store.delete(path))
+            return self._send(202, None, {"Location": f"{base}/operations/{op}?location=1",
+                                          "Retry-After": "0"})
+        return self._error(405, "MethodNotAllowed", method)
+
+    def _not_found(self, path):
+        kind = resource_type(path) or "resource"
+        return self._error(404, "ResourceNotFound" if "/providers/" in path.lower()
+                           else "ResourceGroupNotFound",
+                           f"The Resource '{path.rsplit('/', 1)[-1]}' under resource group"
+                           f" was not found ({kind}).")
+
+    def _action(self, path):
+        store, base = self.store, self.base
+        target, _, action = path.rpartition("/")
+        vm = store.get(target)
+        if vm is None or vm["type"] != "Microsoft.Compute/virtualMachines":
+            return self._not_found(target)
+        states = {"start": "running", "deallocate": "deallocated", "poweroff": "stopped",
+                  "restart": "running"}
+        if action.lower() not in states:
+            return self._error(400, "InvalidAction", action)
+        store.power(vm, "starting" if action.lower() in ("start", "restart") else
+                    "deallocating" if action.lower() == "deallocate" else "stopping")
+        state = states[action.lower()]
+        op = store.operation(then=lambda: store.power(vm, state))
+        return self._send(202, None, {
+            "Azure-AsyncOperation": f"{base}/operations/{op}",
+            "Location": f"{base}/operations/{op}?location=1", "Retry-After": "0"})
+
+    def _images(self, low, path):
+        # .../publishers/P/artifacttypes/vmimage/offers/O/skus/S/versions[/V]
+        location = re.search(r"/locations/([^/]+)/", low).group(1)
+        version = "24.04.202511010"
+        if low.endswith("/versions"):
+            return self._send(200, [{"name": version, "location": location,
+                                     "id": path + "/" + version}])
+        return self._send(200, {"name": path.rsplit("/", 1)[-1], "location": location,
+                                "id": path, "properties": {"osImage": {"operatingSystem": "Linux"},
+                                                           "hyperVGeneration": "V2"}})
+
+    def do_GET(self):  # noqa: N802 - http.server's names
+        self._dispatch("GET")
+
+    def do_HEAD(self):  # noqa: N802
+        self._dispatch("HEAD")
+
+    def do_PUT(self):  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_PATCH(self):  # noqa: N802
+        self._dispatch("PATCH")
+
+    def do_POST(self):  # noqa: N802
+        self._dispatch("POST")
+
+    def do_DELETE(self):  # noqa: N802
+        self._dispatch("DELETE")
+
+
+def serve(port: int, cert: str, key: str, addresses: list[str]) -> None:
+    handler = type("BoundHandler", (Handler,), {
+        "store": Store(addresses), "base": f"https://127.0.0.1:{port}"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--address", action="append", default=[])
+    args = parser.parse_args()
+    serve(args.port, args.cert, args.key, args.address)
+
+
+if __name__ == "__main__":
+    main()
