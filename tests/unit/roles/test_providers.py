@@ -36,7 +36,7 @@ def _shape(options: dict) -> dict:
 
 
 def test_providers_found() -> None:
-    assert [p.name for p in PROVIDERS] == ["provider_aws", "provider_inventory"]
+    assert [p.name for p in PROVIDERS] == ["provider_aws", "provider_azure", "provider_inventory"]
 
 
 @pytest.mark.parametrize("role", PROVIDERS, ids=[p.name for p in PROVIDERS])
