@@ -69,7 +69,7 @@ BUGS_NOT_COPIED = {
 
 @dataclass(frozen=True)
 class DrVar:
-    """One DR_* variable: its role variable is deepracer_<name without DR_, lower case>."""
+    """One DR_* variable: its role variable is deepracer_stack_<name without DR_, lower case>."""
 
     name: str
     default: object
@@ -88,7 +88,7 @@ class DrVar:
 
 
 def role_variable(dr_name: str) -> str:
-    return "deepracer_" + dr_name[3:].lower()
+    return "deepracer_stack_" + dr_name[3:].lower()
 
 
 def _v(name, default, file, meaning, **flags) -> DrVar:
@@ -141,7 +141,7 @@ VARIABLES: tuple = (
     _v("DR_TRAIN_ROUND_ROBIN_ADVANCE_DIST", 0.05, RUN_ENV, "Round-robin advance (track share)",
        worker=True),
     _v("DR_TRAIN_MULTI_CONFIG", False, RUN_ENV,
-       "Each worker its own settings (deepracer_multi_config_workers, DRfC's worker-N.env)"),
+       "Each worker its own settings (deepracer_stack_multi_config_workers, DRfC's worker-N.env)"),
     _v("DR_TRAIN_MIN_EVAL_TRIALS", 5, RUN_ENV, "Evaluation trials between training iterations"),
     _v("DR_TRAIN_BEST_MODEL_METRIC", "progress", RUN_ENV, "Best checkpoint by progress or reward"),
     _v("DR_TRAIN_RTF", "", RUN_ENV, "Real-time factor override in training (commented in DRfC)",
@@ -203,7 +203,7 @@ VARIABLES: tuple = (
     _v("DR_GUI_ENABLE", False, SYSTEM_ENV, "Gazebo GUI (VNC) in robomaker"),
     _v("DR_SIMAPP_SOURCE", SIMAPP_SOURCE, SYSTEM_ENV, "The simapp image's repository"),
     _v("DR_SIMAPP_VERSION", "", SYSTEM_ENV,
-       "The simapp image's tag; empty: <deepracer_simapp_release>-gpu with a GPU, else -cpu"),
+       "The simapp image's tag; empty: <deepracer_stack_simapp_release>-gpu with a GPU, else -cpu"),
     _v("DR_WORKERS", 1, SYSTEM_ENV, "Robomaker workers (1..10 on one host; 1 with SAC)"),
     _v("DR_ROBOMAKER_CUDA_DEVICES", "", SYSTEM_ENV, "CUDA_VISIBLE_DEVICES of robomaker",
        optional=True),
@@ -228,6 +228,10 @@ BY_VAR = {v.var: v for v in VARIABLES}
 WORKER_VARS = tuple(v.var for v in VARIABLES if v.worker)
 
 
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+               "false": False, "no": False, "off": False, "0": False}
+
+
 def env_value(value) -> str:
     """A role value as DRfC's env files hold it: True/False for booleans."""
     if isinstance(value, bool):
@@ -240,26 +244,30 @@ def env_value(value) -> str:
 def extra_env_problems(extra) -> list:
     problems = []
     if not isinstance(extra, dict):
-        return ["deepracer_extra_env must be a dict of DR_* names and values"]
+        return ["deepracer_stack_extra_env must be a dict of DR_* names and values"]
     for key in sorted(extra, key=str):
         if not isinstance(key, str) or not DR_NAME_PATTERN.match(key):
-            problems.append(f"deepracer_extra_env: {key!r} is not a DR_* name "
+            problems.append(f"deepracer_stack_extra_env: {key!r} is not a DR_* name "
                             f"(upper case letters, digits and _ after DR_)")
         elif key in BY_NAME:
-            problems.append(f"deepracer_extra_env: {key} is modelled: set {BY_NAME[key].var}")
+            problems.append(f"deepracer_stack_extra_env: {key} is modelled: set {BY_NAME[key].var}")
         elif isinstance(extra[key], (dict, list)):
-            problems.append(f"deepracer_extra_env: {key} must be a string, number or boolean")
+            problems.append(f"deepracer_stack_extra_env: {key} must be a string, number or boolean")
     return problems
 
 
 def build_env(settings: dict, extra=None, gpu: bool = False,
               release: str = SIMAPP_RELEASE, gateway: str = "") -> dict:
-    """DRfC's environment for the role's settings (deepracer_* names; missing ones take the
+    """DRfC's environment for the role's settings (deepracer_stack_* names; missing ones take the
     table's default): every DR_* name and its string value, the template's $VAR defaults
-    resolved, optional ones left out when empty, then deepracer_extra_env's keys."""
+    resolved, optional ones left out when empty, then deepracer_stack_extra_env's keys."""
     env = {}
     for item in VARIABLES:
-        env[item.name] = env_value(settings.get(item.var, item.default))
+        value = settings.get(item.var, item.default)
+        if isinstance(item.default, bool) and isinstance(value, str) \
+                and value.lower() in _BOOL_WORDS:
+            value = _BOOL_WORDS[value.lower()]  # -e deepracer_stack_x=true arrives as a string
+        env[item.name] = env_value(value)
     car, opp = env["DR_CAR_NAME"], env["DR_EVAL_OPP_CAR_NAME"]
     prefix, custom = env["DR_LOCAL_S3_MODEL_PREFIX"], env["DR_LOCAL_S3_CUSTOM_FILES_PREFIX"]
     derived = {
@@ -408,7 +416,7 @@ def worker_file_name(params_file: str, worker: int) -> str:
 def training_files(env: dict, workers: list, now: datetime) -> dict:
     """{key relative to the model prefix: params dict} of a training, and the MULTI_CONFIG
     JSON robomaker gets ("" without multi-config). `workers`: worker 2..N's settings as
-    role variables (deepracer_world_name, ...), each over the role's own."""
+    role variables (deepracer_stack_world_name, ...), each over the role's own."""
     main = training_params(env, now)
     name = env.get("DR_LOCAL_S3_TRAINING_PARAMS_FILE", "training_params.yaml")
     if not multi_config(env):
@@ -431,20 +439,21 @@ def training_files(env: dict, workers: list, now: datetime) -> dict:
 
 def worker_problems(env: dict, workers) -> list:
     if not isinstance(workers, list):
-        return ["deepracer_multi_config_workers must be a list of dicts (worker 2, 3, ...)"]
+        return ["deepracer_stack_multi_config_workers must be a list of dicts (worker 2, 3, ...)"]
     problems = []
     count = int(env.get("DR_WORKERS", 1))
     if multi_config(env) and len(workers) != count - 1:
-        problems.append(f"deepracer_train_multi_config with {count} workers needs "
-                        f"{count - 1} entries in deepracer_multi_config_workers (workers 2.."
+        problems.append(f"deepracer_stack_train_multi_config with {count} workers needs "
+                        f"{count - 1} entries in deepracer_stack_multi_config_workers (workers 2.."
                         f"{count}, DRfC's worker-N.env), not {len(workers)}")
     for position, worker in enumerate(workers, start=2):
         if not isinstance(worker, dict):
-            problems.append(f"deepracer_multi_config_workers: worker {position} is not a dict")
+            problems.append(f"deepracer_stack_multi_config_workers: worker {position} "
+                            f"is not a dict")
             continue
         for key in sorted(worker, key=str):
             if key not in WORKER_VARS:
-                problems.append(f"deepracer_multi_config_workers: worker {position}: {key!r} "
+                problems.append(f"deepracer_stack_multi_config_workers: worker {position}: {key!r} "
                                 f"is not a per-worker setting (one of {', '.join(WORKER_VARS)})")
     return problems
 
@@ -707,14 +716,14 @@ def settings_problems(env: dict, algorithm: str = "", gpu: bool = False, digest:
     except ValueError:
         workers = 0
     if not 1 <= workers <= MAX_COMPOSE_WORKERS:
-        problems.append(f"deepracer_workers is {env.get('DR_WORKERS')!r}: 1 to "
+        problems.append(f"deepracer_stack_workers is {env.get('DR_WORKERS')!r}: 1 to "
                         f"{MAX_COMPOSE_WORKERS} robomaker workers on one host (compose mode "
                         f"publishes the ports {TRAIN_PORTS} and {GUI_PORTS}, one each per worker)")
     if algorithm.lower() == "sac" and workers > 1:
-        problems.append(f"deepracer_workers is {workers}: SAC trains with one worker only "
+        problems.append(f"deepracer_stack_workers is {workers}: SAC trains with one worker only "
                         f"(model_metadata.json says training_algorithm sac)")
     if env.get("DR_RACE_TYPE") not in RACE_TYPES:
-        problems.append(f"deepracer_race_type {env.get('DR_RACE_TYPE')!r} is not one of "
+        problems.append(f"deepracer_stack_race_type {env.get('DR_RACE_TYPE')!r} is not one of "
                         f"{', '.join(RACE_TYPES)}")
     for name, choices in (("DR_EVAL_CHECKPOINT", ("last", "best")),
                           ("DR_LOCAL_S3_PRETRAINED_CHECKPOINT", ("last", "best")),
@@ -724,22 +733,22 @@ def settings_problems(env: dict, algorithm: str = "", gpu: bool = False, digest:
                             f"{', '.join(choices)}")
     version = env.get("DR_SIMAPP_VERSION", "")
     if gpu and "gpu" not in version:
-        problems.append(f"the host has a GPU but deepracer_simapp_version {version!r} has no "
+        problems.append(f"the host has a GPU but deepracer_stack_simapp_version {version!r} has no "
                         f"'gpu': rl_coach would train on the CPU (it picks local_gpu by the tag)")
     if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        problems.append(f"deepracer_simapp_digest {digest!r} is not sha256:<64 hex digits>")
+        problems.append(f"deepracer_stack_simapp_digest {digest!r} is not sha256:<64 hex digits>")
     if "latest" in version:
-        problems.append("deepracer_simapp_version: a floating tag (latest) is refused; pin a "
+        problems.append("deepracer_stack_simapp_version: a floating tag (latest) is refused; pin a "
                         "version such as 6.0.4-cpu")
     prefix = env.get("DR_LOCAL_S3_MODEL_PREFIX", "")
     if not prefix or prefix.startswith("/") or "//" in prefix or prefix.endswith("/"):
-        problems.append(f"deepracer_local_s3_model_prefix {prefix!r}: a non-empty key prefix "
+        problems.append(f"deepracer_stack_local_s3_model_prefix {prefix!r}: a non-empty key prefix "
                         f"without a leading, trailing or double /")
     if env.get("DR_LOCAL_S3_PRETRAINED") == "True" and \
             env.get("DR_LOCAL_S3_PRETRAINED_PREFIX") == prefix:
-        problems.append(f"deepracer_local_s3_pretrained_prefix is the model prefix {prefix!r}: "
-                        f"a new model trains under a new prefix (deepracer_increment)")
+        problems.append(f"deepracer_stack_local_s3_pretrained_prefix is the model prefix "
+                        f"{prefix!r}: a new model trains under a new prefix (the increment)")
     if env.get("DR_LOCAL_ACCESS_KEY_ID") and not env.get("DR_LOCAL_SECRET_ACCESS_KEY"):
-        problems.append("deepracer_local_access_key_id is set without "
-                        "deepracer_local_secret_access_key")
+        problems.append("deepracer_stack_local_access_key_id is set without "
+                        "deepracer_stack_local_secret_access_key")
     return problems

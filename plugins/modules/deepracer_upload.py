@@ -199,8 +199,9 @@ def plan(listed, heads, objects, guard, wipe, model_prefix):
         if not wipe:
             raise UploadError(
                 "model prefix %s/ holds %d object(s) this upload does not write (%s%s): a "
-                "model trained there. Train under a new prefix (deepracer_local_s3_model_prefix, "
-                "or the increment) or set deepracer_wipe: true to delete them"
+                "model trained there. Train under a new prefix "
+                "(deepracer_stack_local_s3_model_prefix, or the increment) or set "
+                "deepracer_stack_wipe: true to delete them"
                 % (model_prefix, len(others), ", ".join(others[:SHOWN]),
                    ", ..." if len(others) > SHOWN else ""))
         delete = others

@@ -26,16 +26,16 @@ def _validate(project: dict) -> None:
 
 
 def _env(**settings) -> dict:
-    return dc.build_env({"deepracer_local_s3_endpoint_url": "http://127.0.0.1:9000",
-                         "deepracer_local_access_key_id": KEY,
-                         "deepracer_local_secret_access_key": "s3cr3t-s3cr3t", **settings},
+    return dc.build_env({"deepracer_stack_local_s3_endpoint_url": "http://127.0.0.1:9000",
+                         "deepracer_stack_local_access_key_id": KEY,
+                         "deepracer_stack_local_secret_access_key": "s3cr3t-s3cr3t", **settings},
                         gateway="172.30.213.1")
 
 
 @pytest.mark.parametrize("job", ["training", "evaluation"])
 @pytest.mark.parametrize("workers,gpu", [(1, False), (4, True), (10, False)])
 def test_valid_compose(job: str, workers: int, gpu: bool) -> None:
-    env = _env(deepracer_workers=workers)
+    env = _env(deepracer_stack_workers=workers)
     project = dc.compose_project(env, job, gpu=gpu, comms_dir="/opt/deepracer/tmp/comms.0")
     _validate(project)
     robomaker = project["services"]["robomaker"]
@@ -61,8 +61,9 @@ def test_schema_rejects_a_broken_project() -> None:
 
 
 def test_training_wiring() -> None:
-    env = _env(deepracer_local_s3_model_prefix="model-3", deepracer_local_s3_pretrained=True,
-               deepracer_local_s3_pretrained_prefix="model-2")
+    env = _env(deepracer_stack_local_s3_model_prefix="model-3",
+               deepracer_stack_local_s3_pretrained=True,
+               deepracer_stack_local_s3_pretrained_prefix="model-2")
     project = dc.compose_project(env, "training", digest="sha256:" + "a" * 64)
     assert project["name"] == "deepracer-0"
     coach = project["services"]["rl_coach"]
@@ -102,8 +103,8 @@ def test_container_endpoint() -> None:
     assert dc.container_endpoint("http://localhost:9000/", "10.0.0.1") == "http://10.0.0.1:9000/"
     assert dc.container_endpoint("https://s3.example.com", "10.0.0.1") == "https://s3.example.com"
     assert dc.container_endpoint("", "10.0.0.1") == ""
-    env = dc.build_env({"deepracer_local_s3_endpoint_url": "http://127.0.0.1:9000",
-                        "deepracer_minio_url": "http://minio.lan:9000"}, gateway="10.0.0.1")
+    env = dc.build_env({"deepracer_stack_local_s3_endpoint_url": "http://127.0.0.1:9000",
+                        "deepracer_stack_minio_url": "http://minio.lan:9000"}, gateway="10.0.0.1")
     assert env["DR_MINIO_URL"] == "http://minio.lan:9000"
 
 
@@ -133,13 +134,13 @@ def test_extra_env() -> None:
     assert dc.extra_env_problems({"DR_EVAL_OPP_S3_METRICS_PREFIX": "x", "DR_X_1": 2}) == []
     assert dc.extra_env_problems({"dr_lower": 1, "MINIO_X": 1, "DR_WORLD_NAME": "a",
                                   "DR_LIST": [1]}) == [
-        "deepracer_extra_env: DR_LIST must be a string, number or boolean",
-        "deepracer_extra_env: DR_WORLD_NAME is modelled: set deepracer_world_name",
-        "deepracer_extra_env: 'MINIO_X' is not a DR_* name (upper case letters, digits and _ "
-        "after DR_)",
-        "deepracer_extra_env: 'dr_lower' is not a DR_* name (upper case letters, digits and _ "
-        "after DR_)"]
-    env = dc.build_env({"deepracer_race_type": "HEAD_TO_MODEL"},
+        "deepracer_stack_extra_env: DR_LIST must be a string, number or boolean",
+        "deepracer_stack_extra_env: DR_WORLD_NAME is modelled: set deepracer_stack_world_name",
+        "deepracer_stack_extra_env: 'MINIO_X' is not a DR_* name (upper case letters, digits "
+        "and _ after DR_)",
+        "deepracer_stack_extra_env: 'dr_lower' is not a DR_* name (upper case letters, digits "
+        "and _ after DR_)"]
+    env = dc.build_env({"deepracer_stack_race_type": "HEAD_TO_MODEL"},
                        extra={"DR_EVAL_OPP_S3_METRICS_PREFIX": "elsewhere", "DR_X": True})
     assert env["DR_X"] == "True"
     from datetime import datetime
@@ -150,15 +151,16 @@ def test_extra_env() -> None:
 def test_settings_problems() -> None:
     assert dc.settings_problems(_env()) == []
     problems = dc.settings_problems(dc.build_env({
-        "deepracer_workers": 11, "deepracer_race_type": "DRAG", "deepracer_eval_checkpoint": "x",
-        "deepracer_simapp_version": "latest", "deepracer_local_s3_model_prefix": "/a/"}),
+        "deepracer_stack_workers": 11, "deepracer_stack_race_type": "DRAG",
+        "deepracer_stack_eval_checkpoint": "x", "deepracer_stack_simapp_version": "latest",
+        "deepracer_stack_local_s3_model_prefix": "/a/"}),
         gpu=True, digest="sha256:abc")
     text = "\n".join(problems)
-    for part in ("deepracer_workers is '11': 1 to 10", "deepracer_race_type 'DRAG'",
-                 "deepracer_eval_checkpoint 'x'", "has no 'gpu'", "sha256:<64 hex digits>",
-                 "floating tag", "deepracer_local_s3_model_prefix '/a/'"):
+    for part in ("deepracer_stack_workers is '11': 1 to 10", "deepracer_stack_race_type 'DRAG'",
+                 "deepracer_stack_eval_checkpoint 'x'", "has no 'gpu'", "sha256:<64 hex digits>",
+                 "floating tag", "deepracer_stack_local_s3_model_prefix '/a/'"):
         assert part in text
-    assert dc.settings_problems(dc.build_env({"deepracer_workers": 2}), algorithm="sac") == [
-        "deepracer_workers is 2: SAC trains with one worker only (model_metadata.json says "
+    assert dc.settings_problems(dc.build_env({"deepracer_stack_workers": 2}), algorithm="sac") == [
+        "deepracer_stack_workers is 2: SAC trains with one worker only (model_metadata.json says "
         "training_algorithm sac)"]
-    assert dc.settings_problems(dc.build_env({"deepracer_workers": 1}), algorithm="sac") == []
+    assert dc.settings_problems(dc.build_env({"deepracer_stack_workers": 1}), algorithm="sac") == []

@@ -3,7 +3,7 @@
 The fixtures (fixtures/<case>/) were made by fixtures/make_fixtures.py, which ran DRfC's
 scripts (commit 2eb1a1f) with its templates' values and each case's: env.json is the
 environment they ran with, objects/ what they uploaded. Here the same values go in as the
-role's variables (deepracer_*, through the table) and what comes out is compared, text and
+role's variables (deepracer_stack_*, through the table) and what comes out is compared, text and
 loaded values, with DRfC's known bugs (deepracer_config.BUGS_NOT_COPIED) as the only,
 named, differences.
 """
@@ -27,7 +27,7 @@ def _case(name: str) -> dict:
 
 
 def _settings(env: dict) -> dict:
-    """DRfC's environment as the role's variables: one deepracer_* per modelled DR_* name."""
+    """DRfC's environment as the role's variables: one deepracer_stack_* per modelled DR_* name."""
     return {dc.BY_NAME[k].var: v for k, v in env.items() if k in dc.BY_NAME}
 
 
@@ -117,26 +117,27 @@ def test_multi_config_json_as_drfc_prints_it() -> None:
 def test_table_defaults_are_drfc_templates() -> None:
     """Every modelled DR_* in DRfC's templates has the table's default (derived ones too)."""
     template = _case("training_default")["env"]
-    ours = dc.build_env({"deepracer_minio_url": template["DR_MINIO_URL"],
-                         "deepracer_local_s3_endpoint_url": template["DR_LOCAL_S3_ENDPOINT_URL"]})
+    endpoint = template["DR_LOCAL_S3_ENDPOINT_URL"]
+    ours = dc.build_env({"deepracer_stack_minio_url": template["DR_MINIO_URL"],
+                         "deepracer_stack_local_s3_endpoint_url": endpoint})
     modelled = {k: v for k, v in template.items() if k in dc.BY_NAME}
     assert len(modelled) >= 70
     assert {k: ours.get(k) for k in modelled} == modelled
 
 
 def test_worker_settings_checked() -> None:
-    env = dc.build_env({"deepracer_workers": 3, "deepracer_train_multi_config": True})
-    assert dc.worker_problems(env, [{"deepracer_world_name": "x"}]) == [
-        "deepracer_train_multi_config with 3 workers needs 2 entries in "
-        "deepracer_multi_config_workers (workers 2..3, DRfC's worker-N.env), not 1"]
-    problems = dc.worker_problems(env, [{"deepracer_world_name": "x"},
-                                        {"deepracer_car_name": "y"}])
+    env = dc.build_env({"deepracer_stack_workers": 3, "deepracer_stack_train_multi_config": True})
+    assert dc.worker_problems(env, [{"deepracer_stack_world_name": "x"}]) == [
+        "deepracer_stack_train_multi_config with 3 workers needs 2 entries in "
+        "deepracer_stack_multi_config_workers (workers 2..3, DRfC's worker-N.env), not 1"]
+    problems = dc.worker_problems(env, [{"deepracer_stack_world_name": "x"},
+                                        {"deepracer_stack_car_name": "y"}])
     assert len(problems) == 1
-    assert "worker 3: 'deepracer_car_name' is not a per-worker" in problems[0]
+    assert "worker 3: 'deepracer_stack_car_name' is not a per-worker" in problems[0]
 
 
 def test_without_multi_config_one_file_even_with_workers() -> None:
-    env = dc.build_env({"deepracer_workers": 3})
+    env = dc.build_env({"deepracer_stack_workers": 3})
     made = dc.training_files(env, [], datetime(2026, 1, 1))
     assert list(made["files"]) == ["training_params.yaml"] and made["multi_config"] == ""
     assert made["files"]["training_params.yaml"]["NUM_WORKERS"] == "3"

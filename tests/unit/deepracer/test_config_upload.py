@@ -61,8 +61,8 @@ def s3():
 
 
 def _objects(prefix: str, reward: str = "def reward_function(params):\n    return 1.0\n"):
-    env = dc.build_env({"deepracer_local_s3_model_prefix": prefix,
-                        "deepracer_local_s3_endpoint_url": "http://127.0.0.1:9000"},
+    env = dc.build_env({"deepracer_stack_local_s3_model_prefix": prefix,
+                        "deepracer_stack_local_s3_endpoint_url": "http://127.0.0.1:9000"},
                        gateway="172.30.213.1")
     params = dc.training_files(env, [], datetime(2026, 12, 7, tzinfo=timezone.utc))["files"]
     objects = [{"key": env["DR_LOCAL_S3_REWARD_KEY"], "content": reward},
@@ -116,7 +116,7 @@ def test_a_trained_prefix_is_refused_then_wiped(monkeypatch, s3) -> None:
     assert refused["msg"].startswith(
         "Upload to s3://bucket/model-b: model prefix model-b/ holds 2 object(s) this upload "
         "does not write (model-b/model/1_Step-100.ckpt.index, model-b/model/deepracer_chec")
-    assert "deepracer_wipe: true" in refused["msg"]
+    assert "deepracer_stack_wipe: true" in refused["msg"]
     assert _keys(client, prefix) == ["model-b/model/1_Step-100.ckpt.index",
                                      "model-b/model/deepracer_checkpoints.json"]
     # An evaluation writes next to the model without guarding it.

@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: rlops.fleet developers
+# Apache License 2.0 (see LICENSE)
+"""Filters of the rlops.fleet.deepracer_stack role: its whole plan from its settings (DRfC's
+environment, the checks, the params YAML, the compose projects) and the increment's next
+model prefix. The decisions are plugins/module_utils/deepracer_config.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+name: deepracer_plan
+short_description: The deepracer_stack role's plan from its settings
+version_added: 0.1.0
+description:
+  - Takes the role's deepracer_stack_* settings (one per modelled DR_* variable) and answers with
+    DRfC's environment (C(env), every DR_* name and its string value), the problems the
+    argument spec cannot see (C(problems)), the training params files (C(training), keys
+    relative to the model prefix, YAML text as DRfC writes it, and the C(MULTI_CONFIG) JSON),
+    the evaluation params (C(evaluation)) and the compose projects (C(compose), C(training)
+    and C(evaluation), as dicts).
+positional: _input
+options:
+  _input:
+    description: The settings, C({deepracer_stack_name: value}).
+    type: dict
+    required: true
+  extra_env:
+    description: deepracer_stack_extra_env, more DR_* names and values.
+    type: dict
+    default: {}
+  workers:
+    description: deepracer_stack_multi_config_workers, worker 2..N's settings.
+    type: list
+    elements: dict
+    default: []
+  gpu:
+    description: Whether the host has a GPU the simapp uses.
+    type: bool
+    default: false
+  release:
+    description: The simapp release the default tag is made of.
+    type: str
+    default: 6.0.4
+  gateway:
+    description: The sagemaker-local network's gateway (the host as the containers see it).
+    type: str
+    default: ""
+  digest:
+    description: The simapp image's digest, C(sha256:...), or empty.
+    type: str
+    default: ""
+  algorithm:
+    description: model_metadata.json's training algorithm, when known.
+    type: str
+    default: ""
+  now:
+    description: The time of the evaluation's keys, ISO 8601; empty - now (UTC).
+    type: str
+    default: ""
+  comms_dir:
+    description: The host folder robomaker workers number themselves in.
+    type: str
+    default: ""
+  publish_address:
+    description: The host address robomaker's ports are published on; empty - all.
+    type: str
+    default: 127.0.0.1
+"""
+
+EXAMPLES = r"""
+- name: Plan
+  ansible.builtin.set_fact:
+    plan: "{{ {'deepracer_stack_workers': 2} | rlops.fleet.deepracer_plan(gpu=true) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C(env), C(problems), C(training), C(evaluation), C(compose), C(next_model_prefix).
+  type: dict
+"""
+
+from datetime import datetime, timezone  # noqa: E402
+
+from ansible_collections.rlops.fleet.plugins.module_utils import (  # noqa: E402
+    deepracer_config as dc,
+)
+
+
+def deepracer_plan(settings, extra_env=None, workers=None, gpu=False, release=dc.SIMAPP_RELEASE,
+                   gateway="", digest="", algorithm="", now="", comms_dir="",
+                   publish_address="127.0.0.1"):
+    settings = dict(settings or {})
+    extra_env = extra_env if extra_env is not None else {}
+    workers = workers if workers is not None else []
+    problems = dc.extra_env_problems(extra_env)
+    extra = extra_env if not problems and isinstance(extra_env, dict) else {}
+    env = dc.build_env(settings, extra, gpu=bool(gpu), release=str(release),
+                       gateway=str(gateway or ""))
+    problems += dc.settings_problems(env, algorithm=str(algorithm or ""), gpu=bool(gpu),
+                                     digest=str(digest or ""))
+    problems += dc.worker_problems(env, workers)
+    plan = {"env": env, "problems": problems}
+    if problems:
+        return plan
+    when = datetime.fromisoformat(now) if now else datetime.now(timezone.utc)
+    training = dc.training_files(env, workers, when)
+    prefix = env["DR_LOCAL_S3_MODEL_PREFIX"]
+    eval_key = dc.params_key(prefix, env["DR_LOCAL_S3_EVAL_PARAMS_FILE"])
+    plan.update({
+        "training": {
+            "files": dict((dc.params_key(prefix, name), dc.params_yaml(config))
+                          for name, config in training["files"].items()),
+            "multi_config": training["multi_config"],
+        },
+        "evaluation": {"files": {eval_key: dc.params_yaml(dc.evaluation_params(env, when))}},
+        "compose": dict((job, dc.compose_project(
+            env, job, gpu=bool(gpu), digest=str(digest or ""),
+            multi_config_json=training["multi_config"], comms_dir=comms_dir,
+            publish_address=publish_address)) for job in ("training", "evaluation")),
+        "next_model_prefix": dc.next_model_prefix(prefix),
+    })
+    return plan
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"deepracer_plan": deepracer_plan}
