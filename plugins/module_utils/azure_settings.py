@@ -160,6 +160,7 @@ def settings_problem(settings, session, hosts_group, hosts_listed=(), key_file_e
     location = text("location")
     max_price = as_number(value("max_price"))
     price = text("price_per_hour")
+    # rlops_azure_connect may refer to the VM (not known yet): only its keys are read.
     connect = value("connect") if isinstance(value("connect"), dict) else {}
     unknown = sorted(key for key in connect if key not in CONNECT_KEYS)
     checks = [
@@ -203,7 +204,7 @@ def settings_problem(settings, session, hosts_group, hosts_listed=(), key_file_e
         (_CIDR.match(text("ssh_cidr")),
          "rlops_azure_ssh_cidr '%s' is not an IPv4 CIDR: set it to the controller's address,"
          " e.g. 203.0.113.7/32 (the NSG lets SSH in from there only)" % text("ssh_cidr")),
-        (isinstance(value("connect"), dict), "rlops_azure_connect must be a mapping"),
+        (isinstance(value("connect"), (dict, type(None))), "rlops_azure_connect must be a mapping"),
         (not unknown, "rlops_azure_connect knows only %s; got %s"
          % (", ".join(CONNECT_KEYS), ", ".join(unknown))),
         (text("auth_source") in AUTH_SOURCES, "rlops_azure_auth_source must be one of %s"
