@@ -23,8 +23,9 @@ description:
     resources by Azure's naming rules.
   - The same file holds C(azure_credentials_problem) (no credentials the modules would find),
     C(azure_disk_problem) (a data disk in another region, attached to another VM or of
-    another session), C(azure_names) (the session's resource names) and C(azure_cost) (USD so
-    far and the price's source), C(azure_locate) (the provider contract's facts from the
+    another session), C(azure_request_problem) (what new or resume cannot go on with),
+    C(azure_names) (the session's resource names), C(azure_cost) (USD so far and the
+    price's source), C(azure_locate) (the provider contract's facts from the
     session's VMs, disks and addresses) and C(azure_stopped_tags) (a deallocated VM's run
     time kept in its tags).
 positional: _input
@@ -92,6 +93,12 @@ def azure_disk_problem(disks, location, vm_name, session):
     return az.disk_problem(disks[0] if disks else None, str(location), str(vm_name), str(session))
 
 
+def azure_request_problem(mode, session, vm, disk, settings, location):
+    names = az.resource_names(str(session), dict(settings or {}))
+    return az.request_problem(str(mode), str(session), dict(vm or {}), dict(disk or {}), names,
+                              str(location))
+
+
 def azure_names(session, settings=None):
     names = az.resource_names(str(session), dict(settings or {}))
     return dict((key.replace(" ", "_").replace("IP_", "ip_"), value)
@@ -121,6 +128,7 @@ class FilterModule(object):
             "azure_settings_problem": azure_settings_problem,
             "azure_credentials_problem": azure_credentials_problem,
             "azure_disk_problem": azure_disk_problem,
+            "azure_request_problem": azure_request_problem,
             "azure_names": azure_names,
             "azure_cost": azure_cost,
             "azure_locate": azure_locate,

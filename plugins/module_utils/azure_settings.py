@@ -59,6 +59,11 @@ PRICE_SOURCE = ("Azure pay-as-you-go Linux list prices, East US, USD/h, as publi
 
 DISK_TYPES = ("Standard_LRS", "StandardSSD_LRS", "StandardSSD_ZRS", "Premium_LRS", "Premium_ZRS")
 AUTH_SOURCES = ("auto", "env", "credential_file", "cli", "msi")
+# The clouds azure.azcollection 3.12.0 finds by name (azure-cli-core's hard-coded ones). A
+# metadata endpoint URL fails there: azure_rm_common calls
+# azure.cli.core.cloud.get_cloud_from_metadata_endpoint, which its pinned azure-cli-core 2.75.0
+# no longer has.
+CLOUDS = ("AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "AzureGermanCloud")
 CONNECT_KEYS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
                 "ansible_ssh_common_args", "ansible_connection")
 SESSION_TAG = "rlops-session"
@@ -207,6 +212,14 @@ def settings_problem(settings, session, hosts_group, hosts_listed=(), key_file_e
         (isinstance(value("connect"), (dict, type(None))), "rlops_azure_connect must be a mapping"),
         (not unknown, "rlops_azure_connect knows only %s; got %s"
          % (", ".join(CONNECT_KEYS), ", ".join(unknown))),
+        (text("cloud_environment") in CLOUDS,
+         "rlops_azure_cloud_environment %s is not one of %s: azure.azcollection 3.12.0 cannot"
+         " use a metadata endpoint URL (it calls get_cloud_from_metadata_endpoint, which its"
+         " pinned azure-cli-core 2.75.0 no longer has)" % (text("cloud_environment"),
+                                                           ", ".join(CLOUDS))),
+        (isinstance(value("environment"), dict)
+         and all(isinstance(v, str) for v in value("environment").values()),
+         "rlops_azure_environment must be a mapping of variable names to strings"),
         (text("auth_source") in AUTH_SOURCES, "rlops_azure_auth_source must be one of %s"
          % ", ".join(AUTH_SOURCES)),
         ((as_number(value("ssh_timeout")) or 0) > 0, "rlops_azure_ssh_timeout must be positive"),
@@ -373,3 +386,21 @@ def locate(vms, disks, addresses, session, purpose, settings, now, hosts_group="
     return {"running": running, "hosts": [] if from_storage else running,
             "session_provided": bool(mine_vms or mine_disks),
             "retrieve_from_storage": from_storage, "report": report, "problem": problem}
+
+
+def request_problem(mode, session, vm, disk, names, location):
+    """Why train_new (`mode` new) or resume cannot go on with what Azure holds of the session:
+    `vm` and `disk` as the _info modules read them ({} when none), `names` resource_names'.
+    New refuses a session that has a VM or its own data disk (a named disk of no session may
+    be attached); resume one without a data disk; both, a disk that disk_problem refuses."""
+    group = names["resource group"]
+    own_disk = bool(disk) and (disk.get("tags") or {}).get(SESSION_TAG) == session
+    if mode == "new" and (vm or own_disk):
+        return ("session %s already has Azure resources (VM %s, data disk %s in resource group"
+                " %s): resume it, or choose another session id"
+                % (session, vm.get("name", "none") if vm else "none",
+                   disk.get("name", "none") if own_disk else "none", group))
+    if mode == "resume" and not disk:
+        return ("session %s has no data disk %s in resource group %s: nothing to resume (status"
+                " lists the sessions Azure holds)" % (session, names["managed disk"], group))
+    return disk_problem(disk or None, location, names["virtual machine"], session)

@@ -34,6 +34,7 @@ import http.server
 import itertools
 import json
 import re
+import socketserver
 import ssl
 import threading
 import time
@@ -41,6 +42,9 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 SUBSCRIPTION_RE = re.compile(r"^/subscriptions/([^/]+)")
+# The Azure hosts a client reaches through this server as its HTTPS proxy (CONNECT): the
+# public cloud's Resource Manager and login endpoint. Nothing else is answered.
+PROXIED_HOSTS = ("management.azure.com", "login.microsoftonline.com")
 TOKEN_LIFETIME = 3600
 # Polls an operation answers InProgress before it is done (the modules' pollers must wait).
 POLLS_IN_PROGRESS = 1
@@ -247,8 +251,33 @@ class Store:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "arm-fake/1"
+    protocol_version = "HTTP/1.1"
     store: Store
-    base: str
+    tls: ssl.SSLContext
+
+    @property
+    def base(self) -> str:
+        """This server as the client named it: https://127.0.0.1:<port>, or the Azure host
+        it reached through the proxy (https://management.azure.com)."""
+        return "https://" + (self.headers.get("Host") or "127.0.0.1")
+
+    def do_CONNECT(self):  # noqa: N802 - http.server's names
+        """The proxy: answer a CONNECT to an Azure host ourselves, under TLS with this
+        server's certificate (which names those hosts); never connect anywhere."""
+        host, _, port = self.path.partition(":")
+        if host not in PROXIED_HOSTS or port != "443":
+            self.store.calls.append({"method": "CONNECT", "path": self.path, "query": ""})
+            self.send_error(403, "the fake answers only for " + ", ".join(PROXIED_HOSTS))
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        conn = self.tls.wrap_socket(self.connection, server_side=True)
+        self.connection = conn
+        self.rfile = conn.makefile("rb")
+        self.wfile = socketserver._SocketWriter(conn)  # noqa: SLF001 - what wbufsize=0 gives
+        self.close_connection = False
+        while not self.close_connection:
+            self.handle_one_request()
 
     def log_message(self, fmt, *args):  # quiet; calls are in /_fake/calls
         pass
@@ -262,7 +291,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
@@ -322,6 +352,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
                 "response_types_supported": ["code", "id_token", "token"],
                 "tenant_region_scope": "WW"})
+        if path == "/common/discovery/instance":
+            authority = query.get("authorization_endpoint", [base + "/common/oauth2/authorize"])[0]
+            return self._send(200, {"tenant_discovery_endpoint": authority.replace(
+                "/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration").replace(
+                "/oauth2/authorize", "/.well-known/openid-configuration"),
+                "api-version": "1.1", "metadata": []})
         if re.match(r"^/[^/]+/oauth2(/v2\.0)?/token$", path) and method == "POST":
             if not body.get("client_id") or not body.get("client_secret"):
                 return self._send(400, {"error": "invalid_client",
@@ -444,11 +480,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def serve(port: int, cert: str, key: str, addresses: list[str]) -> None:
-    handler = type("BoundHandler", (Handler,), {
-        "store": Store(addresses), "base": f"https://127.0.0.1:{port}"})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    handler = type("BoundHandler", (Handler,), {"store": Store(addresses), "tls": context})
+    # HTTPS on `port`; plain HTTP (the proxy's CONNECT) on port + 1.
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", port + 1), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 

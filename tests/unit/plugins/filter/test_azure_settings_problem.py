@@ -14,6 +14,7 @@ from ansible_collections.rlops.fleet.plugins.filter.azure_settings_problem impor
     azure_disk_problem,
     azure_locate,
     azure_names,
+    azure_request_problem,
     azure_settings_problem,
     azure_stopped_tags,
 )
@@ -58,6 +59,9 @@ def test_the_defaults_with_a_cidr_have_no_problem() -> None:
     ({"rlops_azure_ssh_cidr": "0.0.0.0"}, "rlops_azure_ssh_cidr '0.0.0.0' is not"),
     ({"rlops_azure_connect": {"host": "x"}}, "rlops_azure_connect knows only"),
     ({"rlops_azure_auth_source": "token"}, "rlops_azure_auth_source must be one of"),
+    ({"rlops_azure_cloud_environment": "https://127.0.0.1:8443"},
+     "cannot use a metadata endpoint URL"),
+    ({"rlops_azure_environment": {"HTTPS_PROXY": 1}}, "rlops_azure_environment must be"),
     ({"rlops_azure_price_per_hour": "-3"}, "rlops_azure_price_per_hour -3 must be"),
     ({"rlops_azure_delete_disk": "no"}, "rlops_azure_delete_vm and rlops_azure_delete_disk"),
     ({"rlops_azure_tags": ["a"]}, "rlops_azure_tags must be a mapping"),
@@ -203,3 +207,19 @@ def test_a_deallocated_vm_keeps_its_run_in_its_tags() -> None:
     tags = azure_stopped_tags(VM["tags"], 1000 + 600)
     assert tags == {"rlops-session": "s", "rlops-started": "", "rlops-run-seconds": "4200"}
     assert az.run_seconds(tags, False, 99999) == 4200
+
+
+def test_new_refuses_a_session_with_a_vm_or_its_own_disk_resume_one_without_a_disk() -> None:
+    own = {**DATA, "location": "eastus", "managed_by": ""}
+    assert "session s already has Azure resources (VM rlops-s, data disk none" in \
+        azure_request_problem("new", "s", {"name": "rlops-s"}, {}, GOOD, "eastus")
+    assert "data disk rlops-s-data in resource group rlops" in azure_request_problem(
+        "new", "s", {}, own, GOOD, "eastus")
+    team = {"name": "team", "location": "eastus", "managed_by": "", "tags": {}}
+    assert azure_request_problem("new", "s", {}, team, GOOD, "eastus") == ""
+    assert azure_request_problem("new", "s", {}, {}, GOOD, "eastus") == ""
+    assert "session s has no data disk rlops-s-data in resource group rlops" in \
+        azure_request_problem("resume", "s", {"name": "rlops-s"}, {}, GOOD, "eastus")
+    assert azure_request_problem("resume", "s", {}, own, GOOD, "eastus") == ""
+    assert "is in westeurope" in azure_request_problem(
+        "resume", "s", {}, {**own, "location": "westeurope"}, GOOD, "eastus")
