@@ -182,3 +182,11 @@ def test_limits_must_be_positive(run, option):
     result, failed = run(path=str(DEFAULTS), **{option: 0})[:2]
     zero = "0" if option == "workers" else "0.0"
     assert failed and result["msg"] == f"{option} must be more than 0, got {zero}"
+
+
+def test_check_mode_checks_the_same(run, custom):
+    (custom / "hyperparameters.json").write_text('{"lr": 0.5}')
+    result, failed = run(path=str(custom), tracks=["Oval_track"], _ansible_check_mode=True)[:2]
+    assert failed and result["changed"] is False
+    assert result["problems"] == [{"file": "hyperparameters.json", "key": "lr",
+                                   "msg": "must be within 1e-08..0.001, got 0.5"}]
