@@ -480,10 +480,15 @@ def reward_static_problems(source: str, filename: str = REWARD_FILE, extra_impor
     found, imported = [], []
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)
                  and node.name == "reward_function"]
-    if not functions:
+    # `reward_function = Reward().reward_function`: a bound method, checked when called.
+    assigned = any(isinstance(target, ast.Name) and target.id == "reward_function"
+                   for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                   for target in (node.targets if isinstance(node, ast.Assign)
+                                  else [node.target]))
+    if not functions and not assigned:
         found.append(problem(filename, "defines no reward_function(params) at the top level: "
                              "the simulator calls reward_function of this file"))
-    else:
+    elif functions:
         args = functions[-1].args
         positional = args.posonlyargs + args.args
         if (len(positional) != 1 or args.vararg or args.kwarg or args.kwonlyargs
@@ -729,10 +734,12 @@ def _missing_module(error, allowed):
 
 
 def call_problems(report: dict, cases, filename: str = REWARD_FILE, allowed=ALLOWED_IMPORTS,
-                  call_timeout: float = CALL_TIMEOUT):
+                  call_timeout: float = CALL_TIMEOUT, returns=None):
     """(problems, findings) of the child's report: every distinct failure once, with the
     first params that caused it and how many calls did; findings: {"calls", "returned":
-    [lowest, highest], "kinds": {kind: count}, "missing": [modules the controller lacks]}."""
+    [lowest, highest], "kinds": {kind: count}, "missing": [modules the controller lacks]}.
+    `returns`: the lines of the source's return statements (a None from elsewhere is the
+    function falling off its end)."""
     findings = {"calls": 0, "returned": None, "kinds": {}, "missing": []}
     if "failed" in report:
         return [problem(filename, report["failed"])], findings
@@ -769,6 +776,8 @@ def call_problems(report: dict, cases, filename: str = REWARD_FILE, allowed=ALLO
             group = ("type", line)
             text = ("returned %s, not a number: return a float (the simulator casts the result "
                     "with float())" % detail)
+            if detail == "NoneType None" and returns is not None and line not in returns:
+                text = "ended without a return statement (None): return a float"
         elif not math.isfinite(number):
             group = ("finite", line)
             text = "returned %s: the simulator stops on a reward that is NaN or infinite" % number
@@ -809,8 +818,10 @@ def reward_problems(source: str, filename: str, tracks, actions=DEFAULT_ACTIONS,
             else track.waypoints
     report = runner(source, filename, cases, waypoints, python, call_timeout=call_timeout,
                     timeout=timeout)
+    returns = {node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Return)}
     found, called = call_problems(report, cases, filename,
-                                  tuple(ALLOWED_IMPORTS) + tuple(extra_imports), call_timeout)
+                                  tuple(ALLOWED_IMPORTS) + tuple(extra_imports), call_timeout,
+                                  returns)
     called["imports"] = imported
     return found, called
 

@@ -100,7 +100,12 @@ def reward_function(params):
 def reward_function(params):
     if params["all_wheels_on_track"]:
         return 1.0
-""", None, ["returned NoneType None, not a number: return a float"]),
+""", None, ["ended without a return statement (None): return a float", "over the border"]),
+    ("returns-none-explicitly", """
+def reward_function(params):
+    reward = None
+    return reward
+""", 3, ["returned NoneType None, not a number: return a float"]),
     ("returns-bool", """
 def reward_function(params):
     return params["all_wheels_on_track"]
@@ -271,3 +276,22 @@ def reward_function(params):
     return 1.0
 """, tracks, extra_imports=("time",), timeout=1.0)[0]
     assert "took more than 1 s in all (timeout)" in found[0]["msg"]
+
+
+def test_a_bound_method_as_reward_function_is_called(tracks):
+    source = """
+class Reward:
+    def __init__(self):
+        self.calls = 0
+
+    def reward_function(self, params):
+        self.calls += 1
+        return float(params["steps"] > 0)
+
+reward_function = Reward().reward_function
+"""
+    found, findings = check(source, tracks)
+    assert found == [] and findings["calls"] == 221
+    found = check(source.replace("reward_function = Reward", "reward_function = 3  # Reward"),
+                  tracks)[0]
+    assert found == [{"file": FILE, "msg": "defines no callable reward_function once run"}]
