@@ -182,12 +182,20 @@ def check_model(stack: Stack, prefix: str, min_checkpoints: int) -> dict[int, st
     return names
 
 
+def phase(name: str, started: list[float]) -> None:
+    print(f"[deepracer-lab] {name}: {time.monotonic() - started[0]:.0f} s", flush=True)
+
+
 def test_drfc_compose_runs_the_standin(tmp_path):
+    started = [time.monotonic()]
     tar = Path(subprocess.run([str(BUILD)], capture_output=True, text=True, check=True,
                               timeout=900).stdout.strip())
+    phase("image built or current", started)
     with DockerLab() as lab:
         assert lab.storage_driver == "overlay2"
+        phase("docker host up", started)
         lab.load_simapp(tar)
+        phase("image loaded", started)
         for yml in DRFC.glob("*.yml"):
             lab.copy_in(yml, f"/opt/drfc/docker/{yml.name}")
         # What the role must provide: the network with the labels the SDK's compose file
@@ -240,6 +248,7 @@ def test_drfc_compose_runs_the_standin(tmp_path):
         assert last_state["skill"] > 0, last_state
         assert last_state["iteration"] == int(CKPT.match(last).group(1)), (last_state, names)
 
+        phase("trained and stopped m1", started)
         # ---- increment: m2 from m1's last checkpoint, runs to its termination condition
         stack.put("custom_files/hyperparameters.json",
                   json.dumps({**HYPER, "term_cond_max_episodes": 8}))
@@ -257,6 +266,7 @@ def test_drfc_compose_runs_the_standin(tmp_path):
         stack.compose("training", "down", env)
         assert stack.trainer_containers() == []
 
+        phase("increment m2 done", started)
         # ---- evaluation of m2 with MP4
         stamp = "20261207000000"
         stack.put("m2/evaluation_params.yaml", eval_yaml("m2", stamp))
@@ -277,3 +287,4 @@ def test_drfc_compose_runs_the_standin(tmp_path):
         for camera in ("camera-pip", "camera-45degree", "camera-topview"):
             assert stack.get(f"m2/mp4/{camera}/0-video.mp4")[4:8] == b"ftyp"
         stack.compose("eval", "down", env)
+        phase("evaluation done", started)

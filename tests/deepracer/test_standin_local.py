@@ -48,7 +48,7 @@ def s3(tmp_path):
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="k", aws_secret_access_key="s")
-    for _ in range(100):
+    for _attempt in range(100):
         try:
             client.list_buckets()
             break

@@ -16,13 +16,15 @@ if [ "$1" == "multi" ]; then
 		WORKER_NUM=$DOCKER_REPLICA_SLOT
 	else
 		COMMS_FILE=/mnt/comms/workers
-		echo $HOSTNAME >> $COMMS_FILE
-		WORKER_NUM=$(cat -n $COMMS_FILE | grep $HOSTNAME | cut -f1)
+		echo "$HOSTNAME" >> "$COMMS_FILE"
+		WORKER_NUM=$(cat -n "$COMMS_FILE" | grep "$HOSTNAME" | cut -f1)
 	fi
-	export ROLLOUT_IDX=$(expr $WORKER_NUM - 1 )
+	ROLLOUT_IDX=$((WORKER_NUM - 1))
+	export ROLLOUT_IDX
 	if [ -n "$MULTI_CONFIG" ]; then
-		export S3_YAML_NAME=$(echo $MULTI_CONFIG | jq --arg worker $ROLLOUT_IDX -r '.multi_config[$worker | tonumber ].config_file')
-		export WORLD_NAME=$(echo $MULTI_CONFIG | jq --arg worker $ROLLOUT_IDX -r '.multi_config[$worker | tonumber ].world_name')
+		S3_YAML_NAME=$(echo "$MULTI_CONFIG" | jq --arg worker "$ROLLOUT_IDX" -r '.multi_config[$worker | tonumber ].config_file')
+		WORLD_NAME=$(echo "$MULTI_CONFIG" | jq --arg worker "$ROLLOUT_IDX" -r '.multi_config[$worker | tonumber ].world_name')
+		export S3_YAML_NAME WORLD_NAME
 	fi
 	echo "Starting as worker $ROLLOUT_IDX, using world $WORLD_NAME and configuration $S3_YAML_NAME."
 fi

@@ -59,7 +59,7 @@ def compose_command():
 def local_fit(image, instance_type, hyperparameters, env_var, job_name, boto_session,
               endpoint_url):
     root = tempfile.mkdtemp(dir=container_root_dir())
-    suffix = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    suffix = "".join(random.choice(string.ascii_lowercase + string.digits) for _i in range(5))
     host = f"{CONTAINER_PREFIX}-1-{suffix}"
     for sub in ("output", "output/data", "shared", "model", host + "/input/config",
                 host + "/output", host + "/model"):

@@ -124,7 +124,7 @@ class Worker:
                 s3.put_json(common.s3_key(model_prefix, common.DEEPRACER_CHECKPOINT_KEY_POSTFIX),
                             sim.checkpoints_json(best, entry))
             rows_all, summaries = [], []
-            for _ in range(per_worker):
+            for _episode in range(per_worker):
                 if self.stopper.stop:
                     break
                 episode += 1
