@@ -78,7 +78,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(env), C(problems), C(training), C(evaluation), C(compose), C(next_model_prefix).
+  description:
+    - C(env), C(problems), C(training), C(evaluation), C(compose), C(projects) (the compose
+      project names), C(next_model_prefix).
   type: dict
 """
 
@@ -120,6 +122,7 @@ def deepracer_plan(settings, extra_env=None, workers=None, gpu=False, release=dc
             env, job, gpu=bool(gpu), digest=str(digest or ""),
             multi_config_json=training["multi_config"], comms_dir=comms_dir,
             publish_address=publish_address)) for job in ("training", "evaluation")),
+        "projects": dict((job, dc.project_name(env, job)) for job in ("training", "evaluation")),
         "next_model_prefix": dc.next_model_prefix(prefix),
     })
     return plan

@@ -602,12 +602,20 @@ def _gpu_reservation() -> dict:
         {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
 
 
+def project_name(env: dict, job: str) -> str:
+    """The compose project's name (docker compose --project-name), DRfC's stack names."""
+    run_id = env["DR_RUN_ID"]
+    return f"deepracer-{run_id}" if job == "training" else f"deepracer-eval-{run_id}"
+
+
 def compose_project(env: dict, job: str, gpu: bool = False, digest: str = "",
                     multi_config_json: str = "", comms_dir: str = "",
                     publish_address: str = "127.0.0.1") -> dict:
     """The compose project of a training (`job` training) or an evaluation as a dict, for
-    `docker compose -f <file> up -d`: DRfC's files for compose mode merged (training or
-    eval, endpoint or aws, keys), robomaker scaled to DR_WORKERS, the network external."""
+    `docker compose --project-name <project_name> --file <file> up --detach`: DRfC's files
+    for compose mode merged (training or eval, endpoint or aws, keys), robomaker scaled to
+    DR_WORKERS, the network external. No top-level `name` (docker-compose 1.29's schema
+    refuses it): the project's name is given on the command line, as DRfC's -p."""
     ref = image(env, digest)
     run_id = env["DR_RUN_ID"]
     workers = int(env.get("DR_WORKERS", 1)) if job == "training" else 1
@@ -675,7 +683,6 @@ def compose_project(env: dict, job: str, gpu: bool = False, digest: str = "",
             # and starts it through the host's docker.
             "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"{SAGEMAKER_DIR}:{SAGEMAKER_DIR}"],
         }
-        name = f"deepracer-{run_id}"
     else:
         robomaker = {
             "image": ref,
@@ -695,14 +702,12 @@ def compose_project(env: dict, job: str, gpu: bool = False, digest: str = "",
         }
         rl_coach = {"image": ref,
                     "command": ["/bin/bash", "-c", "echo No work for coach in Evaluation Mode"]}
-        name = f"deepracer-eval-{run_id}"
     if gpu:
         # DRfC relies on nvidia being docker's default runtime; asked for here, robomaker
         # gets the GPU with any nvidia container runtime set up. The trainer gets it from
         # the SDK (local_gpu, chosen by the -gpu tag).
         robomaker["deploy"] = _gpu_reservation()
     return {
-        "name": name,
         "networks": {"default": {"external": True, "name": NETWORK}},
         "services": {"rl_coach": rl_coach, "robomaker": robomaker},
     }

@@ -1,7 +1,11 @@
-"""rlops.fleet.deepracer_stack's upload entry point through real ansible-playbook runs against a
-moto server on 127.0.0.1: the shipped custom files pass validation and land under DRfC's keys
-with the training params, a second run changes nothing, check mode writes nothing, a prefix
-holding a trained model is refused (and kept), and a bad setting fails before any upload.
+"""rlops.fleet.deepracer_stack through real ansible-playbook runs on localhost.
+
+upload, against a moto server on 127.0.0.1: the shipped custom files pass validation and land
+under DRfC's keys with the training params, a second run changes nothing, check mode writes
+nothing, a prefix holding a trained model is refused (and kept), and a bad setting fails
+before any upload. compose, with a stand-in `docker` on PATH (this machine has no compose
+plugin; the lab hosts run the real one): the files, the folders, the network created once
+with the SDK's labels, `compose config` asked with the project name, a second run unchanged.
 The secret appears nowhere in the output.
 """
 
@@ -31,18 +35,19 @@ def moto():
         yield endpoint, client
 
 
-def _play(tmp_path, endpoint, check=False, **settings):
+def _play(tmp_path, endpoint, check=False, entry="upload", env=None, **settings):
     variables = {"deepracer_stack_local_s3_endpoint_url": endpoint,
                  "deepracer_stack_local_access_key_id": "testing",
                  "deepracer_stack_local_secret_access_key": SECRET,
                  "deepracer_stack_validate_tracks": [TRACK], **settings}
     play = [{"name": "DeepRacer upload", "hosts": "localhost", "gather_facts": False,
              "tasks": [{"name": "Upload", "ansible.builtin.include_role": {
-                 "name": "rlops.fleet.deepracer_stack", "tasks_from": "upload"},
+                 "name": "rlops.fleet.deepracer_stack", "tasks_from": entry},
                  "vars": variables}]}]
     path = tmp_path / "play.yml"
     path.write_text(json.dumps(play))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           **(env or {})}
     proc = subprocess.run(
         [str(PLAYBOOK), "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={sys.executable}", str(path)]
@@ -100,3 +105,83 @@ def test_bad_settings_fail_before_any_upload(moto, tmp_path):
     assert "deepracer_stack_extra_env: DR_WORLD_NAME is modelled" in output
     assert "deepracer_stack_workers is '12': 1 to 10 robomaker workers" in output
     assert _keys(client, "dr-c/") == []
+
+
+FAKE_DOCKER = "#!" + sys.executable + r"""
+# A stand-in docker CLI: records its arguments; a network, once created, is inspected back.
+import json, os, sys
+state = os.environ["FAKE_DOCKER_STATE"]
+args = sys.argv[1:]
+with open(os.path.join(state, "calls.jsonl"), "a") as log:
+    log.write(json.dumps(args) + "\n")
+net = os.path.join(state, "network.json")
+if args[:2] == ["network", "inspect"]:
+    if not os.path.exists(net):
+        sys.exit("Error response from daemon: network %s not found" % args[2])
+    print(open(net).read())
+elif args[:2] == ["network", "create"]:
+    labels = dict(a[len("--label="):].split("=", 1) for a in args if a.startswith("--label="))
+    gateway = [a.split("=", 1)[1] for a in args if a.startswith("--gateway=")]
+    json.dump([{"Name": args[-1], "Labels": labels,
+                "IPAM": {"Config": [{"Gateway": gateway[0]}]}}], open(net, "w"))
+elif args[:1] == ["compose"]:
+    path = args[args.index("--file") + 1]
+    open(path).close()
+else:
+    sys.exit("unexpected: %s" % args)
+"""
+
+
+def test_compose_with_a_stand_in_docker(tmp_path):
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_STATE": str(state)}
+    home = tmp_path / "deepracer"
+    settings = {"deepracer_stack_dir": str(home), "deepracer_stack_workers": 2,
+                "deepracer_stack_local_s3_model_prefix": "dr-d"}
+    rc, output = _play(tmp_path, "http://127.0.0.1:9000", entry="compose", env=env, **settings)
+    assert rc == 0, output[-3000:]
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    assert calls[0] == ["network", "inspect", "sagemaker-local"]
+    assert calls[1] == ["network", "create", "--driver=bridge", "--subnet=172.30.213.0/24",
+                        "--gateway=172.30.213.1",
+                        "--label=com.docker.compose.network=sagemaker-local",
+                        "--label=com.docker.compose.project=sagemaker-local", "sagemaker-local"]
+    assert calls[2:] == [
+        ["compose", "--project-name", "deepracer-0", "--file",
+         f"{home}/compose/training.yml", "config", "--quiet"],
+        ["compose", "--project-name", "deepracer-eval-0", "--file",
+         f"{home}/compose/evaluation.yml", "config", "--quiet"]]
+    training = yaml.safe_load((home / "compose" / "training.yml").read_text())
+    assert oct((home / "compose" / "training.yml").stat().st_mode & 0o777) == "0o600"
+    robomaker = training["services"]["robomaker"]
+    assert robomaker["scale"] == 2 and robomaker["volumes"] == [f"{home}/tmp/comms.0:/mnt/comms"]
+    assert robomaker["environment"]["S3_ENDPOINT_URL"] == "http://172.30.213.1:9000"
+    assert robomaker["environment"]["AWS_SECRET_ACCESS_KEY"] == SECRET
+    assert (home / "tmp" / "comms.0").is_dir()
+    rc, output = _play(tmp_path, "http://127.0.0.1:9000", entry="compose", env=env, **settings)
+    assert rc == 0 and "changed=0" in output, output[-3000:]
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    assert ["network", "create"] not in [c[:2] for c in calls[4:]]
+
+
+def test_compose_refuses_a_network_without_the_sdk_labels(tmp_path):
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    (state / "network.json").write_text(json.dumps(
+        [{"Name": "sagemaker-local", "Labels": {}, "IPAM": {"Config": [{"Gateway": "10.9.0.1"}]}}]))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_STATE": str(state)}
+    rc, output = _play(tmp_path, "http://127.0.0.1:9000", entry="compose", env=env,
+                       deepracer_stack_dir=str(tmp_path / "deepracer"))
+    assert rc != 0
+    assert "The docker network sagemaker-local exists without the labels" in output
+    assert "gateways ['10.9.0.1']" in output
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    assert calls == [["network", "inspect", "sagemaker-local"]]

@@ -1,8 +1,8 @@
 """The compose projects, the increment's next prefix, the escape hatch and the checks.
 
-The compose files validate against the Compose specification's JSON schema
-(compose_spec/compose-spec.json: github.com/compose-spec/compose-spec schema/compose-spec.json
-at commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6, 2026-06-23, Apache-2.0, compose_spec/LICENSE).
+The compose files validate against two JSON schemas (compose_spec/README.md): the Compose
+specification's (compose-spec commit 170098b, 2026-06-23), which docker compose v2 follows,
+and docker-compose 1.29.2's (the lab hosts' Debian bookworm has only that one).
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import pytest
 import yaml
 from ansible_collections.rlops.fleet.plugins.module_utils import deepracer_config as dc
 
-SCHEMA = json.loads((Path(__file__).resolve().parent / "compose_spec" /
-                     "compose-spec.json").read_text())
+SPECS = Path(__file__).resolve().parent / "compose_spec"
+SCHEMAS = {"compose-spec": json.loads((SPECS / "compose-spec.json").read_text()),
+           "docker-compose-1.29.2": json.loads(
+               (SPECS / "docker-compose-1.29.2" / "compose_spec.json").read_text())}
 KEY = "AKIAEXAMPLEEXAMPLE00"
 
 
 def _validate(project: dict) -> None:
     # Through YAML text, as the role writes it (to_nice_yaml), so that the types are the file's.
-    jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(yaml.safe_dump(project)))
+    document = yaml.safe_load(yaml.safe_dump(project))
+    for schema in SCHEMAS.values():
+        jsonschema.Draft7Validator(schema).validate(document)
 
 
 def _env(**settings) -> dict:
@@ -52,12 +56,22 @@ def test_valid_compose(job: str, workers: int, gpu: bool) -> None:
     assert ("deploy" in robomaker) == gpu
 
 
-def test_schema_rejects_a_broken_project() -> None:
-    """The schema is a real check: a misspelt service key fails it."""
+@pytest.mark.parametrize("schema", sorted(SCHEMAS))
+def test_schema_rejects_a_broken_project(schema: str) -> None:
+    """Each schema is a real check: a misspelt service key fails it."""
     project = dc.compose_project(_env(), "training")
     project["services"]["robomaker"]["scael"] = 2
     with pytest.raises(jsonschema.ValidationError):
-        _validate(project)
+        jsonschema.Draft7Validator(SCHEMAS[schema]).validate(project)
+
+
+def test_no_project_name_in_the_file() -> None:
+    """docker-compose 1.29.2 refuses a top-level name: the role passes --project-name."""
+    project = dc.compose_project(_env(), "training")
+    assert "name" not in project
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(SCHEMAS["docker-compose-1.29.2"]).validate(
+            {**project, "name": "deepracer-0"})
 
 
 def test_training_wiring() -> None:
@@ -65,7 +79,8 @@ def test_training_wiring() -> None:
                deepracer_stack_local_s3_pretrained=True,
                deepracer_stack_local_s3_pretrained_prefix="model-2")
     project = dc.compose_project(env, "training", digest="sha256:" + "a" * 64)
-    assert project["name"] == "deepracer-0"
+    assert dc.project_name(env, "training") == "deepracer-0"
+    assert dc.project_name(_env(deepracer_stack_run_id=2), "evaluation") == "deepracer-eval-2"
     coach = project["services"]["rl_coach"]
     image = "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu@sha256:" + "a" * 64
     assert coach["image"] == image and coach["environment"]["SAGEMAKER_IMAGE"] == image

@@ -35,7 +35,16 @@ def _workers(case: dict) -> list:
     return [_settings(case["workers"][str(n)]) for n in sorted(int(k) for k in case["workers"])]
 
 
-def _ours(name: str) -> tuple:
+def _ours(name: str) -> dict:
+    """{key: params dict} the role writes for the case."""
+    return _made(name)[0]
+
+
+def _multi_config(name: str) -> str:
+    return _made(name)[1]
+
+
+def _made(name: str) -> tuple:
     case = _case(name)
     env = dc.build_env(_settings(case["env"]))
     now = datetime.fromisoformat(case["now"])
@@ -72,13 +81,13 @@ def _without_bugs(name: str, key: str, theirs: dict) -> dict:
 
 @pytest.mark.parametrize("name", CASES)
 def test_same_keys_uploaded(name: str) -> None:
-    ours, _ = _ours(name)
+    ours = _ours(name)
     assert sorted(ours) == sorted(_theirs(name))
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_same_values_but_the_named_bugs(name: str) -> None:
-    ours, _ = _ours(name)
+    ours = _ours(name)
     for key, text in _theirs(name).items():
         assert yaml.safe_load(dc.params_yaml(ours[key])) == \
             _without_bugs(name, key, yaml.safe_load(text)), key
@@ -87,7 +96,7 @@ def test_same_values_but_the_named_bugs(name: str) -> None:
 @pytest.mark.parametrize("name", CASES)
 def test_same_text_where_no_bug_differs(name: str) -> None:
     """DRfC's exact text: `---`, every key and value single-quoted, keys sorted."""
-    ours, _ = _ours(name)
+    ours = _ours(name)
     for key, text in _theirs(name).items():
         if _without_bugs(name, key, yaml.safe_load(text)) == yaml.safe_load(text) \
                 and "&id" not in text:
@@ -100,7 +109,7 @@ def test_the_bugs_are_in_the_fixtures() -> None:
     h2m = _theirs("evaluation_h2m")["rl-deepracer-sagemaker/evaluation_params.yaml"]
     assert "'COLLISION_PENALTY': '5.0'" in h2m and "- 'bucket/mp4'" in h2m
     assert "'MODEL_NAME': *id001" in h2m
-    ours, _ = _ours("evaluation_h2m")
+    ours = _ours("evaluation_h2m")
     text = dc.params_yaml(ours["rl-deepracer-sagemaker/evaluation_params.yaml"])
     assert "*id" not in text and "'COLLISION_PENALTY': '7.5'" in text and "- 'rival-3/mp4'" in text
     worker3 = yaml.safe_load(_theirs("training_multi")["multi-2/training_params_3.yaml"])
@@ -110,7 +119,7 @@ def test_the_bugs_are_in_the_fixtures() -> None:
 
 
 def test_multi_config_json_as_drfc_prints_it() -> None:
-    _, ours = _ours("training_multi")
+    ours = _multi_config("training_multi")
     assert json.loads(ours) == json.loads((FIXTURES / "training_multi" / "stdout.txt").read_text())
 
 

@@ -79,7 +79,7 @@ def rendered():
 
 
 def test_plan_renders(rendered) -> None:
-    _, plan = rendered
+    plan = rendered[1]
     assert plan["problems"] == []
     assert list(plan["training"]["files"]) == ["rl-deepracer-sagemaker/training_params.yaml"]
     robomaker = plan["compose"]["training"]["services"]["robomaker"]
@@ -98,4 +98,5 @@ def test_compose_template_is_valid(rendered, job: str) -> None:
     text = engine.template(trusted((ROLE / "templates" / "compose.yml.j2").read_text()))
     document = yaml.safe_load(text)
     jsonschema.Draft7Validator(SCHEMA).validate(document)
-    assert document["name"] == ("deepracer-0" if job == "training" else "deepracer-eval-0")
+    assert "name" not in document
+    assert f"--project-name {plan['projects'][job]} " in text
