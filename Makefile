@@ -55,10 +55,10 @@ LOCK_PYTHONS ?= 3.10 3.11 3.12
 LOCK_TOOLS := build/lock-tools
 PIP_COMPILE_ARGS = --quiet --max-rounds 50 --strip-extras --no-emit-index-url --no-emit-find-links \
   --no-emit-trusted-host $(LOCK_ARGS)
-RUNTIME_EXTRAS_LOCKED := --extra sb3 --extra s3 --extra box2d --extra mujoco
+RUNTIME_EXTRAS_LOCKED := --extra sb3 --extra s3 --extra azure --extra box2d --extra mujoco
 # The Ray backend's set (runtime/locks/ray/python<X.Y>.txt): RLlib pins its own gymnasium,
 # so it cannot share the lock above; torch as there.
-RUNTIME_EXTRAS_RAY := --extra ray --extra s3
+RUNTIME_EXTRAS_RAY := --extra ray --extra s3 --extra azure
 TORCH_REQUIREMENT = $(shell sed -n 's/^trainer_torch_requirement: *//p' roles/trainer/defaults/main.yml)
 VENV_PYTHON_MINOR = $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
@@ -80,7 +80,7 @@ lock: dev $(LOCK_PYTHONS:%=$(LOCK_TOOLS)/python%/.installed)
 	done
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(PIP_COMPILE_ARGS) --allow-unsafe \
 	  -c requirements.lock -c runtime/locks/python$(VENV_PYTHON_MINOR).txt \
-	  --extra sb3 --extra s3 --extra box2d \
+	  --extra sb3 --extra s3 --extra azure --extra box2d \
 	  -o requirements-dev.lock requirements-dev.txt runtime/pyproject.toml
 
 # A venv with pip-tools (as pinned in requirements-dev.lock) for each Python a lock is made for.
