@@ -37,6 +37,7 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     secret_values,
 )
 from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
+    az_read_config,
     gymnasium_registry,
     run_checks,
 )
@@ -219,6 +220,17 @@ class ActionModule(ActionBase):
             return (who.get("files") or {}).get(stored["path"])
         uri = inputs["storage_uri"]
         credentials = inputs.get("storage_credentials") or {}
+        if stored["scheme"] == "az":
+            # The controller's runtime reads it where it checked storage; a host without the
+            # runtime cannot (the VM's identity): its data disk keeps the session's record.
+            if not storage_checked:
+                return None
+            rc, out, err = az_read_config(uri, credentials, inputs["session_id"],
+                                          stored["key"].rsplit("/", 1)[-1])
+            if rc != 0:
+                raise Refused(decide.stored_record_problem(
+                    inputs, host, (err.strip().splitlines() or ["rc %s" % rc])[-1]))
+            return out or None
         if storage_checked:
             parsed = parse_storage_uri(uri)
             try:

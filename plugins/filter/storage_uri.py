@@ -14,9 +14,8 @@ name: storage_uri
 short_description: A storage URI parsed by the session contract, or why it is refused
 version_added: 0.1.0
 description:
-  - Parses C(file:///abs/path) and C(s3://bucket/prefix) as the runtime does (the collection
-    runs the runtime's own session contract). C(az://) is refused, Azure Blob storage is not
-    available yet.
+  - Parses C(file:///abs/path), C(s3://bucket/prefix) and C(az://container/prefix) as the
+    runtime does (the collection runs the runtime's own session contract).
   - Never fails on a bad URI, so that a role's preflight can refuse it in one message
     (RV(_value.error)).
   - The same file has C(rlops.fleet.host_session_id), the session id of one host of a

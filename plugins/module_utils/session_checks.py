@@ -13,7 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import subprocess
+import sys
 
 from ansible_collections.rlops.fleet.plugins.module_utils import session_contract as contract
 from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
@@ -83,6 +86,44 @@ def parse_storage_uri(uri):
 
 
 HOST_CHECKS = "the training host checks storage"
+# az:// storage is checked by the runtime's own Blob client: on the controller
+# (`rlops-run check-storage` of the collection's runtime/, in the controller's Python, which
+# has azure-storage-blob) when the credentials are a key, a SAS or a connection string, and
+# always on the training host in `rlops-run session prepare`, before the session is written.
+AZ_CHECKED_BY_RUNTIME = ("az:// storage is checked by the runtime on the training host "
+                         "(rlops-run session prepare) before the session is written")
+AZ_SECRETS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN")
+AZ_UNREACHABLE = ("cannot reach the Blob endpoint", "sent no answer within",
+                  "needs azure-storage-blob")
+RUNTIME = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "runtime")
+
+
+def az_check_outcome(rc, stderr, mode):
+    """(checked, reason, error) of `rlops-run check-storage` on the controller: refused
+    storage is an error; an endpoint the controller cannot reach (or a controller without
+    the Blob SDK) is left to the host unless the mode is controller."""
+    if rc == 0:
+        return True, "", None
+    message = (stderr or "").strip().splitlines()[-1] if (stderr or "").strip() else (
+        "rlops-run check-storage exited %s" % rc)
+    message = message.replace("rlops-run: error: ", "", 1)
+    if mode == "auto" and any(mark in message for mark in AZ_UNREACHABLE):
+        return False, "the controller cannot check az:// storage: %s; %s" % (
+            message, HOST_CHECKS), None
+    return False, "", message
+
+
+def az_storage_check(uri, credentials, python=None, timeout=120):
+    """(rc, stderr) of the collection's runtime checking `uri` with `credentials` (on
+    stdin, never on a command line), in this Python."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [RUNTIME] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    proc = subprocess.run(  # nosec - an argv list, no shell
+        [python or sys.executable, "-m", "rlops_runtime.cli", "check-storage", uri,
+         "--storage-env-stdin"], input=json.dumps(dict(credentials or {})),
+        capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    return proc.returncode, proc.stderr
 
 
 def storage_mode(params):
@@ -92,13 +133,56 @@ def storage_mode(params):
     return params.get("storage_check") or "auto"
 
 
+def az_read_config(uri, credentials, session, name, python=None, timeout=120):
+    """(rc, stdout, stderr) of the collection's runtime printing config/<name> of `session`
+    from az:// storage (empty: storage has none), credentials on stdin."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [RUNTIME] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    proc = subprocess.run(  # nosec - an argv list, no shell
+        [python or sys.executable, "-m", "rlops_runtime.cli", "show-config", "--storage-uri", uri,
+         "--session", session, "--storage-env-stdin", name],
+        input=json.dumps(dict(credentials or {})), capture_output=True, text=True, env=env,
+        timeout=timeout, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def controller_az_check(params, check_mode=False, run=az_storage_check):
+    """controller_storage_check for az:// storage."""
+    mode = storage_mode(params)
+    result = {"storage_checked": False, "storage_check_reason": "",
+              "storage_check_permissions": []}
+    credentials = params["storage_credentials"] or {}
+    why = ""
+    if mode == "host":
+        why = "storage_check is host"
+    elif check_mode:
+        why = "check mode (the runtime's check writes a probe)"
+    elif not any(credentials.get(name) for name in AZ_SECRETS):
+        why = "no key, SAS or connection string in storage_credentials (the VM's managed " \
+              "identity)"
+    if why:
+        if mode == "controller":
+            return result, "storage %s cannot be checked from the controller: %s" % (
+                params["storage_uri"], why)
+        result["storage_check_reason"] = "%s: %s" % (why, AZ_CHECKED_BY_RUNTIME)
+        return result, None
+    rc, stderr = run(params["storage_uri"], credentials)
+    checked, reason, error = az_check_outcome(rc, stderr, mode)
+    result.update(storage_checked=checked, storage_check_reason=reason)
+    if checked:
+        result["storage_check_permissions"] = ["list", "write", "read"]
+    return result, error
+
+
 def controller_storage_check(params, scheme, location, prefix, check_mode=False, environ=None,
-                             run=check_storage):
+                             run=check_storage, az_run=az_storage_check):
     """({storage_checked, storage_check_reason, storage_check_permissions}, error):
     what is checked here, what is left to the host, and what fails, per the mode."""
     mode = storage_mode(params)
     result = {"storage_checked": False, "storage_check_reason": "",
               "storage_check_permissions": []}
+    if scheme == "az":
+        return controller_az_check(params, check_mode, az_run)
     if scheme != "s3":
         result["storage_check_reason"] = (
             "%s:// storage is a folder on the training host: %s" % (scheme, HOST_CHECKS))
@@ -128,7 +212,8 @@ def controller_storage_check(params, scheme, location, prefix, check_mode=False,
     return result, None
 
 
-def run_checks(params, registry=None, check_mode=False, environ=None, s3_check=check_storage):
+def run_checks(params, registry=None, check_mode=False, environ=None, s3_check=check_storage,
+               az_check=az_storage_check):
     """All checks in order; returns (result, first error)."""
     result = {"changed": False}
     if params["session"]:
@@ -167,7 +252,7 @@ def run_checks(params, registry=None, check_mode=False, environ=None, s3_check=c
         if error:
             return result, error
         checked, error = controller_storage_check(params, scheme, location, prefix, check_mode,
-                                                  environ, s3_check)
+                                                  environ, s3_check, az_check)
         result.update(checked)
         if error:
             return result, error

@@ -38,10 +38,20 @@ def backend(inputs):
     return inputs.get("backend") or contract.DEFAULT_BACKEND
 
 
+def storage_extras(inputs):
+    """The runtime's extra that the session's storage needs beyond the reference set: azure
+    for az:// storage (its locks hold it); none otherwise, or for a URI that is none."""
+    uri = inputs.get("storage_uri")
+    return ["azure"] if isinstance(uri, str) and uri.startswith("az://") else []
+
+
 def runtime_extras(inputs):
-    """trainer_runtime_extras, or the backend's reference extras when it is unset."""
+    """trainer_runtime_extras, or the backend's reference extras (and the storage's) when it
+    is unset."""
     given = inputs.get("runtime_extras")
-    return list(given) if given is not None else list(BACKEND_SETS[backend(inputs)][0])
+    if given is not None:
+        return list(given)
+    return list(BACKEND_SETS[backend(inputs)][0]) + storage_extras(inputs)
 
 
 def locks_folder(inputs):
@@ -314,7 +324,7 @@ def reads_stored_set(inputs, stage, storage_checked):
     may be on a volume they mount, and an endpoint only the host reaches may not be up yet."""
     if stage != "check":
         return True
-    return bool(storage_checked) and stored_record(inputs)["scheme"] == "s3"
+    return bool(storage_checked) and stored_record(inputs)["scheme"] in ("s3", "az")
 
 
 def stored_record_problem(inputs, host, why):

@@ -17,8 +17,8 @@ description:
     (an action plugin only - this file is its documentation).
   - Validates the session id (or builds one as C(<name>-<UTC timestamp>)), the gymnasium
     env id, the hyperparameters (JSON, and for the builtin agent the key names), and the
-    storage URI (C(file://) or C(s3://); C(az://) is refused, Azure Blob storage is not
-    available yet).
+    storage URI (C(file://), C(s3://) or C(az://); C(az://) storage is checked by the
+    runtime on the training host).
   - Reaches C(s3://) storage from the controller as the runtime's storage check does on
     the host (O(storage_check)). It lists under the prefix (C(s3:ListBucket)), writes the
     probe object C(<prefix>/.rlops-check/<controller host name>) (C(s3:PutObject)) and
@@ -69,8 +69,8 @@ options:
     type: raw
   storage_uri:
     description:
-      - C(file:///path) or C(s3://bucket/prefix). C(az://) is refused (Azure Blob storage
-        is not available yet).
+      - C(file:///path), C(s3://bucket/prefix) or C(az://container/prefix) (Azure Blob,
+        checked by the runtime on the training host).
     type: str
   storage_credentials:
     description:

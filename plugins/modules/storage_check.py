@@ -29,7 +29,8 @@ description:
     folder that the trainer role creates and the runtime checks, and for C(s3://) storage
     without an access key in O(storage_credentials) (an EC2 instance role, a profile of
     the job's user) - the runtime's own check covers those once it is installed.
-  - C(az://) storage is refused - Azure Blob storage is not available yet.
+  - Nothing is checked here for C(az://) storage (Azure Blob) - the runtime's Blob client
+    checks it on the host (C(rlops-run session prepare)) before the session is written.
   - With O(read), reads one object instead of checking (C(s3:GetObject) only, nothing
     written, also in check mode) and returns its text as RV(content). Without an access key
     or a profile in O(storage_credentials), the host's instance role is asked through IMDSv2
@@ -43,7 +44,7 @@ extends_documentation_fragment:
 options:
   storage_uri:
     description:
-      - C(s3://bucket/prefix) or C(file:///path). C(az://) is refused.
+      - C(s3://bucket/prefix), C(file:///path) or C(az://container/prefix).
     type: str
     required: true
   storage_credentials:
@@ -163,7 +164,10 @@ from ansible_collections.rlops.fleet.plugins.module_utils.s3_probe import (
     check_storage,
     read_storage,
 )
-from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import parse_storage_uri
+from ansible_collections.rlops.fleet.plugins.module_utils.session_checks import (
+    AZ_CHECKED_BY_RUNTIME,
+    parse_storage_uri,
+)
 from ansible_collections.rlops.fleet.plugins.module_utils.storage_module import (
     STORAGE_ARGUMENT_SPEC,
     StorageModule,
@@ -182,6 +186,9 @@ def host_storage_check(params, check_mode=False, run=check_storage):
     if error:
         return result, error
     scheme, location, prefix = parsed
+    if scheme == "az":
+        result["reason"] = AZ_CHECKED_BY_RUNTIME
+        return result, None
     if scheme != "s3":
         result["reason"] = (
             "%s:// storage is a folder on this host: the trainer role creates it and the "

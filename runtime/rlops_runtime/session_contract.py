@@ -86,12 +86,15 @@ def host_session_id(base: str, host: str, hosts: int) -> str:
 
 
 # --- Storage URIs --------------------------------------------------------------------------
-SUPPORTED_STORAGE = "use file:///path or s3://bucket/prefix"
-STORAGE_SCHEMES = ("file", "s3")
-# Reserved for Azure Blob storage, which the runtime does not have yet: refused up front in
-# these words everywhere (controller, trainer role, runtime), never half-way on a host.
-RESERVED_SCHEMES = {"az": "Azure Blob storage"}
+SUPPORTED_STORAGE = "use file:///path, s3://bucket/prefix or az://container/prefix"
+STORAGE_SCHEMES = ("file", "s3", "az")
+# Schemes refused up front in these words everywhere (controller, trainer role, runtime),
+# never half-way on a host: none today.
+RESERVED_SCHEMES: dict = {}
 S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# An Azure Blob container: 3-63 lowercase letters, digits and single hyphens, no hyphen at
+# either end.
+AZ_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,8 @@ class StorageURI:
 
 
 def parse_storage_uri(uri: Any) -> StorageURI:
-    """The one parser of storage URIs: `file:///abs/path` or `s3://bucket/prefix`."""
+    """The one parser of storage URIs: `file:///abs/path`, `s3://bucket/prefix` or
+    `az://container/prefix` (Azure Blob; `location` is the container)."""
     if not isinstance(uri, str) or "://" not in uri:
         raise ContractError(f"storage URI {uri!r} is not a URI: {SUPPORTED_STORAGE}")
     scheme, rest = uri.split("://", 1)
@@ -128,6 +132,12 @@ def parse_storage_uri(uri: Any) -> StorageURI:
                 f"storage URI {uri!r}: a file:// path must be absolute (file:///abs/path)")
         return StorageURI(scheme, rest.rstrip("/") or "/", "")
     bucket, _sep, prefix = rest.partition("/")
+    if scheme == "az":
+        if not AZ_CONTAINER_RE.match(bucket):
+            raise ContractError(
+                f"storage URI {uri!r}: {bucket!r} is not a valid Azure Blob container name "
+                "(3-63 lowercase letters, digits and single hyphens)")
+        return StorageURI(scheme, bucket, prefix.strip("/"))
     if not bucket:
         raise ContractError(f"storage URI {uri!r} has no bucket: {SUPPORTED_STORAGE}")
     if not S3_BUCKET_RE.match(bucket):

@@ -266,13 +266,98 @@ def s3_auth() -> Iterator[AuthS3]:
         yield AuthS3(endpoint, "auth-bucket", keys["writer"], keys["reader"])
 
 
-@pytest.fixture(params=["file", "s3-moto", "s3-localbucket"])
+# Azure Blob storage: Azurite, installed from tests/azurite's lock by `make azure-test`, which
+# names its azurite-blob in RLOPS_AZURITE; without it the az:// tests are skipped (they run
+# in that target, not in runtime-test). Azurite 3.35 (the last on Node 20) serves API
+# 2025-11-05 and refuses newer ones: the client is pinned to it by RLOPS_AZURE_API_VERSION.
+AZURITE_ENV = "RLOPS_AZURITE"
+AZURITE_API_VERSION = "2025-11-05"
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
+AZURE_ENV_CLEARED = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
+                     "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_ID",
+                     "RLOPS_AZURE_BLOB_ENDPOINT", "RLOPS_AZURE_API_VERSION")
+
+
+@dataclass
+class Azurite:
+    url: str  # the account's URL: http://127.0.0.1:<port>/devstoreaccount1
+    account: str = AZURITE_ACCOUNT
+    key: str = AZURITE_KEY
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={self.account};"
+                f"AccountKey={self.key};BlobEndpoint={self.url};")
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(
+            self.connection_string, api_version=AZURITE_API_VERSION)
+
+
+def set_azure_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Only `env` of the Azure settings, and the API version Azurite serves."""
+    for name in AZURE_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RLOPS_AZURE_API_VERSION", AZURITE_API_VERSION)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's Blob service on loopback, its data in a temporary folder; stopped after."""
+    binary = os.environ.get(AZURITE_ENV)
+    if not binary:
+        pytest.skip(f"az:// tests run in `make azure-test` ({AZURITE_ENV} names azurite-blob)")
+    port = free_port()
+    data = tmp_path_factory.mktemp("azurite")
+    proc = subprocess.Popen(
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
+         "--disableTelemetry", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_server(proc)
+                raise RuntimeError(f"Azurite ({binary}) did not start on port {port}") from None
+            time.sleep(0.1)
+    try:
+        yield Azurite(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
+    finally:
+        _stop_server(proc)
+
+
+def new_container(azurite: Azurite) -> str:
+    name = f"c{uuid.uuid4().hex[:16]}"
+    azurite.service().create_container(name)
+    return name
+
+
+@pytest.fixture
+def az_container(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh container in Azurite; `az://<container>/prefix`, reached through the
+    connection string in this process's environment."""
+    set_azure_env(monkeypatch, AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
+    return f"az://{new_container(azurite)}/prefix"
+
+
+@pytest.fixture(params=["file", "s3-moto", "s3-localbucket", "az-azurite"])
 def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each storage backend in turn; S3 servers start only when a test needs them."""
+    """Each storage backend in turn; servers start only when a test needs them."""
     if request.param == "file":
         return f"file://{tmp_path / 'storage'}"
     if request.param == "s3-moto":
         return request.getfixturevalue("s3_bucket")
+    if request.param == "az-azurite":
+        return request.getfixturevalue("az_container")
     return request.getfixturevalue("localbucket_bucket")
 
 

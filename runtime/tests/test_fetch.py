@@ -131,7 +131,7 @@ def test_the_command_answers_in_json(tmp_path, capsys, make_checkpoint, monkeypa
                                 "(nothing under nope-1/)\n"
     code = main(["fetch", "--storage-uri", "az://c/p", "--session", SESSION, "--dest", str(dest)])
     _out, err = capsys.readouterr()
-    assert code == 2 and "Azure Blob storage is not available yet" in err
+    assert code == 2 and "'c' is not a valid Azure Blob container name" in err
 
 
 def test_no_complete_checkpoint_still_brings_the_rest(storage, tmp_path):

@@ -69,6 +69,8 @@ def test_host_session_id() -> None:
     ("file:///", ("file", "/", "")),
     ("s3://my-bucket", ("s3", "my-bucket", "")),
     ("s3://my-bucket/rl/runs/", ("s3", "my-bucket", "rl/runs")),
+    ("az://models/rl/runs/", ("az", "models", "rl/runs")),
+    ("az://m0d-els", ("az", "m0d-els", "")),
 ])
 def test_storage_uris(uri, parsed) -> None:
     result = contract.parse_storage_uri(uri)
@@ -77,15 +79,17 @@ def test_storage_uris(uri, parsed) -> None:
 
 
 @pytest.mark.parametrize("uri, message", [
-    ("/data", "storage URI '/data' is not a URI: use file:///path or s3://bucket/prefix"),
+    ("/data", "storage URI '/data' is not a URI: use file:///path, s3://bucket/prefix or "
+              "az://container/prefix"),
     (None, "storage URI None is not a URI"),
-    ("ftp://host/x", "unsupported storage URI 'ftp://host/x': use file:///path or s3://"),
+    ("ftp://host/x", "unsupported storage URI 'ftp://host/x': use file:///path, s3://"),
     ("file://relative/x", "a file:// path must be absolute (file:///abs/path)"),
     ("s3://", "storage URI 's3://' has no bucket"),
     ("s3://Bad_Bucket/x", "'Bad_Bucket' is not a valid S3 bucket name"),
     ("s3://b/x?versionId=1", "'?' and '#' have no meaning"),
-    ("az://models/x", "storage URI 'az://models/x': Azure Blob storage is not available yet: "
-                      "use file:///path or s3://bucket/prefix"),
+    ("az://mo--dels/x", "storage URI 'az://mo--dels/x': 'mo--dels' is not a valid Azure Blob "
+                        "container name (3-63 lowercase letters, digits and single hyphens)"),
+    ("az://", "storage URI 'az://': '' is not a valid Azure Blob container name"),
 ])
 def test_bad_storage_uris(uri, message) -> None:
     with pytest.raises(ContractError) as err:

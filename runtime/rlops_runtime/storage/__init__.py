@@ -11,8 +11,8 @@ __all__ = ["Storage", "StorageError", "open_storage", "parse_uri"]
 
 
 def parse_uri(uri: str) -> tuple[str, str, str]:
-    """(scheme, bucket or folder, prefix) by the session contract's one parser; its refusal
-    (az:// included) as a StorageError."""
+    """(scheme, bucket, container or folder, prefix) by the session contract's one parser;
+    its refusal as a StorageError."""
     try:
         parsed = parse_storage_uri(uri)
     except ContractError as exc:
@@ -26,6 +26,13 @@ def open_storage(uri: str) -> Storage:
         from .file import FileStorage
 
         return FileStorage(uri, Path(location))
+    if scheme == "az":
+        try:
+            from .azure import AzureBlobStorage
+        except ImportError as exc:  # azure-storage-blob is an optional dependency
+            raise StorageError(f"storage URI {uri!r} needs azure-storage-blob: "
+                               "pip install 'rlops-runtime[azure]'") from exc
+        return AzureBlobStorage(uri, location, prefix)
     try:
         from .s3 import S3Storage
     except ImportError as exc:  # boto3 is an optional dependency

@@ -130,13 +130,14 @@ def test_large_files_go_multipart(request, bucket_fixture: str, tmp_path: Path):
 @pytest.mark.parametrize(
     "uri, message",
     [
-        ("ftp://x", "unsupported storage URI 'ftp://x': use file:///path or s3://bucket/prefix"),
+        ("ftp://x", "unsupported storage URI 'ftp://x': use file:///path, s3://bucket/prefix "
+                    "or az://container/prefix"),
         ("/plain/path", "storage URI '/plain/path' is not a URI"),
         ("file://relative/path", "a file:// path must be absolute (file:///abs/path)"),
         ("s3:///prefix", "has no bucket"),
         ("s3://Bad_Bucket/p", "'Bad_Bucket' is not a valid S3 bucket name"),
-        ("az://container/prefix", "storage URI 'az://container/prefix': Azure Blob storage is "
-                                  "not available yet: use file:///path or s3://bucket/prefix"),
+        ("az://Container/prefix", "storage URI 'az://Container/prefix': 'Container' is not a "
+                                  "valid Azure Blob container name"),
     ],
 )
 def test_bad_uris(uri: str, message: str):
@@ -149,6 +150,7 @@ def test_parse_uri():
     assert parse_uri("file:///data/storage/") == ("file", "/data/storage", "")
     assert parse_uri("s3://bucket/a/b/") == ("s3", "bucket", "a/b")
     assert parse_uri("s3://bucket") == ("s3", "bucket", "")
+    assert parse_uri("az://container/a/b/") == ("az", "container", "a/b")
 
 
 def test_s3_without_prefix_uses_bucket_root(s3_bucket: str):

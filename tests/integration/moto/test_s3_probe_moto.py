@@ -351,7 +351,7 @@ def test_modules_check_refuse_and_never_show_a_secret(moto, tmp_path):
             {"rlops.fleet.storage_check": {"storage_uri": URI, "storage_credentials": wrong}},
             {"rlops.fleet.storage_check": {"storage_uri": URI, "storage_credentials": {
                 "RLOPS_S3_ENDPOINT_URL": endpoint}}},
-            {"rlops.fleet.storage_check": {"storage_uri": "az://models/rl"}},
+            {"rlops.fleet.storage_check": {"storage_uri": "az://Models/rl"}},
             {"rlops.fleet.storage_check": {
                 "storage_uri": URI, "read_timeout": 1, "connect_timeout": 1,
                 "storage_credentials": dict(wrong, RLOPS_S3_ENDPOINT_URL=silent)}},
@@ -380,7 +380,7 @@ def test_modules_check_refuse_and_never_show_a_secret(moto, tmp_path):
     assert host_wrong["failed"] and "(SignatureDoesNotMatch)" in host_wrong["msg"]
     assert not host_no_keys.get("failed") and not host_no_keys["checked"]
     assert "checked by the runtime" in host_no_keys["reason"]
-    assert host_az["failed"] and "Azure Blob storage is not available yet" in host_az["msg"]
+    assert host_az["failed"] and "is not a valid Azure Blob container name" in host_az["msg"]
     assert host_silent["failed"] and "sent no answer within 1 s" in host_silent["msg"]
     assert ctl_ok["storage_checked"] and ctl_ok["storage_check_reason"] == ""
     assert ctl_wrong["failed"] and "credentials rejected by" in ctl_wrong["msg"]

@@ -10,10 +10,12 @@ def test_storage_uri_parts_and_refusals_in_the_contracts_words():
         "scheme": "s3", "location": "bkt", "prefix": "a/b", "error": None}
     assert FILTERS["storage_uri"]("file:///srv/storage") == {
         "scheme": "file", "location": "/srv/storage", "prefix": "", "error": None}
-    refused = FILTERS["storage_uri"]("az://models/x")
+    assert FILTERS["storage_uri"]("az://models/x") == {
+        "scheme": "az", "location": "models", "prefix": "x", "error": None}
+    refused = FILTERS["storage_uri"]("az://Models/x")
     assert refused["scheme"] == "" and refused["error"] == (
-        "storage URI 'az://models/x': Azure Blob storage is not available yet: "
-        "use file:///path or s3://bucket/prefix")
+        "storage URI 'az://Models/x': 'Models' is not a valid Azure Blob container name "
+        "(3-63 lowercase letters, digits and single hyphens)")
     assert "a file:// path must be absolute" in FILTERS["storage_uri"]("file://rel/x")["error"]
 
 

@@ -93,8 +93,8 @@ def test_storage_uris(uri, expected):
     ("/data", "is not a URI"),
     ("file://relative/x", "must be absolute"),
     ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
-    ("az://models/x", "storage URI 'az://models/x': Azure Blob storage is not available yet: "
-                      "use file:///path or s3://bucket/prefix"),
+    ("az://Models/x", "storage URI 'az://Models/x': 'Models' is not a valid Azure Blob "
+                      "container name (3-63 lowercase letters, digits and single hyphens)"),
 ])
 def test_bad_storage_uris(uri, fragment):
     parsed, error = sc.parse_storage_uri(uri)
@@ -117,11 +117,57 @@ def test_run_checks_stops_at_first_problem_and_never_touches_storage_for_file():
     assert error is None
 
 
-def test_az_is_refused_before_any_storage_check():
+def test_az_with_the_vms_identity_is_left_to_the_runtime_on_the_host():
     calls = []
-    _result, error = run_checks(params(storage_uri="az://models/x"),
-                                s3_check=lambda *a, **k: calls.append(a))
-    assert "Azure Blob storage is not available yet" in error and not calls
+    result, error = run_checks(params(storage_uri="az://models/x", storage_credentials={
+        "AZURE_STORAGE_ACCOUNT": "acct1"}), s3_check=lambda *a, **k: calls.append(a),
+        az_check=lambda *a, **k: calls.append(a))
+    assert error is None and not calls and not result["storage_checked"]
+    assert result["storage_check_reason"] == (
+        "no key, SAS or connection string in storage_credentials (the VM's managed identity): "
+        "az:// storage is checked by the runtime on the training host (rlops-run session "
+        "prepare) before the session is written")
+    _result, error = run_checks(params(storage_uri="az://models/x", storage_check="controller"),
+                                az_check=lambda *a, **k: calls.append(a))
+    assert error.startswith("storage az://models/x cannot be checked from the controller: ")
+    assert not calls
+
+
+AZ_KEY = {"AZURE_STORAGE_ACCOUNT": "acct1", "AZURE_STORAGE_KEY": "k3y"}
+
+
+@pytest.mark.parametrize("mode, rc, stderr, checked, error, reason", [
+    ("auto", 0, "", True, None, ""),
+    ("auto", 2, "rlops-run: error: storage az://models/x: listing az://models/x/ failed: "
+     "credentials rejected by E (AuthenticationFailed): check AZURE_STORAGE_ACCOUNT and "
+     "AZURE_STORAGE_KEY\n", False, "storage az://models/x: listing az://models/x/ failed: "
+     "credentials rejected by E (AuthenticationFailed): check AZURE_STORAGE_ACCOUNT and "
+     "AZURE_STORAGE_KEY", ""),
+    ("auto", 2, "rlops-run: error: storage az://models/x: listing az://models/x/ failed: "
+     "cannot reach the Blob endpoint E (refused)\n", False, None,
+     "the controller cannot check az:// storage: storage az://models/x: listing "
+     "az://models/x/ failed: cannot reach the Blob endpoint E (refused); the training host "
+     "checks storage"),
+    ("controller", 2, "rlops-run: error: storage az://models/x: listing az://models/x/ failed: "
+     "cannot reach the Blob endpoint E (refused)\n", False, "storage az://models/x: listing "
+     "az://models/x/ failed: cannot reach the Blob endpoint E (refused)", ""),
+])
+def test_az_with_a_key_is_checked_by_the_runtime_on_the_controller(
+        mode, rc, stderr, checked, error, reason):
+    calls = []
+
+    def check(uri, credentials):
+        calls.append((uri, credentials))
+        return rc, stderr
+
+    result, got = run_checks(params(storage_uri="az://models/x", storage_credentials=AZ_KEY,
+                                    storage_check=mode), az_check=check)
+    assert calls == [("az://models/x", AZ_KEY)]
+    assert (result["storage_checked"], got, result["storage_check_reason"]) == (
+        checked, error, reason)
+    _result, got = run_checks(params(storage_uri="az://models/x", storage_credentials=AZ_KEY),
+                              check_mode=True, az_check=check)
+    assert got is None and len(calls) == 1  # check mode writes no probe
 
 
 class FakeCheck:

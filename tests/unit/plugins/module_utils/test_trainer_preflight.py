@@ -111,6 +111,12 @@ def test_each_backend_has_its_reference_set_and_locks():
     # Extras the user gives are the set, whatever the backend.
     assert tp.wanted_requirements(inputs(runtime_extras=["ray"], backend="ray"), "") == [
         "rlops-runtime[ray]", "torch==2.13.0"]
+    # az:// storage adds the Blob SDK to the reference set (both sets' locks hold it).
+    assert tp.wanted_requirements(inputs(runtime_extras=None, storage_uri="az://models/rl"),
+                                  "") == ["rlops-runtime[azure,s3,sb3]", "torch==2.13.0"]
+    assert tp.wanted_requirements(inputs(runtime_extras=None, backend="ray",
+                                         storage_uri="az://models/rl"), "") == [
+        "rlops-runtime[azure,ray,s3]", "torch==2.13.0"]
     assert tp.locks_folder(inputs()) == "locks"
     assert tp.locks_folder(inputs(backend=None)) == "locks"
     assert tp.locks_folder(inputs(backend="ray")) == "locks/ray"

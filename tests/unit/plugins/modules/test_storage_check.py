@@ -100,11 +100,16 @@ def test_host_check_leaves_file_storage_to_the_runtime(uri, fragment):
     assert check.calls == []
 
 
-def test_host_check_refuses_az_and_reports_failures():
-    result, error = storage_check.host_storage_check(dict(PARAMS, storage_uri="az://c/p"),
-                                                     run=Check())
-    assert error == ("storage URI 'az://c/p': Azure Blob storage is not available yet: "
-                     "use file:///path or s3://bucket/prefix")
+def test_host_check_leaves_az_to_the_runtime_and_reports_failures():
+    check = Check()
+    result, error = storage_check.host_storage_check(dict(PARAMS, storage_uri="az://models/p"),
+                                                     run=check)
+    assert error is None and not result["checked"] and check.calls == []
+    assert result["reason"].startswith("az:// storage is checked by the runtime")
+    _result, error = storage_check.host_storage_check(dict(PARAMS, storage_uri="az://c/p"),
+                                                      run=Check())
+    assert error == ("storage URI 'az://c/p': 'c' is not a valid Azure Blob container name "
+                     "(3-63 lowercase letters, digits and single hyphens)")
     _result, error = storage_check.host_storage_check(
         PARAMS, run=Check(error=CheckError("bucket 'bkt' does not exist at E", BUCKET)))
     assert error == "bucket 'bkt' does not exist at E"
