@@ -365,3 +365,44 @@ def test_no_credential_reaches_the_logs(azurite: Azurite, monkeypatch, caplog,
 def test_settings_repr_hides_the_key():
     settings = ConnectionSettings("account-key", "u", account="a", key=KEY, secrets=(KEY,))
     assert KEY not in repr(settings)
+
+
+def test_a_preempted_session_is_saved_to_blob_storage_then_acknowledged(
+        az_container: str, tmp_path: Path, monkeypatch):
+    """The Azure path on a host: az:// storage and a Preempt from Scheduled Events. The
+    job's checkpoint after the notice is in Blob storage (LATEST names it), status.json there
+    says interrupted, and the event was acknowledged after."""
+    from rlops_runtime.publish import read_latest
+    from rlops_runtime.status import read_status
+    from test_notices_azure import EVENTS, azure_firmware, watching
+    from test_notices_azure import FakeAzureImds as FakeImds
+    from test_supervisor import SESSION, SupervisorThread, make_session, newest, wait_for
+
+    fake = FakeImds()
+    try:
+        monkeypatch.delenv("RLOPS_IMDS_ENDPOINT")
+        monkeypatch.setenv("RLOPS_AZURE_IMDS_ENDPOINT", fake.url)
+        layout = make_session(tmp_path, storage_uri=az_container, env={
+            "FAKE_CHECKPOINT_SECONDS": "3600", "FAKE_PROGRESS_SECONDS": "0.1"})
+        run = SupervisorThread(layout, notice_interval=0.2, status_interval=0.2,
+                               sys_root=azure_firmware(tmp_path))
+        run.start()
+        try:
+            wait_for(lambda: watching(layout))
+            wait_for(lambda: (read_status(layout.status).step or 0) > 0)
+            started = time.monotonic()
+            fake.preempt()
+            run.join(30)
+            took = time.monotonic() - started
+        finally:
+            if run.is_alive():
+                run.stop()
+        assert not run.is_alive() and run.code == 0 and took < 30
+        storage = open_storage(az_container)
+        assert read_latest(storage, SESSION) == newest(layout) is not None
+        stored = json.loads(storage.get_bytes(f"{SESSION}/status.json"))
+        assert stored["state"] == "interrupted" and "Preempt" in stored["exit_reason"]
+        assert fake.acks == [{"StartRequests": [{"EventId": "e-preempt"}]}]
+        assert fake.requests[-1][:2] == ("POST", EVENTS)
+    finally:
+        fake.close()
