@@ -75,7 +75,8 @@ RETRY_STATUS = frozenset((500, 502, 503, 504))
 
 # Keys of storage credentials whose values are secrets: masked in every module result.
 SECRET_KEY_RE = re.compile(
-    r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS)", re.IGNORECASE)
+    r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS|STORAGE_KEY)",
+    re.IGNORECASE)
 
 _UNREACHABLE_ERRNOS = frozenset((
     errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,

@@ -247,8 +247,10 @@ def test_probe_key_matches_the_runtime():
 def test_secret_values_are_the_values_of_secret_keys():
     given = {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SESSION_TOKEN": "T",
              "RLOPS_S3_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "us-east-1",
-             "AZURE_STORAGE_CONNECTION_STRING": "cs", "EMPTY_SECRET": ""}
-    assert sp.secret_values(given) == {"AK", "SK", "T", "cs"}
+             "AZURE_STORAGE_CONNECTION_STRING": "cs", "EMPTY_SECRET": "",
+             "AZURE_STORAGE_KEY": "ak", "AZURE_STORAGE_SAS_TOKEN": "sas",
+             "AZURE_STORAGE_ACCOUNT": "acct1"}
+    assert sp.secret_values(given) == {"AK", "SK", "T", "cs", "ak", "sas"}
     assert sp.secret_values("AWS_SECRET_ACCESS_KEY=x") == {"AWS_SECRET_ACCESS_KEY=x"}
 
 
