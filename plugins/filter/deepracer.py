@@ -21,6 +21,10 @@ description:
     relative to the model prefix, YAML text as DRfC writes it, and the C(MULTI_CONFIG) JSON),
     the evaluation params (C(evaluation)) and the compose projects (C(compose), C(training)
     and C(evaluation), as dicts).
+  - The same file has C(rlops.fleet.deepracer_trainer_files) - of the compose files
+    SageMaker local mode wrote under C(/tmp/sagemaker) (C({path: text})), those of one
+    training's trainer (C(run_id), C(prefix)), as C([{file, project, services}]): the
+    container rl_coach starts outside the stack's compose project, which a stop must stop.
 positional: _input
 options:
   _input:
@@ -128,6 +132,11 @@ def deepracer_plan(settings, extra_env=None, workers=None, gpu=False, release=dc
     return plan
 
 
+def deepracer_trainer_files(files, run_id, prefix):
+    return dc.trainer_compose_files(dict(files or {}), run_id, str(prefix))
+
+
 class FilterModule(object):
     def filters(self):
-        return {"deepracer_plan": deepracer_plan}
+        return {"deepracer_plan": deepracer_plan,
+                "deepracer_trainer_files": deepracer_trainer_files}

@@ -3,10 +3,12 @@
 upload, against a moto server on 127.0.0.1: the shipped custom files pass validation and land
 under DRfC's keys with the training params, a second run changes nothing, check mode writes
 nothing, a prefix holding a trained model is refused (and kept), and a bad setting fails
-before any upload. compose, with a stand-in `docker` on PATH (this machine has no compose
-plugin; the lab hosts run the real one): the files, the folders, the network created once
-with the SDK's labels, `compose config` asked with the project name, a second run unchanged.
-The secret appears nowhere in the output.
+before any upload. start and stop, with a stand-in `docker` on PATH (this machine has no
+compose plugin; the lab hosts run the real one): the upload, the files, the network created
+with the SDK's labels (an unlabelled one refused), `compose config` and `up` with the project
+name, a re-run unchanged; stop finds this run's trainer among the SDK's compose files, stops
+it, then takes the project down, and a second stop changes nothing. The secret appears
+nowhere in the output.
 """
 
 import json
@@ -108,13 +110,16 @@ def test_bad_settings_fail_before_any_upload(moto, tmp_path):
 
 
 FAKE_DOCKER = "#!" + sys.executable + r"""
-# A stand-in docker CLI: records its arguments; a network, once created, is inspected back.
+# A stand-in docker CLI: records its arguments; keeps networks and compose projects (by the
+# project name, or a --file's folder as compose names it) in a state folder.
 import json, os, sys
 state = os.environ["FAKE_DOCKER_STATE"]
 args = sys.argv[1:]
 with open(os.path.join(state, "calls.jsonl"), "a") as log:
     log.write(json.dumps(args) + "\n")
 net = os.path.join(state, "network.json")
+projects_file = os.path.join(state, "projects.json")
+projects = json.load(open(projects_file)) if os.path.exists(projects_file) else {}
 if args[:2] == ["network", "inspect"]:
     if not os.path.exists(net):
         sys.exit("Error response from daemon: network %s not found" % args[2])
@@ -124,49 +129,26 @@ elif args[:2] == ["network", "create"]:
     gateway = [a.split("=", 1)[1] for a in args if a.startswith("--gateway=")]
     json.dump([{"Name": args[-1], "Labels": labels,
                 "IPAM": {"Config": [{"Gateway": gateway[0]}]}}], open(net, "w"))
-elif args[:1] == ["compose"]:
+elif args[0] == "ps":
+    project = args[args.index("--filter") + 1].split("=", 2)[2]
+    if project in projects:
+        print("id-" + project)
+elif args[0] == "compose":
     path = args[args.index("--file") + 1]
     open(path).close()
+    project = (args[args.index("--project-name") + 1] if "--project-name" in args
+               else os.path.basename(os.path.dirname(path)))
+    verb = [a for a in args if a in ("config", "up", "down", "ps", "rm")][0]
+    if verb == "up":
+        projects[project] = "running"
+    elif verb in ("down", "rm"):
+        projects.pop(project, None)
+    elif verb == "ps" and project in projects:
+        print("id-" + project)
+    json.dump(projects, open(projects_file, "w"))
 else:
     sys.exit("unexpected: %s" % args)
 """
-
-
-def test_compose_with_a_stand_in_docker(tmp_path):
-    bin_dir, state = tmp_path / "bin", tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    docker = bin_dir / "docker"
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_STATE": str(state)}
-    home = tmp_path / "deepracer"
-    settings = {"deepracer_stack_dir": str(home), "deepracer_stack_workers": 2,
-                "deepracer_stack_local_s3_model_prefix": "dr-d"}
-    rc, output = _play(tmp_path, "http://127.0.0.1:9000", entry="compose", env=env, **settings)
-    assert rc == 0, output[-3000:]
-    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
-    assert calls[0] == ["network", "inspect", "sagemaker-local"]
-    assert calls[1] == ["network", "create", "--driver=bridge", "--subnet=172.30.213.0/24",
-                        "--gateway=172.30.213.1",
-                        "--label=com.docker.compose.network=sagemaker-local",
-                        "--label=com.docker.compose.project=sagemaker-local", "sagemaker-local"]
-    assert calls[2:] == [
-        ["compose", "--project-name", "deepracer-0", "--file",
-         f"{home}/compose/training.yml", "config", "--quiet"],
-        ["compose", "--project-name", "deepracer-eval-0", "--file",
-         f"{home}/compose/evaluation.yml", "config", "--quiet"]]
-    training = yaml.safe_load((home / "compose" / "training.yml").read_text())
-    assert oct((home / "compose" / "training.yml").stat().st_mode & 0o777) == "0o600"
-    robomaker = training["services"]["robomaker"]
-    assert robomaker["scale"] == 2 and robomaker["volumes"] == [f"{home}/tmp/comms.0:/mnt/comms"]
-    assert robomaker["environment"]["S3_ENDPOINT_URL"] == "http://172.30.213.1:9000"
-    assert robomaker["environment"]["AWS_SECRET_ACCESS_KEY"] == SECRET
-    assert (home / "tmp" / "comms.0").is_dir()
-    rc, output = _play(tmp_path, "http://127.0.0.1:9000", entry="compose", env=env, **settings)
-    assert rc == 0 and "changed=0" in output, output[-3000:]
-    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
-    assert ["network", "create"] not in [c[:2] for c in calls[4:]]
 
 
 def test_compose_refuses_a_network_without_the_sdk_labels(tmp_path):
@@ -185,3 +167,81 @@ def test_compose_refuses_a_network_without_the_sdk_labels(tmp_path):
     assert "gateways ['10.9.0.1']" in output
     calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
     assert calls == [["network", "inspect", "sagemaker-local"]]
+
+
+def _calls(state):
+    return [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+
+
+def _sdk_compose(folder, run_id, job):
+    folder.mkdir(parents=True)
+    (folder / "docker-compose.yaml").write_text(yaml.safe_dump({
+        "version": "2.3", "networks": {"sagemaker-local": {"name": "sagemaker-local"}},
+        "services": {"algo-1-ab12c": {"image": "x", "command": "train", "environment": [
+            f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}", f"AWS_SECRET_ACCESS_KEY={SECRET}"]}}}))
+
+
+def test_start_and_stop_with_a_stand_in_docker(moto, tmp_path):
+    endpoint, client = moto
+    bin_dir, state, sagemaker = tmp_path / "bin", tmp_path / "state", tmp_path / "sagemaker"
+    bin_dir.mkdir()
+    state.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_STATE": str(state)}
+    home = tmp_path / "deepracer"
+    settings = {"deepracer_stack_dir": str(home), "deepracer_stack_local_s3_model_prefix": "dr-e",
+                "__deepracer_stack_sagemaker_dir": str(sagemaker)}
+    rc, output = _play(tmp_path, endpoint, entry="start", env=env, deepracer_stack_workers=2,
+                       **settings)
+    assert rc == 0, output[-3000:]
+    calls = _calls(state)
+    assert calls == [
+        ["ps", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"],
+        ["network", "inspect", "sagemaker-local"],
+        ["network", "create", "--driver=bridge", "--subnet=172.30.213.0/24",
+         "--gateway=172.30.213.1", "--label=com.docker.compose.network=sagemaker-local",
+         "--label=com.docker.compose.project=sagemaker-local", "sagemaker-local"],
+        ["compose", "--project-name", "deepracer-0", "--file", f"{home}/compose/training.yml",
+         "config", "--quiet"],
+        ["compose", "--project-name", "deepracer-eval-0", "--file",
+         f"{home}/compose/evaluation.yml", "config", "--quiet"],
+        ["compose", "--project-name", "deepracer-0", "--file", f"{home}/compose/training.yml",
+         "up", "--detach"]]
+    training = yaml.safe_load((home / "compose" / "training.yml").read_text())
+    assert oct((home / "compose" / "training.yml").stat().st_mode & 0o777) == "0o600"
+    robomaker = training["services"]["robomaker"]
+    assert robomaker["scale"] == 2 and robomaker["volumes"] == [f"{home}/tmp/comms.0:/mnt/comms"]
+    port = endpoint.rsplit(":", 1)[1]  # moto's, on 127.0.0.1: the gateway in the containers
+    assert robomaker["environment"]["S3_ENDPOINT_URL"] == f"http://172.30.213.1:{port}"
+    assert robomaker["environment"]["AWS_SECRET_ACCESS_KEY"] == SECRET
+    assert (home / "tmp" / "comms.0").is_dir() and sagemaker.is_dir()
+    assert _keys(client, "dr-e/") == ["dr-e/reward_function.py", "dr-e/training_params.yaml"]
+    # Running: a second start changes nothing (and does not refuse its own model prefix).
+    client.put_object(Bucket="bucket", Key="dr-e/model/model_0.pb", Body=b"trained")
+    rc, output = _play(tmp_path, endpoint, entry="start", env=env, deepracer_stack_workers=2,
+                       **settings)
+    assert rc == 0 and "changed=0" in output, output[-3000:]
+    assert len(_calls(state)) == len(calls) + 1
+    # rl_coach's trainer, and another run's, outside the project.
+    _sdk_compose(sagemaker / "tmpmine0001", "0", "dr-e")
+    _sdk_compose(sagemaker / "tmpother002", "10", "dr-e")
+    projects = json.loads((state / "projects.json").read_text())
+    projects.update({"tmpmine0001": "running", "tmpother002": "running"})
+    (state / "projects.json").write_text(json.dumps(projects))
+    before = len(_calls(state))
+    rc, output = _play(tmp_path, endpoint, entry="stop", env=env, deepracer_stack_workers=2,
+                       **settings)
+    assert rc == 0, output[-3000:]
+    trainer = str(sagemaker / "tmpmine0001" / "docker-compose.yaml")
+    assert _calls(state)[before:] == [
+        ["compose", "--file", trainer, "ps", "--quiet"],
+        ["compose", "--file", trainer, "rm", "--force", "--stop"],
+        ["ps", "--all", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"],
+        ["compose", "--project-name", "deepracer-0", "--file", f"{home}/compose/training.yml",
+         "down"]]
+    assert json.loads((state / "projects.json").read_text()) == {"tmpother002": "running"}
+    assert "dr-e/model/model_0.pb" in _keys(client, "dr-e/")
+    rc, output = _play(tmp_path, endpoint, entry="stop", env=env, deepracer_stack_workers=2,
+                       **settings)
+    assert rc == 0 and "changed=0" in output, output[-3000:]

@@ -179,3 +179,39 @@ def test_settings_problems() -> None:
         "deepracer_stack_workers is 2: SAC trains with one worker only (model_metadata.json says "
         "training_algorithm sac)"]
     assert dc.settings_problems(dc.build_env({"deepracer_stack_workers": 1}), algorithm="sac") == []
+
+
+def _sdk_file(run_id: str, job: str, host: str = "algo-1-ab12c", as_dict: bool = False) -> str:
+    """A compose file as SageMaker local mode writes it (and the stand-in simapp does)."""
+    environment = [f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}", "AWS_REGION=us-east-1",
+                   "SAGEMAKER_PROGRAM=sage-train.sh", "AWS_SECRET_ACCESS_KEY=x"]
+    if as_dict:
+        environment = dict(item.split("=", 1) for item in environment)
+    return yaml.safe_dump({
+        "version": "2.3",
+        "services": {host: {"image": "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu",
+                            "command": "train", "environment": environment,
+                            "networks": {"sagemaker-local": {"aliases": [host]}}}},
+        "networks": {"sagemaker-local": {"name": "sagemaker-local"}}})
+
+
+def test_trainer_compose_files() -> None:
+    files = {
+        "/tmp/sagemaker/tmpaaaa1111/docker-compose.yaml": _sdk_file("0", "model-1"),
+        "/tmp/sagemaker/tmpbbbb2222/docker-compose.yaml": _sdk_file("10", "model-1"),
+        "/tmp/sagemaker/tmpcccc3333/docker-compose.yaml": _sdk_file("0", "model-10"),
+        "/tmp/sagemaker/tmpdddd4444/docker-compose.yaml": _sdk_file("0", "model-1", "algo-1-zz9",
+                                                                     as_dict=True),
+        "/tmp/sagemaker/tmpeeee5555/docker-compose.yaml": "services: [half written",
+        "/tmp/sagemaker/tmpffff6666/docker-compose.yaml": "just text",
+    }
+    assert dc.trainer_compose_files(files, 0, "model-1") == [
+        {"file": "/tmp/sagemaker/tmpaaaa1111/docker-compose.yaml", "project": "tmpaaaa1111",
+         "services": ["algo-1-ab12c"]},
+        {"file": "/tmp/sagemaker/tmpdddd4444/docker-compose.yaml", "project": "tmpdddd4444",
+         "services": ["algo-1-zz9"]}]
+    # DRfC's grep -F would also have taken run 10's and model-10's (trainer-substring-match).
+    assert [f["project"] for f in dc.trainer_compose_files(files, "10", "model-1")] == \
+        ["tmpbbbb2222"]
+    assert dc.trainer_compose_files(files, 1, "model-1") == []
+    assert "trainer-substring-match" in dc.BUGS_NOT_COPIED
