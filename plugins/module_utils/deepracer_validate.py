@@ -408,10 +408,10 @@ def hyperparameter_problems(doc, metadata=None, workers: int = 1) -> list:
     found = []
     for key in sorted(doc):
         if key not in HYPERPARAMETERS:
-            found.append(problem(HYPERPARAMETERS_FILE, "unknown key: the simulator reads only %s"
-                                 "; this value would be lost%s"
-                                 % (", ".join(sorted(HYPERPARAMETERS)),
-                                    _suggest(key, HYPERPARAMETERS)), key=key))
+            hint = _suggest(key, HYPERPARAMETERS) or " (known: %s)" % ", ".join(
+                sorted(HYPERPARAMETERS))
+            found.append(problem(HYPERPARAMETERS_FILE, "unknown key: the simulator does not "
+                                 "read it, its value would be lost%s" % hint, key=key))
             continue
         found += _hyperparameter_value_problems(key, doc[key])
     exploration = _lower(doc.get("exploration_type", "categorical"))

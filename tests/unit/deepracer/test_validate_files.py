@@ -169,7 +169,9 @@ BROKEN_HYPER = [
     ("batch-as-bool", dict(HYPER, batch_size=True), 1, DISCRETE, "batch_size",
      "must be an integer, got true"),
     ("unknown-key", dict(HYPER, discount_factr=0.9), 1, DISCRETE, "discount_factr",
-     "unknown key: the simulator reads only batch_size"),
+     "unknown key: the simulator does not read it, its value would be lost"),
+    ("unknown-key-unlike-any", dict(HYPER, warmup=3), 1, DISCRETE, "warmup",
+     "its value would be lost (known: batch_size, beta_entropy, discount_factor, "),
     ("exploration-for-ppo", dict(HYPER, exploration_type="additive_noise"), 1, DISCRETE,
      "exploration_type", 'clipped_ppo takes categorical or e-greedy (the simulator stops on '
      'anything else), got "additive_noise"'),
@@ -197,7 +199,7 @@ def test_broken_hyperparameters_name_the_key_and_why(name, doc, workers, metadat
 
 def test_an_unknown_key_suggests_the_known_one():
     found = dv.hyperparameter_problems(dict(HYPER, discount_factr=0.9), DISCRETE)
-    assert found[0]["msg"].endswith("this value would be lost (did you mean discount_factor?)")
+    assert found[0]["msg"].endswith("its value would be lost (did you mean discount_factor?)")
 
 
 def test_sac_with_several_workers_names_the_metadata():
