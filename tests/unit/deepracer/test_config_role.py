@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from ansible.plugins.loader import init_plugin_loader
 from ansible_collections.rlops.fleet.plugins.filter.deepracer import FilterModule
 from ansible_collections.rlops.fleet.plugins.module_utils import deepracer_config as dc
 
@@ -70,9 +68,11 @@ def rendered():
                  "deepracer_stack_local_access_key_id": "rlops",
                  "deepracer_stack_local_secret_access_key": "s3cr3t-s3cr3t",
                  "ansible_managed": "Ansible managed"}
-    with warnings.catch_warnings():  # configured already when another test did it
-        warnings.simplefilter("ignore", UserWarning)
-        init_plugin_loader()  # the vars lookup of __deepracer_stack_settings
+    # What the vars lookup of __deepracer_stack_settings gives in a play (the lookup needs
+    # Ansible's plugin loader, whose collection finder would stay for the tests that follow;
+    # tests/integration/moto/test_deepracer_stack_moto.py runs the real one).
+    variables["__deepracer_stack_settings"] = {
+        name: variables[name] for name in variables["__deepracer_stack_dr_names"]}
     engine = templar(variables, FilterModule().filters())
     plan = engine.template(trusted("{{ __deepracer_stack_plan }}"))
     return engine, plan
