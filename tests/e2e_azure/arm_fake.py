@@ -46,6 +46,10 @@ SUBSCRIPTION_RE = re.compile(r"^/subscriptions/([^/]+)")
 # public cloud's Resource Manager and login endpoint. Nothing else is answered.
 PROXIED_HOSTS = ("management.azure.com", "login.microsoftonline.com")
 TOKEN_LIFETIME = 3600
+# The sizes a region offers (GET .../locations/<region>/vmSizes): the CPU sizes the tests use
+# and an N-series one.
+VM_SIZES = (("Standard_B2s", 2), ("Standard_D2s_v5", 2), ("Standard_D4s_v5", 4),
+            ("Standard_NC4as_T4_v3", 4))
 # Polls an operation answers InProgress before it is done (the modules' pollers must wait).
 POLLS_IN_PROGRESS = 1
 
@@ -153,7 +157,18 @@ class Store:
             conf["properties"].setdefault("privateIPAddress", f"10.42.0.{next(self.private)}")
             conf["properties"]["provisioningState"] = "Succeeded"
             conf["properties"].setdefault("privateIPAllocationMethod", "Dynamic")
-        res["properties"].setdefault("macAddress", "00-0D-3A-00-00-01")
+            # The public IP now belongs to this configuration (ARM links both ways).
+            pip = self.get((conf["properties"].get("publicIPAddress") or {}).get("id", ""))
+            if pip is not None:
+                pip["properties"]["ipConfiguration"] = {"id": conf["id"]}
+        props = res["properties"]
+        props.setdefault("macAddress", "00-0D-3A-00-00-01")
+        props.setdefault("dnsSettings", {})
+        props["dnsSettings"].setdefault("dnsServers", [])
+        props["dnsSettings"].setdefault("appliedDnsServers", [])
+        props.setdefault("enableAcceleratedNetworking", False)
+        props.setdefault("enableIPForwarding", False)
+        props.setdefault("primary", True)
 
     def _on_virtualNetworks(self, res: dict, old, base) -> None:  # noqa: N802
         subnets = res["properties"].get("subnets")
@@ -377,6 +392,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200 if "location" not in query else 200, answer)
         if "/vmimage/" in low:
             return self._images(low, path)
+        if low.endswith("/vmsizes") and "/providers/microsoft.compute/locations/" in low:
+            return self._send(200, {"value": [
+                {"name": name, "numberOfCores": cores, "memoryInMB": cores * 4096,
+                 "maxDataDiskCount": 8, "osDiskSizeInMB": 1047552,
+                 "resourceDiskSizeInMB": 16384} for name, cores in VM_SIZES]})
         if not SUBSCRIPTION_RE.match(path):
             return self._error(404, "NotFound", "no such path in the fake: " + path)
         expand = ",".join(query.get("$expand", [])).lower()
@@ -409,8 +429,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             op = store.operation()
             shown = copy.deepcopy(store.public(res, ""))
             shown["properties"]["provisioningState"] = "Creating" if created else "Updating"
-            return self._send(201 if created else 200, shown, {
-                "Azure-AsyncOperation": f"{base}/operations/{op}"})
+            # Compute's disks answer 202 (Accepted) to a PUT, as ARM's API for them says.
+            status = 202 if resource_type(path) == "Microsoft.Compute/disks" else (
+                201 if created else 200)
+            return self._send(status, shown, {
+                "Azure-AsyncOperation": f"{base}/operations/{op}",
+                "Location": f"{base}/operations/{op}?location=1"})
         if method == "DELETE":
             if store.get(path) is None:
                 return self._send(204)
