@@ -23,6 +23,7 @@ import pytest
 from fake_imds import FakeImds
 from rlops_runtime.contract import save_checkpoint
 from rlops_runtime.jsonio import write_json_atomic
+from rlops_runtime.notices import on_azure_vm
 from rlops_runtime.session import SessionLayout
 from rlops_runtime.storage import Storage
 
@@ -106,6 +107,8 @@ def closed_endpoint() -> Iterator[str]:
 def _no_real_imds(closed_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Supervisors in tests (notices "auto" by default) never reach 169.254.169.254."""
     monkeypatch.setenv("RLOPS_IMDS_ENDPOINT", closed_endpoint)
+    if on_azure_vm():  # a CI runner may be an Azure VM: its Scheduled Events stay unasked
+        monkeypatch.setenv("RLOPS_AZURE_IMDS_ENDPOINT", closed_endpoint)
 
 
 @pytest.fixture
