@@ -30,6 +30,7 @@ HYPER = {"batch_size": 64, "beta_entropy": 0.01, "discount_factor": 0.99,
          "stack_size": 1, "term_cond_avg_score": 350000.0, "term_cond_max_episodes": 1000,
          "sac_alpha": 0.2}
 
+
 def training_yaml(prefix: str) -> str:
     """DRfC's training params as prepare-config.py writes them: every value quoted."""
     doc = {"AWS_REGION": "us-east-1", "JOB_TYPE": "TRAINING", "KINESIS_VIDEO_STREAM_NAME": "",
