@@ -1,13 +1,17 @@
 """One Ray session over three lab hosts through the real playbooks (rlops_backend ray): the
 head (group ray_head: GCS, learner, the driver under the session's supervisor) and two
-rollout hosts.
+rollout hosts; and, on the same hosts, the checks of the role rlops.fleet.ray_cluster on its
+own (tests/integration/targets/ray_cluster/runme.sh, its phases run around the session).
 
-train_new -> three nodes, env runners on the rollout hosts only -> a rollout host is killed
-(podman kill): training goes on with fewer healthy env runners -> the host comes back (it
-reboots with its disk, its worker unit rejoins; its address changes) -> all env runners
-healthy again -> the supervisor on the head is killed -> systemd restarts it, it resumes
-from LATEST and the step goes on from the checkpoint's step -> stop: no Ray process on any
-host -> retrieve and evaluate.
+role: bad input, start, restarts -> train_new -> three nodes, env runners on the rollout
+hosts only (meanwhile the role: a re-run and check mode change nothing) -> the supervisor on
+the head is killed -> systemd restarts it, it resumes from LATEST and the step goes on from
+the checkpoint's step -> a rollout host is killed (podman kill): training goes on with fewer
+healthy env runners -> the host comes back (it reboots with its disk, its worker unit
+rejoins; its address changes) -> all env runners healthy again -> stop: no Ray process on any
+host (the role: a second stop changes nothing) -> resume.yml of the stopped session: the
+cluster is back, the job goes on from LATEST (meanwhile the role's check mode of a change
+and of a stop) -> stop again: no Ray process -> retrieve and evaluate -> the role: one host.
 
 The hosts boot from the lab's Ray image (tests/lab/README.md, "The Ray image"): the venv of
 the Ray set is in it, and pip is given --no-index, so nothing is downloaded on a host.
@@ -32,8 +36,7 @@ SETTINGS = {
     "ray_cluster_num_cpus": 1,
     "trainer_total_timesteps": 10_000_000,
     "trainer_checkpoint_interval": INTERVAL,
-    # A stop's time budget, the unit's TimeoutStopSec (60 s): a killed supervisor leaves its
-    # job running until then (KillMode=mixed), and systemd restarts the unit after it.
+    # A stop's time budget (the unit's TimeoutStopSec: 60 s).
     "trainer_stop_grace": 15,
     "trainer_final_sync_timeout": 15,
     # The single-host agent's names: n_steps * n_envs is RLlib's train batch.
@@ -71,10 +74,23 @@ def unit_state(lab, host: str, unit: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def test_ray_session_on_three_hosts(lab, ray_playbooks):
+def ray_cluster_changes(output: str) -> list[str]:
+    """The tasks of the role rlops.fleet.ray_cluster that reported a change in a playbook's
+    output."""
+    changed, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK ["):].split("]", 1)[0]
+        elif line.startswith("changed: [") and task.startswith("rlops.fleet.ray_cluster :"):
+            changed.append(task)
+    return changed
+
+
+def test_ray_session_on_three_hosts(lab, ray_playbooks, role):
     pb, timings = ray_playbooks, {}
     head, *rollout = lab.hosts
     lost = rollout[-1]
+    # Before the role's checks too: the cluster they leave is the one the session wants.
     lab.write_vars("group_vars", "trainers", SETTINGS)
 
     def run(name, **extra):
@@ -88,10 +104,28 @@ def test_ray_session_on_three_hosts(lab, ray_playbooks):
         timings.setdefault(f"wait: {what}", []).append(round(time.monotonic() - started))
         return status
 
+    def no_ray_left():
+        for host in lab.hosts:
+            assert ray_processes(lab, host) == [], (host, ray_processes(lab, host))
+
+    def env_runners_on_rollout_hosts():
+        # Env runners sit on the rollout hosts only; the learner and driver on the head.
+        assert env_runners(lab, head) == 0, processes(lab, head)
+        for host in rollout:
+            assert env_runners(lab, host) >= 1, (host, processes(lab, host))
+
+    # --- the role on its own: bad input, a start, restarts (the cluster left up) ------------
+    role.run("bad_input", "start", "restarts")
+
     # --- train_new: the cluster on three hosts, the session on the head --------------------
     out = run("train_new", rlops_name="ray")
     session = pb.session_from(out)
     assert f"session {session} on {head}" in out, out[-3000:]
+    # The cluster the role left is the one train_new asks for: it restarts no node.
+    assert ray_cluster_changes(out) == [], ray_cluster_changes(out)
+    # Meanwhile (until the supervisor's restart is checked), the role on the running
+    # cluster: a re-run and check mode change nothing.
+    role.start("idempotent")
     run_json = lab.read_json(head, f"{pb.session_dir(session)}/config/run.json")
     assert run_json["backend"] == "ray", run_json
     assert unit_state(lab, head, "rlops-ray-head.service")["ActiveState"] == "active"
@@ -102,13 +136,33 @@ def test_ray_session_on_three_hosts(lab, ray_playbooks):
     runners = healthy(full)
     # One CPU per rollout host: one env runner each.
     assert runners == full["env_runners"]["total"] == len(rollout), full
-    # Env runners sit on the rollout hosts only; the learner and driver on the head.
-    assert env_runners(lab, head) == 0, processes(lab, head)
-    for host in rollout:
-        assert env_runners(lab, host) >= 1, (host, processes(lab, host))
+    env_runners_on_rollout_hosts()
 
-    table = status_table(run("status"))
+    out = run("status")
+    table = status_table(out)
     assert table[session, head]["state"] == "running", table
+    assert "Ray cluster: 3 nodes" in out, out[-3000:]
+
+    # --- the supervisor is killed: systemd restarts it, it resumes from LATEST --------------
+    before = pb.status(session, host=head)
+    unit = f"rlops-trainer@{session}.service"
+    lab.exec(head, "kill", "-KILL", str(before["supervisor_pid"]))
+    # Its job gets SIGTERM from the kernel (checkpoint, exit); once systemd waits to restart
+    # the unit (RestartSec), nothing of the session runs: LATEST is final.
+    wait_until(lambda: unit_state(lab, head, unit)["SubState"] == "auto-restart", 180,
+               "the session's unit waiting to restart")
+    latest = int(lab.exec(head, "cat", f"{pb.session_dir(session)}/checkpoints/LATEST")
+                 .stdout.decode())
+    assert latest >= before["last_checkpoint_step"], (latest, before)
+    resumed = wait(lambda s: s.get("supervisor_pid") not in (None, before["supervisor_pid"])
+                   and s.get("resumed_from_step") == latest and has_checkpoint(s)
+                   and s["last_checkpoint_step"] > latest, 300,
+                   "resumed from LATEST and checkpointed again")
+    # The step goes on from the checkpoint's: the next checkpoint is within one interval (and
+    # an iteration's sampling) of it (RLlib's own lifetime counter is wrong after a restore).
+    assert latest < resumed["last_checkpoint_step"] <= latest + INTERVAL + 2 * BATCH, resumed
+    assert resumed.get(NODES) == 3, resumed
+    role.wait()
 
     # --- a rollout host is lost: training goes on with fewer healthy env runners ------------
     subprocess.run(["podman", "kill", lost], check=True, capture_output=True, timeout=60)
@@ -127,33 +181,45 @@ def test_ray_session_on_three_hosts(lab, ray_playbooks):
     assert recovered["state"] == "running", recovered
     wait_until(lambda: env_runners(lab, lost) >= 1, 60, f"an env runner on {lost} again")
 
-    # --- the supervisor is killed: systemd restarts it, it resumes from LATEST --------------
-    before = pb.status(session, host=head)
-    unit = f"rlops-trainer@{session}.service"
-    lab.exec(head, "kill", "-KILL", str(before["supervisor_pid"]))
-    # The job it leaves goes on until the unit's stop timeout kills it; once systemd waits to
-    # restart the unit, nothing of the session runs: LATEST is final.
-    wait_until(lambda: unit_state(lab, head, unit)["SubState"] == "auto-restart", 180,
-               "the session's unit waiting to restart")
-    latest = int(lab.exec(head, "cat", f"{pb.session_dir(session)}/checkpoints/LATEST")
-                 .stdout.decode())
-    assert latest >= before["last_checkpoint_step"], (latest, before)
-    resumed = wait(lambda s: s.get("supervisor_pid") not in (None, before["supervisor_pid"])
-                   and s.get("resumed_from_step") == latest and has_checkpoint(s)
-                   and s["last_checkpoint_step"] > latest, 300,
-                   "resumed from LATEST and checkpointed again")
-    # The step goes on from the checkpoint's: the next checkpoint is within one interval (and
-    # an iteration's sampling) of it (RLlib's own lifetime counter is wrong after a restore).
-    assert latest < resumed["last_checkpoint_step"] <= latest + INTERVAL + 2 * BATCH, resumed
-    assert resumed.get(NODES) == 3, resumed
-
     # --- stop: checkpoint, the driver, the workers, the head; no Ray process anywhere -------
     run("stop", rlops_session=session)
     stopped = pb.status(session, host=head)
     assert stopped["state"] == "stopped", stopped
-    assert stopped["last_checkpoint_step"] >= resumed["last_checkpoint_step"]
-    for host in lab.hosts:
-        assert ray_processes(lab, host) == [], (host, ray_processes(lab, host))
+    assert stopped["last_checkpoint_step"] >= recovered["step"] > resumed["last_checkpoint_step"]
+    no_ray_left()
+    assert unit_state(lab, head, unit)["ActiveState"] == "inactive"
+    # The role on the stopped cluster: its token and units kept, a second stop changes nothing.
+    role.run("stopped")
+
+    # --- resume.yml of the stopped session: the cluster back, the job from LATEST -----------
+    latest = int(lab.exec(head, "cat", f"{pb.session_dir(session)}/checkpoints/LATEST")
+                 .stdout.decode())
+    assert latest == stopped["last_checkpoint_step"], (latest, stopped)
+    out = run("resume", rlops_session=session)
+    assert f"session {session} on {head}" in out, out[-3000:]
+    # Meanwhile (until the second stop), the role's check mode on the cluster up again: a
+    # change is said, not made; a stop's check mode leaves Ray running.
+    role.start("check_mode")
+    assert unit_state(lab, head, "rlops-ray-head.service")["ActiveState"] == "active"
+    for host in rollout:
+        assert unit_state(lab, host, "rlops-ray-worker.service")["ActiveState"] == "active"
+    # The first step it reports is past the checkpoint's, by what an iteration samples (not
+    # RLlib's own lifetime counter).
+    back = wait(lambda s: s.get("state") == "running" and s.get("resumed_from_step") == latest
+                and s["step"] > latest, 300, "resumed from LATEST, stepping on")
+    assert back["step"] <= latest + INTERVAL, back
+    back = wait(lambda s: s.get(NODES) == 3 and healthy(s) == runners
+                and s["step"] > back["step"], 300, "three nodes, every env runner, stepping on")
+    env_runners_on_rollout_hosts()
+    out = run("status")
+    assert status_table(out)[session, head]["state"] == "running", out[-3000:]
+    assert "Ray cluster: 3 nodes" in out, out[-3000:]
+    role.wait()
+    run("stop", rlops_session=session)
+    stopped = pb.status(session, host=head)
+    assert stopped["state"] == "stopped", stopped
+    assert stopped["last_checkpoint_step"] >= back["step"] > latest, (stopped, back)
+    no_ray_left()
     assert unit_state(lab, head, unit)["ActiveState"] == "inactive"
 
     # --- retrieve and evaluate (the policy without a cluster) -------------------------------
@@ -167,9 +233,12 @@ def test_ray_session_on_three_hosts(lab, ray_playbooks):
     assert len(evaluation["returns"]) == 3, evaluation
     assert evaluation["step"] == stopped["last_checkpoint_step"], evaluation
     assert "mean return" in out
-    for host in lab.hosts:  # evaluate started no cluster
-        assert ray_processes(lab, host) == [], (host, ray_processes(lab, host))
+    no_ray_left()  # evaluate started no cluster
     assert in_state("stopped")(pb.status(session, host=head))
 
-    print(f"\nlab ray timings (s): {timings}; lab up {lab.timings['up']:.0f} s; "
+    # --- the role on one host of the lab (single-host on Ray), stopped ----------------------
+    role.run("one_host")
+
+    print(f"\nlab ray timings (s): {timings}; the role's checks (s): {role.timings}; "
+          f"lab up {lab.timings['up']:.0f} s; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
