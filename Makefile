@@ -167,9 +167,10 @@ e2e: dev
 	$(BIN)/pytest -q tests/e2e
 
 ## Lab hosts (podman + systemd, built offline): set up, build the trainer image (the
-## trainer's venv in it, by the trainer role: ~90 s, only when the role or the runtime
-## changed; tests/lab/README.md), boot three hosts and one of the trainer image, check,
-## tear down (~2 min on 2 cores).
+## trainer's venv in it, by the trainer role, in two layers, tests/lab/README.md: ~95 s when
+## a lock or the install tasks changed, ~20 s when only the runtime or a role did, was ~95 s
+## for any change), boot three hosts and one of the trainer image, check, tear down
+## (~20 s on 2 cores with the image current).
 lab: lab-ready
 	tests/lab/smoke.sh 3
 
