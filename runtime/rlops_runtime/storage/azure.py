@@ -188,6 +188,8 @@ def token_request_url(endpoint: str, client_id: str = "") -> str:
 def parse_token(body: bytes) -> AccessToken:
     """The token of the identity endpoint's answer; ValueError when it is none."""
     data = json.loads(body.decode("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
     token, expires = data.get("access_token"), data.get("expires_on")
     if not isinstance(token, str) or not token or expires in (None, ""):
         raise ValueError("the answer holds no access_token and expires_on")
