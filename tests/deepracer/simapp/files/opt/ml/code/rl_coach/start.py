@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """rl_coach: the stand-in of docker/files/rl-coach/start.py (deepracer-simapp).
 
 The same environment and the same hyperparameter merge as the real start.py; where it calls
