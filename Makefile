@@ -264,9 +264,10 @@ deepracer-lab: dev
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/deepracer
 
-## Every role's Molecule scenario in lab hosts, one after another (~16 min on 2 cores,
-## times in molecule/README.md; gpu_host/driver_present adds ~75 s). A failed scenario
-## fails it; a failure or Ctrl-C leaves no container or loop device behind.
+## Every role's Molecule scenario in lab hosts, two at a time (RLOPS_MOLECULE_JOBS), over SSH
+## with pipelining: ~4.8 min on 2 cores at load 2-5 (was ~7 min one after another over the
+## podman connection at load 1-2; times in molecule/README.md). A failed scenario fails it;
+## a failure or Ctrl-C leaves no container or loop device behind.
 molecule: lab-ready
 	molecule/test.sh
 
