@@ -55,12 +55,21 @@ LAB_STATE=""
 S3_PID=""           # localbucket of the lockset phase
 
 cleanup() {
-    # Stop a local supervisor this test started (by its own pid file), take a lab down.
-    local pidfile
+    # Stop the local supervisors this test started and still run (by their own pid files;
+    # a stopped session's file stays), wait up to 10 s for them to end, take a lab down.
+    local pidfile pids=() pid
     for pidfile in "$WORK"/data*/sessions/*/supervisor.pid; do
         [[ -f "$pidfile" ]] || continue
-        kill "$(cat "$pidfile")" 2>/dev/null || true
-        sleep 3
+        pid="$(cat "$pidfile")"
+        kill "$pid" 2>/dev/null && pids+=("$pid")
+    done
+    local tries=0 alive
+    while ((tries < 50)); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.2
+        tries=$((tries + 1))
     done
     [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null || true
     if [[ -n "$LAB_STATE" ]]; then
@@ -130,10 +139,10 @@ status_field() {
 on_host_test() { "${ON_HOST[@]}" test "$@"; }
 
 wait_for_checkpoint() {
-    # wait_for_checkpoint [AFTER_STEP]: until the session has a local checkpoint newer.
-    local after="${1:-0}" latest
+    # wait_for_checkpoint [AFTER_STEP [SESSION]]: until the session has a local checkpoint newer.
+    local after="${1:-0}" session="${2:-$SESSION}" latest
     for _ in $(seq 180); do
-        latest="$("${ON_HOST[@]}" cat "$DATA_ROOT/sessions/$SESSION/checkpoints/LATEST" 2>/dev/null || echo 0)"
+        latest="$("${ON_HOST[@]}" cat "$DATA_ROOT/sessions/$session/checkpoints/LATEST" 2>/dev/null || echo 0)"
         ((10#${latest:-0} > after)) && return 0
         sleep 1
     done
@@ -283,7 +292,7 @@ local_source() {
     "${ON_HOST[@]}" grep -q "packaging" "$dir/logs/job.log" && ok "the job imported its requirement" \
         || bad "no requirement in the job's log"
     expect_run "local job re-run is idempotent" 0 "${l[@]}" -e trainer_mode=resume
-    sleep 5
+    wait_for_checkpoint 0 "$SESSION-local"
     expect_run "local job stopped" any "${l[@]}" -e trainer_mode=resume -e stop=true \
         -e '{"expect_states": ["stopped"]}'
     local step
@@ -463,7 +472,11 @@ systemd() {
     resumed="$(status_field resumed_from_step)"
     [[ "$resumed" != None && "$resumed" -gt 0 ]] && ok "resumed by itself after the reboot from step $resumed" \
         || bad "no resume after the reboot (resumed_from_step $resumed)"
-    sleep 10  # sshd comes up after the unit
+    # sshd comes up after the unit: wait for it, not a fixed time.
+    for _ in $(seq 60); do
+        "${ON_HOST[@]}" systemctl is-active --quiet ssh.service && break
+        sleep 0.5
+    done
     expect_run "re-run after the reboot is idempotent" 0 "${r[@]}"
     expect_run "final stop" any "${r[@]}" -e stop=true -e '{"expect_states": ["stopped"]}'
     [[ "$("${ON_HOST[@]}" systemctl is-enabled "$unit" || true)" == disabled ]] && ok "$unit disabled" \
