@@ -149,13 +149,34 @@ metadata:
     neural_network: DEEP_CONVOLUTIONAL_NETWORK_SHALLOW
     version: "5"
 reward:
-  description:
-    - The calls of the reward function - how many, the tracks, the lowest and highest reward
-      returned, the count of each returned type (C(float), C(int), C(real) for another
-      real number), the allowed modules it imports, and those O(python) lacks (then it was
-      not called).
+  description: The calls of the reward function.
   returned: success
   type: dict
+  contains:
+    calls:
+      description: How many calls returned (none when the file failed to load).
+      type: int
+    tracks:
+      description: The tracks of the calls.
+      type: list
+      elements: str
+    returned:
+      description: The lowest and highest reward returned; null without a good call.
+      type: list
+      elements: float
+    kinds:
+      description:
+        - The count of each kind of result - C(float), C(int), C(real) (another real
+          number), C(bool), C(other), C(error), C(timeout).
+      type: dict
+    imports:
+      description: The allowed modules the reward function imports.
+      type: list
+      elements: str
+    missing:
+      description: The modules of those that O(python) lacks; the function was not called.
+      type: list
+      elements: str
   sample:
     calls: 529
     tracks: [2022_reinvent_champ_ccw, reInvent2019_track]
