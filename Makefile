@@ -184,7 +184,9 @@ lab-ready: dev
 ## The trainer role on its own (tests/integration/targets/trainer/runme.sh): bad input and
 ## check mode, a session's life on this machine, local and git jobs, exact versions, then
 ## on a lab host of the trainer image under systemd with a reboot that resumes it
-## (~12 min on 2 cores; times in tests/integration/targets/trainer/README.md).
+## (~5.5 min on 2 cores: 5:29 in CI at load 1-2 with the lab's smoke test, no longer run
+## here, and ~36 s of fixed sleeps, now waits on conditions; times in
+## tests/integration/targets/trainer/README.md).
 trainer-it: lab-ready
 	tests/integration/targets/trainer/runme.sh all
 
