@@ -204,11 +204,27 @@ class Store:
         storage = props.setdefault("storageProfile", {})
         os_disk = storage.setdefault("osDisk", {})
         group = res["id"].split("/providers/")[0]
+        # An update names its disks (by name, without ids), as ARM's own GET shows them: the
+        # disks stay the ones the VM has.
+        old_storage = ((old or {}).get("properties") or {}).get("storageProfile") or {}
+        old_os = old_storage.get("osDisk") or {}
+        if old_os.get("managedDisk", {}).get("id") and not os_disk.get("managedDisk", {}).get("id"):
+            os_disk.setdefault("managedDisk", {})["id"] = old_os["managedDisk"]["id"]
+            os_disk.setdefault("name", old_os.get("name"))
+        for data in storage.get("dataDisks") or []:
+            if not (data.get("managedDisk") or {}).get("id") and data.get("name") and \
+                    data.get("createOption", "").lower() != "empty":
+                data.setdefault("managedDisk", {})["id"] = (
+                    f"{group}/providers/Microsoft.Compute/disks/{data['name']}")
+            if (data.get("managedDisk") or {}).get("id"):
+                data.setdefault("name", data["managedDisk"]["id"].rsplit("/", 1)[1])
         if not os_disk.get("managedDisk", {}).get("id"):
             name = os_disk.get("name") or "{}_OsDisk_1_{}".format(res["name"], uuid.uuid4().hex)
             disk_id = f"{group}/providers/Microsoft.Compute/disks/{name}"
             os_disk.update(name=name, createOption="FromImage")
             os_disk.setdefault("caching", "ReadWrite")
+            os_disk.setdefault("osType", "Linux")
+            os_disk.setdefault("diskSizeGB", 30)
             os_disk.setdefault("managedDisk", {})["id"] = disk_id
             self.put(disk_id, {"location": res["location"], "properties": {
                 "diskSizeGB": os_disk.get("diskSizeGB") or 30, "osType": "Linux",
@@ -389,7 +405,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if "location" in query and answer["status"] == "InProgress":
                 return self._send(202, None, {"Location": base + path + "?location=1",
                                               "Retry-After": "0"})
-            return self._send(200 if "location" not in query else 200, answer)
+            return self._send(200, answer, {"Retry-After": "0"})
         if "/vmimage/" in low:
             return self._images(low, path)
         if low.endswith("/vmsizes") and "/providers/microsoft.compute/locations/" in low:
@@ -434,7 +450,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 201 if created else 200)
             return self._send(status, shown, {
                 "Azure-AsyncOperation": f"{base}/operations/{op}",
-                "Location": f"{base}/operations/{op}?location=1"})
+                "Location": f"{base}/operations/{op}?location=1", "Retry-After": "0"})
         if method == "DELETE":
             if store.get(path) is None:
                 return self._send(204)
