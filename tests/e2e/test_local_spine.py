@@ -109,12 +109,17 @@ def test_spine_with_s3_storage_resumes_from_storage(playbooks, moto_endpoint):
 
     # The host loses the session, its config/requirements.lock with it: resume takes the
     # recorded set (read by the controller's S3 client in the trainer's preflight), the config
-    # and the checkpoints from storage.
+    # and the checkpoints from storage. A budget one checkpoint past the stop, applied to the
+    # config restored from storage: the session completes in seconds (the file spine above
+    # trains to the end for its evaluation's return).
     shutil.rmtree(playbooks.session_dir(session))
-    out = run("resume", rlops_session=session)
+    total = stopped_at + BUDGET["trainer_checkpoint_interval"]
+    out = run("resume", rlops_session=session, trainer_total_timesteps=total)
     assert '"set_from": "storage"' in out, out[-3000:]
+    assert f"changed total_timesteps {BUDGET['trainer_total_timesteps']} -> {total}" in out, \
+        out[-3000:]
     resumed = playbooks.wait(session, lambda s: s.get("state") == "completed", 400, "completed")
-    assert resumed["resumed_from_step"] == stopped_at
+    assert resumed["resumed_from_step"] == stopped_at and resumed["step"] >= total
     run("retrieve", rlops_session=session)
     run("evaluate", rlops_session=session, rlops_eval_episodes=2, rlops_eval_video=False)
 
