@@ -237,7 +237,7 @@ def test_preempt_for_this_vm_is_a_stop_and_is_acknowledged(azure_imds: FakeAzure
 def test_events_for_other_vms_are_ignored(azure_imds: FakeAzureImds):
     watcher = AzureEventsWatcher(azure_imds.url)
     azure_imds.preempt(resources=("rlops-trainer-1", "someone-else"))
-    for _ in range(3):
+    for _attempt in range(3):
         assert watcher.poll() is None
     assert watcher.watch_state()["watching"] and azure_imds.acks == []
     azure_imds.preempt(resources=("rlops-trainer-1", VM))
@@ -281,7 +281,7 @@ def test_a_first_answer_within_the_long_timeout_is_waited_for(azure_imds: FakeAz
 
 def test_unreachable_metadata_is_retried_not_given_up(closed_endpoint: str):
     watcher = AzureEventsWatcher(closed_endpoint, retry_base=0.05, retry_cap=0.05)
-    for _ in range(3):
+    for _attempt in range(3):
         assert watcher.poll() is None
         time.sleep(0.06)
     state = watcher.watch_state()

@@ -399,7 +399,7 @@ def test_a_preempted_session_is_saved_to_blob_storage_then_acknowledged(
                 run.stop()
         assert not run.is_alive() and run.code == 0 and took < 30
         storage = open_storage(az_container)
-        assert read_latest(storage, SESSION) == newest(layout) is not None
+        assert newest(layout) is not None and read_latest(storage, SESSION) == newest(layout)
         stored = json.loads(storage.get_bytes(f"{SESSION}/status.json"))
         assert stored["state"] == "interrupted" and "Preempt" in stored["exit_reason"]
         assert fake.acks == [{"StartRequests": [{"EventId": "e-preempt"}]}]
