@@ -451,6 +451,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(status, shown, {
                 "Azure-AsyncOperation": f"{base}/operations/{op}",
                 "Location": f"{base}/operations/{op}?location=1", "Retry-After": "0"})
+        if method == "PATCH":
+            res = store.get(path)
+            if res is None:
+                return self._not_found(path)
+            if "tags" in body:
+                res["tags"] = dict(body["tags"])
+            return self._send(200, store.public(res, ""))
         if method == "DELETE":
             if store.get(path) is None:
                 return self._send(204)
