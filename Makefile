@@ -263,7 +263,8 @@ azure-e2e: dev azure-venv
 ## run with it: train (the trainer outside the stack's project), stop, increment from the
 ## last checkpoint, evaluate with MP4; every S3 key the simapp writes checked. Needs root
 ## and podman. ~2.2 min on 2 cores from cold (the stand-in's tar ~30 s and the Docker lab
-## image ~25 s, both cached after; the runs ~60 s; test_standin_local.py, no root, ~17 s).
+## image ~25 s, both cached after), ~1.4 min when they are current (the Docker runs ~50 s;
+## test_standin_local.py and the unit tests, no root, ~15 s).
 deepracer-lab: dev
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/deepracer
