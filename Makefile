@@ -14,8 +14,8 @@ train: venv
 	$(PLAYBOOK) playbooks/train_new.yml $(ARGS)
 
 ## make test: everything CI runs.
-test: dev lint sanity unit runtime-test ray-test integration e2e lab trainer-it molecule lab-e2e \
-      lab-ray ray-cluster-it aws-e2e
+test: dev lint sanity unit runtime-test azure-test ray-test integration e2e lab trainer-it molecule \
+      lab-e2e lab-ray aws-e2e azure-e2e deepracer-lab
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
