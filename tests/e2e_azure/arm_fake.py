@@ -423,6 +423,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, store.instance_view(vm))
         if method == "POST":
             return self._action(path)
+        if method == "GET" and re.match(r"^/subscriptions/[^/]+/resourcegroups/[^/]+/resources$",
+                                        low):
+            group = low.rsplit("/", 1)[0]
+            return self._send(200, {"value": [
+                {k: v for k, v in store.public(r, "").items() if k != "properties"}
+                for key, r in store.items.items()
+                if key.startswith(group + "/providers/") and "location" in r]})
         if method in ("GET", "HEAD"):
             res = store.get(path)
             if res is not None:
