@@ -283,7 +283,7 @@ def disk_problem(disk, location, vm_name, session):
         return ("the data disk %s is in %s, the VM would be in %s: a VM attaches only disks of"
                 " its own region (set rlops_azure_location: %s, or copy the disk)"
                 % (name, where, location, where))
-    owner = _text(disk.get("managed_by")).rstrip("/").split("/")[-1]
+    owner = _text(disk.get("managed_by")).rstrip("/").rsplit("/", 1)[-1]
     if owner and owner != vm_name:
         return ("the data disk %s is attached to the VM %s, not to this session's %s: detach it"
                 " there first (a disk has one owner)" % (name, owner, vm_name))
@@ -357,7 +357,7 @@ def locate(vms, disks, addresses, session, purpose, settings, now, hosts_group="
     elif session and not mine_vms and not mine_disks:
         problem = ("Azure holds no VM or data disk of session %s in resource group %s (sessions"
                    " there: %s)" % (session, settings.get("rlops_azure_resource_group"),
-                                     ", ".join(known) or "none"))
+                                    ", ".join(known) or "none"))
     running = []
     for vm in mine_vms:
         if vm.get("power_state") != "running":
@@ -379,7 +379,7 @@ def locate(vms, disks, addresses, session, purpose, settings, now, hosts_group="
                           vm.get("power_state", "?"), seconds / 3600.0,
                           cost_so_far(price, seconds), price, source))
     for disk in mine_disks:
-        owner = _text(disk.get("managed_by")).rstrip("/").split("/")[-1]
+        owner = _text(disk.get("managed_by")).rstrip("/").rsplit("/", 1)[-1]
         report.append("Azure data disk %s (%s GiB, session %s): %s; billed while it exists"
                       % (disk["name"], disk.get("disk_size_gb", "?"), tagged(disk),
                          "attached to " + owner if owner else "not attached"))

@@ -107,7 +107,7 @@ class Store:
                  if key.rsplit("/", 1)[0] == low]
         if found or "/providers/" not in low:
             return found
-        scope, _, kind = low.partition("/providers/")
+        scope, _sep, kind = low.partition("/providers/")
         return [r for key, r in self.items.items()
                 if key.startswith(scope + "/") and resource_type(key).lower() == kind]
 
@@ -125,7 +125,7 @@ class Store:
             res["location"] = body["location"].replace(" ", "").lower()
         res.setdefault("tags", {})
         props["provisioningState"] = "Succeeded"
-        getattr(self, "_on_" + kind.split("/")[-1], lambda *a: None)(res, old, base)
+        getattr(self, "_on_" + kind.rsplit("/", 1)[-1], lambda *a: None)(res, old, base)
         self.items[low] = res
         return res
 
@@ -295,7 +295,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_CONNECT(self):  # noqa: N802 - http.server's names
         """The proxy: answer a CONNECT to an Azure host ourselves, under TLS with this
         server's certificate (which names those hosts); never connect anywhere."""
-        host, _, port = self.path.partition(":")
+        host, _sep, port = self.path.partition(":")
         if host not in PROXIED_HOSTS or port != "443":
             self.store.calls.append({"method": "CONNECT", "path": self.path, "query": ""})
             self.send_error(403, "the fake answers only for " + ", ".join(PROXIED_HOSTS))
@@ -487,7 +487,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _action(self, path):
         store, base = self.store, self.base
-        target, _, action = path.rpartition("/")
+        target, _sep, action = path.rpartition("/")
         vm = store.get(target)
         if vm is None or vm["type"] != "Microsoft.Compute/virtualMachines":
             return self._not_found(target)

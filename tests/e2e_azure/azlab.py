@@ -249,7 +249,7 @@ class AzurePlaybooks(Playbooks):
 
 def free_pair() -> int:
     """A loopback port whose next one is free too (the fake's HTTPS and its proxy)."""
-    for _ in range(50):
+    for _attempt in range(50):
         port = free_port()
         with socket.socket() as probe:
             try:

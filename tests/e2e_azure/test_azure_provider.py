@@ -96,7 +96,7 @@ def test_provider_life_cycle(arm, tmp_path):
     before = len(arm.calls())
     out = run("stop")
     assert f"Azure: VM {VM} deallocated" in out and f"Azure: data disk {DISK} kept" in out
-    assert [m for m, _ in changes(arm.calls()[before:])] == ["PATCH", "POST"]  # tags, deallocate
+    assert [m for m, _p in changes(arm.calls()[before:])] == ["PATCH", "POST"]  # tags, deallocate
     assert arm.power_state(VM) == "deallocated"
     tags = arm.get(VMS, VM)["tags"]
     assert tags["rlops-started"] == "" and tags["rlops-run-seconds"].isdigit()

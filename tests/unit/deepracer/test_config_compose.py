@@ -201,7 +201,7 @@ def test_trainer_compose_files() -> None:
         "/tmp/sagemaker/tmpbbbb2222/docker-compose.yaml": _sdk_file("10", "model-1"),
         "/tmp/sagemaker/tmpcccc3333/docker-compose.yaml": _sdk_file("0", "model-10"),
         "/tmp/sagemaker/tmpdddd4444/docker-compose.yaml": _sdk_file("0", "model-1", "algo-1-zz9",
-                                                                     as_dict=True),
+                                                                    as_dict=True),
         "/tmp/sagemaker/tmpeeee5555/docker-compose.yaml": "services: [half written",
         "/tmp/sagemaker/tmpffff6666/docker-compose.yaml": "just text",
     }
