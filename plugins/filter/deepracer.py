@@ -22,13 +22,13 @@ description:
     the evaluation params (C(evaluation)) and the compose projects (C(compose), C(training)
     and C(evaluation), as dicts).
   - The same file has C(rlops.fleet.deepracer_trainer_files) - of the compose files
-    SageMaker local mode wrote under C(/tmp/sagemaker) (C({path: text})), those of one
-    training's trainer (C(run_id), C(prefix)), as C([{file, project, services}]): the
+    SageMaker local mode wrote under C(/tmp/sagemaker) (a dict, path to text), those of one
+    training's trainer (C(run_id), C(prefix)), as a list of C({file, project, services}) - the
     container rl_coach starts outside the stack's compose project, which a stop must stop.
 positional: _input
 options:
   _input:
-    description: The settings, C({deepracer_stack_name: value}).
+    description: The settings, a dict of C(deepracer_stack_*) names and their values.
     type: dict
     required: true
   extra_env:

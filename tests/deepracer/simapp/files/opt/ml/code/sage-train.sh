@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Stand-in of docker/files/ml-code/sage-train.sh: the training worker (no Redis: the
 # worker serves the rollouts' experience itself). exec: it is PID 1 and gets SIGTERM.
 echo "Starting sage-train.sh"
