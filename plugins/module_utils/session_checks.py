@@ -152,6 +152,9 @@ def controller_az_check(params, check_mode=False, run=az_storage_check):
     result = {"storage_checked": False, "storage_check_reason": "",
               "storage_check_permissions": []}
     credentials = params["storage_credentials"] or {}
+    problem = contract.az_credentials_problem(dict(credentials))
+    if problem:  # the host's runtime gets these same credentials: refused here, before it
+        return result, "storage %s: %s" % (params["storage_uri"], problem)
     why = ""
     if mode == "host":
         why = "storage_check is host"

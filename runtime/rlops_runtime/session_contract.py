@@ -149,6 +149,34 @@ def storage_uri_error(uri: Any) -> str | None:
     return _error(parse_storage_uri, uri)
 
 
+# az:// credentials, as storage_credentials (the runtime's storage.env) gives them: their form
+# only, checked on the controller before anything changes and by the runtime's Blob client.
+AZ_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+AZ_ACCOUNT = "AZURE_STORAGE_ACCOUNT"
+AZ_KEY = "AZURE_STORAGE_KEY"
+AZ_SAS = "AZURE_STORAGE_SAS_TOKEN"
+AZ_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def az_credentials_problem(environ: Any) -> str | None:
+    """What is wrong with the form of az:// credentials (never a secret's value), or None:
+    a connection string; or an account with a key or a SAS, or alone (the VM's identity)."""
+    environ = environ if isinstance(environ, dict) else {}
+    if str(environ.get(AZ_CONNECTION_STRING) or "").strip():
+        return None
+    account = str(environ.get(AZ_ACCOUNT) or "").strip()
+    if not account:
+        return (f"no Azure Storage credentials: set {AZ_CONNECTION_STRING}, or {AZ_ACCOUNT} "
+                f"with {AZ_KEY} or {AZ_SAS}, or {AZ_ACCOUNT} alone on a VM whose managed "
+                "identity has the role Storage Blob Data Contributor")
+    if not AZ_ACCOUNT_RE.match(account):
+        return (f"{AZ_ACCOUNT} {account!r} is not a storage account name "
+                "(3-24 lowercase letters and digits)")
+    if str(environ.get(AZ_KEY) or "").strip() and str(environ.get(AZ_SAS) or "").strip():
+        return f"both {AZ_KEY} and {AZ_SAS} are set: give one"
+    return None
+
+
 # --- Layout: a session's folder on a host, and its keys in storage ---------------------------
 # On a host: <data_root>/sessions/<session>/<the names below>. In storage: <prefix>/<session>/
 # with the same names (never config/storage.env).

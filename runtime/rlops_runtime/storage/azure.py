@@ -43,12 +43,19 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobPrefix, BlobServiceClient, LinearRetry
 
+from ..session_contract import (
+    AZ_ACCOUNT,
+    AZ_CONNECTION_STRING,
+    AZ_KEY,
+    AZ_SAS,
+    az_credentials_problem,
+)
 from .base import Storage, StorageError, atomic_local, check_key, dir_prefix
 
-CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-ACCOUNT_ENV = "AZURE_STORAGE_ACCOUNT"
-KEY_ENV = "AZURE_STORAGE_KEY"
-SAS_ENV = "AZURE_STORAGE_SAS_TOKEN"
+CONNECTION_STRING_ENV = AZ_CONNECTION_STRING
+ACCOUNT_ENV = AZ_ACCOUNT
+KEY_ENV = AZ_KEY
+SAS_ENV = AZ_SAS
 CLIENT_ID_ENV = "AZURE_CLIENT_ID"
 ENDPOINT_ENV = "RLOPS_AZURE_BLOB_ENDPOINT"
 API_VERSION_ENV = "RLOPS_AZURE_API_VERSION"
@@ -140,20 +147,13 @@ def connection_settings(environ: Mapping[str, str]) -> ConnectionSettings:
         return ConnectionSettings("connection-string", url, connection_string=connection,
                                   account=account, api_version=api_version,
                                   secrets=(connection, *secrets))
+    problem = az_credentials_problem(dict(environ))
+    if problem:
+        raise StorageError(problem)
     account = (environ.get(ACCOUNT_ENV) or "").strip()
-    if not account:
-        raise StorageError(
-            f"no Azure Storage credentials: set {CONNECTION_STRING_ENV}, or {ACCOUNT_ENV} with "
-            f"{KEY_ENV} or {SAS_ENV}, or {ACCOUNT_ENV} alone on a VM whose managed identity "
-            "has the role Storage Blob Data Contributor")
-    if not re.fullmatch(r"[a-z0-9]{3,24}", account):
-        raise StorageError(f"{ACCOUNT_ENV} {account!r} is not a storage account name "
-                           "(3-24 lowercase letters and digits)")
     url = endpoint or f"https://{account}.blob.core.windows.net"
     key = (environ.get(KEY_ENV) or "").strip()
     sas = (environ.get(SAS_ENV) or "").strip().lstrip("?")
-    if key and sas:
-        raise StorageError(f"both {KEY_ENV} and {SAS_ENV} are set: give one")
     if key:
         return ConnectionSettings("account-key", url, account=account, key=key,
                                   api_version=api_version, secrets=(key,))

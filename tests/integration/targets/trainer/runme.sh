@@ -179,8 +179,10 @@ preflight() {
         -e trainer_source=local -e trainer_source_path=/nonexistent/job \
         -e '{"trainer_entrypoint": ["python", "train.py"]}'
     expect_refused "storage scheme" "unsupported storage URI 'ftp://x/y'" "${s[@]}" -e trainer_storage_uri=ftp://x/y
-    expect_refused "azure storage" "Azure Blob storage is not available yet" "${s[@]}" \
+    expect_refused "azure storage without credentials" "no Azure Storage credentials" "${s[@]}" \
         -e trainer_storage_uri=az://models/rl
+    # Refused by the controller's preflight, before the host's venv is touched.
+    if grep -q "TASK \[rlops.fleet.runtime" "$LOG"; then bad "az:// refused only after the install"; fi
     expect_refused "relative file storage" "a file:// path must be absolute" "${s[@]}" \
         -e trainer_storage_uri=file://relative/path
     expect_refused "zero timesteps" "trainer_total_timesteps must be greater than 0" "${s[@]}" \

@@ -127,9 +127,37 @@ def test_az_with_the_vms_identity_is_left_to_the_runtime_on_the_host():
         "no key, SAS or connection string in storage_credentials (the VM's managed identity): "
         "az:// storage is checked by the runtime on the training host (rlops-run session "
         "prepare) before the session is written")
-    _result, error = run_checks(params(storage_uri="az://models/x", storage_check="controller"),
+    _result, error = run_checks(params(storage_uri="az://models/x", storage_check="controller",
+                                       storage_credentials={"AZURE_STORAGE_ACCOUNT": "acct1"}),
                                 az_check=lambda *a, **k: calls.append(a))
     assert error.startswith("storage az://models/x cannot be checked from the controller: ")
+    assert not calls
+
+
+@pytest.mark.parametrize("mode", ["auto", "host", "controller"])
+@pytest.mark.parametrize("credentials, said", [
+    ({}, "no Azure Storage credentials: set AZURE_STORAGE_CONNECTION_STRING, or "
+         "AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or "
+         "AZURE_STORAGE_ACCOUNT alone on a VM whose managed identity has the role Storage Blob "
+         "Data Contributor"),
+    ({"AZURE_STORAGE_KEY": "k3y"}, "no Azure Storage credentials"),
+    ({"AZURE_STORAGE_ACCOUNT": "My_Account"}, "AZURE_STORAGE_ACCOUNT 'My_Account' is not a "
+                                             "storage account name"),
+    ({"AZURE_STORAGE_ACCOUNT": "acct1", "AZURE_STORAGE_KEY": "k3y",
+      "AZURE_STORAGE_SAS_TOKEN": "sv=1&sig=s3cret"},
+     "both AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN are set: give one"),
+])
+def test_az_credentials_that_cannot_work_are_refused_on_the_controller(mode, credentials, said):
+    # The host's runtime gets the same credentials: refused here, in every mode and in check
+    # mode, before any host is touched, and never with a secret in the message.
+    calls = []
+    for check_mode in (False, True):
+        _result, error = run_checks(params(storage_uri="az://models/x", storage_check=mode,
+                                           storage_credentials=credentials),
+                                    check_mode=check_mode,
+                                    az_check=lambda *a, **k: calls.append(a))
+        assert error.startswith("storage az://models/x: " + said), error
+        assert "k3y" not in error and "s3cret" not in error
     assert not calls
 
 
