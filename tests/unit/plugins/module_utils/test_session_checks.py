@@ -141,8 +141,8 @@ def test_az_with_the_vms_identity_is_left_to_the_runtime_on_the_host():
          "AZURE_STORAGE_ACCOUNT alone on a VM whose managed identity has the role Storage Blob "
          "Data Contributor"),
     ({"AZURE_STORAGE_KEY": "k3y"}, "no Azure Storage credentials"),
-    ({"AZURE_STORAGE_ACCOUNT": "My_Account"}, "AZURE_STORAGE_ACCOUNT 'My_Account' is not a "
-                                             "storage account name"),
+    ({"AZURE_STORAGE_ACCOUNT": "My_Account"},
+     "AZURE_STORAGE_ACCOUNT 'My_Account' is not a storage account name"),
     ({"AZURE_STORAGE_ACCOUNT": "acct1", "AZURE_STORAGE_KEY": "k3y",
       "AZURE_STORAGE_SAS_TOKEN": "sv=1&sig=s3cret"},
      "both AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN are set: give one"),
