@@ -403,9 +403,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if m:
             status, answer = store.poll(m.group(1))
             if "location" in query and answer["status"] == "InProgress":
+                # Retry-After 1, not 0: azure-core reads 0 as "no delay given" and waits its
+                # polling interval (30 s) instead.
                 return self._send(202, None, {"Location": base + path + "?location=1",
-                                              "Retry-After": "0"})
-            return self._send(200, answer, {"Retry-After": "0"})
+                                              "Retry-After": "1"})
+            return self._send(200, answer, {"Retry-After": "1"})
         if "/vmimage/" in low:
             return self._images(low, path)
         if low.endswith("/vmsizes") and "/providers/microsoft.compute/locations/" in low:
@@ -457,7 +459,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 201 if created else 200)
             return self._send(status, shown, {
                 "Azure-AsyncOperation": f"{base}/operations/{op}",
-                "Location": f"{base}/operations/{op}?location=1", "Retry-After": "0"})
+                "Location": f"{base}/operations/{op}?location=1", "Retry-After": "1"})
         if method == "PATCH":
             res = store.get(path)
             if res is None:
@@ -475,7 +477,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                        f"Disk {disk['name']} is attached to {disk['managedBy']}.")
             op = store.operation(then=lambda: store.delete(path))
             return self._send(202, None, {"Location": f"{base}/operations/{op}?location=1",
-                                          "Retry-After": "0"})
+                                          "Retry-After": "1"})
         return self._error(405, "MethodNotAllowed", method)
 
     def _not_found(self, path):
@@ -501,7 +503,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         op = store.operation(then=lambda: store.power(vm, state))
         return self._send(202, None, {
             "Azure-AsyncOperation": f"{base}/operations/{op}",
-            "Location": f"{base}/operations/{op}?location=1", "Retry-After": "0"})
+            "Location": f"{base}/operations/{op}?location=1", "Retry-After": "1"})
 
     def _images(self, low, path):
         # .../publishers/P/artifacttypes/vmimage/offers/O/skus/S/versions[/V]
