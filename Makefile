@@ -256,8 +256,8 @@ azure-lock: dev
 ## URL as cloud_environment fails in azure.azcollection 3.12.0), the VM played by a lab host
 ## and its data disk by a loop device: bad input refused before any call, then train_new,
 ## status, stop (deallocate), resume, stop (the lab session opt-in: RLOPS_AZURE_LAB=1). Needs root
-## and podman. ~7.5 min on 2 cores at load 1-2 (bad input ~35 s, the provider's life cycle
-## ~6.5 min); the lab session ~8 min more when opted in; the venv ~3 min once.
+## and podman. ~6 min on 2 cores (bad input ~35 s, the provider's life cycle ~5 min: 4 min
+## 50 s measured); the lab session ~8 min more when opted in; the venv ~3 min once.
 azure-e2e: dev azure-venv
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/e2e_azure
