@@ -33,7 +33,7 @@ from .session import SessionLayout, validate_session_id
 
 # run.json's key that names what runs the session, its default and its valid names are the
 # session contract's (backend_name: the supervisor for sessions an older runtime started).
-from .session_contract import DEFAULT_BACKEND, RAY_BACKEND, backend_name
+from .session_contract import DEEPRACER_BACKEND, DEFAULT_BACKEND, RAY_BACKEND, backend_name
 
 # The verbs of this module; `stop` is control.py's, reached here by data root and session.
 LAYER_ACTIONS = ("locate", "status", "evaluate", "pack")
@@ -50,16 +50,29 @@ class LayerError(Exception):
 # --------------------------------------------------------------------------- backends
 
 
+def _generic_evaluate(layout: SessionLayout, args: argparse.Namespace) -> dict[str, Any]:
+    """The reference agents' evaluation: the newest complete checkpoint's policy run for
+    --episodes episodes into eval/ (evaluate.evaluate_session)."""
+    from .evaluate import NoCheckpointError, evaluate_session
+
+    try:
+        return evaluate_session(layout, args.episodes, args.video)
+    except NoCheckpointError as exc:
+        raise LayerError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Backend:
     """What runs a session: start, stop (each `(session, **options) -> answer`, the answer of
     `rlops-run session start|stop`) and status (`session -> status entry | None`). `session`
-    is control.Session: the session's layout, the service manager and the runtime's CLI."""
+    is control.Session: the session's layout, the service manager and the runtime's CLI.
+    evaluate `(layout, args) -> result` answers `session evaluate` (args: episodes, video)."""
 
     name: str
     start: Callable[..., dict[str, Any]]
     stop: Callable[..., dict[str, Any]]
     status: Callable[[Any], dict[str, Any] | None]
+    evaluate: Callable[[SessionLayout, argparse.Namespace], dict[str, Any]] = _generic_evaluate
 
 
 def _supervisor_start(session: Any, **options: Any) -> dict[str, Any]:
@@ -78,6 +91,15 @@ def _supervisor_status(session: Any) -> dict[str, Any] | None:
     return session.status()
 
 
+def _deepracer_evaluate(layout: SessionLayout, args: argparse.Namespace) -> dict[str, Any]:
+    from .deepracer import DeepRacerError, evaluate_session
+
+    try:
+        return evaluate_session(layout, args.episodes, args.video)
+    except DeepRacerError as exc:
+        raise LayerError(str(exc)) from None
+
+
 # One entry per name of the contract's BACKEND_NAMES (a test holds them equal).
 # Ray: the cluster's units on every host are the rlops.fleet.ray_cluster role's (set up and
 # stopped from the controller, since no host calls another); on the head the session is a Ray
@@ -87,6 +109,11 @@ BACKENDS: dict[str, Backend] = {
     DEFAULT_BACKEND: Backend(DEFAULT_BACKEND, _supervisor_start, _supervisor_stop,
                              _supervisor_status),
     RAY_BACKEND: Backend(RAY_BACKEND, _supervisor_start, _supervisor_stop, _supervisor_status),
+    # DeepRacer: the session's job is agents/deepracer.py, a driver of the deepracer_stack
+    # role's compose project (up, the checkpoints, stop including the trainer rl_coach starts
+    # outside it) under the same supervisor; its evaluation is the stack's (deepracer.py).
+    DEEPRACER_BACKEND: Backend(DEEPRACER_BACKEND, _supervisor_start, _supervisor_stop,
+                               _supervisor_status, _deepracer_evaluate),
 }
 
 
@@ -294,21 +321,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the policy of the newest complete checkpoint for N episodes (eval/ of the session);
     with --check, which checkpoint would be evaluated."""
     from .checkpoints import newest_complete_local
-    from .evaluate import NoCheckpointError, evaluate_session
 
     layout = _layout(args)
     if not layout.run_json.is_file():
         raise LayerError(f"session {layout.session_id} is not on this host")
+    backend = backend_for(read_json(layout.run_json))
     found = newest_complete_local(layout.checkpoints)
     answer: dict[str, Any] = {"session_id": layout.session_id, "episodes": args.episodes,
                               "video": args.video, "checkpoint": found[0] if found else None,
                               "result": None, "files": [], "changed": not args.check}
     if args.check:
         return answer
-    try:
-        answer["result"] = evaluate_session(layout, args.episodes, args.video)
-    except NoCheckpointError as exc:
-        raise LayerError(str(exc)) from None
+    answer["result"] = backend.evaluate(layout, args)
+    layout.eval_dir.mkdir(parents=True, exist_ok=True)
     answer["files"] = sorted(str(p) for p in layout.eval_dir.iterdir() if p.is_file())
     return answer
 

@@ -139,6 +139,8 @@ def job_problems(env_id: str, algo: str, hyperparameters: dict[str, Any],
     hyperparameters (names and values, against the installed SB3; for the Ray backend, what
     its RLlib agent takes, in a venv without SB3): what prepare's `validate` and the hand
     tool `rlops-run validate` both ask."""
+    if backend == contract.DEEPRACER_BACKEND:  # no gymnasium, no SB3: the stack's job
+        return contract.hyperparameter_key_problems(algo, hyperparameters, backend)
     from .agents.hyperparams import validate_env_id, validate_hyperparameters
 
     env_problems = [p for p in [validate_env_id(env_id)] if p]

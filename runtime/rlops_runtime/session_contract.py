@@ -301,7 +301,10 @@ TRANSITIONS = {
 BACKEND_KEY = "backend"
 DEFAULT_BACKEND = "supervisor"
 RAY_BACKEND = "ray"
-BACKEND_NAMES = (DEFAULT_BACKEND, RAY_BACKEND)
+# DeepRacer: the session's job is a driver (agents/deepracer.py) of a DeepRacer compose stack
+# (deepracer_stack's), under the same supervisor; run.json's `deepracer` object says which.
+DEEPRACER_BACKEND = "deepracer"
+BACKEND_NAMES = (DEFAULT_BACKEND, RAY_BACKEND, DEEPRACER_BACKEND)
 
 
 def backend_name(run_json: Any) -> str:
@@ -311,6 +314,7 @@ def backend_name(run_json: Any) -> str:
 
 
 # --- run.json ------------------------------------------------------------------------------
+DEEPRACER_KEY = "deepracer"  # the DeepRacer backend's stack (deepracer_problems); else null
 ALGOS = ("ppo", "dqn")
 DEVICES = ("auto", "cpu", "cuda")
 NOTICE_MODES = ("auto", "imds", "none")
@@ -320,7 +324,9 @@ DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 # host's venv python with these): SB3 on one host, RLlib on a Ray cluster.
 AGENT_ARGS = ("-m", "rlops_runtime.agents.sb3", "train")
 RAY_AGENT_ARGS = ("-m", "rlops_runtime.agents.rllib", "train")
-BACKEND_AGENT_ARGS = {DEFAULT_BACKEND: AGENT_ARGS, RAY_BACKEND: RAY_AGENT_ARGS}
+DEEPRACER_AGENT_ARGS = ("-m", "rlops_runtime.agents.deepracer", "train")
+BACKEND_AGENT_ARGS = {DEFAULT_BACKEND: AGENT_ARGS, RAY_BACKEND: RAY_AGENT_ARGS,
+                      DEEPRACER_BACKEND: DEEPRACER_AGENT_ARGS}
 # Every key but session_id, storage_uri and command (the host's), with a new session's value.
 RUN_DEFAULTS = {
     "workdir": "",
@@ -340,6 +346,7 @@ RUN_DEFAULTS = {
     "imds_endpoint": DEFAULT_IMDS_ENDPOINT,
     "on_rebalance": "checkpoint",
     BACKEND_KEY: DEFAULT_BACKEND,
+    DEEPRACER_KEY: None,
 }
 RUN_REQUIRED = ("session_id", "storage_uri")
 RUN_KEYS = RUN_REQUIRED + ("command",) + tuple(RUN_DEFAULTS)
@@ -358,13 +365,14 @@ APPLY = "apply"    # safe to change between runs of the job
 REFUSE = "refuse"  # fixed when the session started: the checkpoints depend on it
 GROW = "grow"      # total_timesteps: only beyond the step the session has reached
 HOST = "host"      # where the job runs on this host (its venv): the host's, for the same job
+DEEPRACER_RESUME = "deepracer"  # the stack's keys: DEEPRACER_RESUME_KEYS apply, others refused
 RESUME_POLICY = {
     "session_id": REFUSE, "storage_uri": REFUSE, "command": HOST, "workdir": HOST,
     "env_id": REFUSE, "algo": REFUSE, "seed": REFUSE, "total_timesteps": GROW,
     "checkpoint_interval": APPLY, "device": APPLY, "sync_interval": APPLY,
     "max_duration": APPLY, "stop_grace": APPLY, "checkpoint_keep_local": APPLY,
     "final_sync_timeout": APPLY, "env": APPLY, "notices": APPLY, "imds_endpoint": APPLY,
-    "on_rebalance": APPLY, BACKEND_KEY: REFUSE,
+    "on_rebalance": APPLY, BACKEND_KEY: REFUSE, DEEPRACER_KEY: DEEPRACER_RESUME,
 }
 
 
@@ -384,6 +392,14 @@ def coerce_setting(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ContractError(f"{INPUT_PREFIX}env must be a mapping, got {value!r}")
         return {str(key): str(item) for key, item in value.items()}
+    if name == DEEPRACER_KEY and isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else None
+        except ValueError:
+            raise ContractError(f"{INPUT_PREFIX}{DEEPRACER_KEY} must be a mapping, got "
+                                f"{value!r}") from None
+    if name == DEEPRACER_KEY and value is not None and not isinstance(value, dict):
+        raise ContractError(f"{INPUT_PREFIX}{DEEPRACER_KEY} must be a mapping, got {value!r}")
     return value
 
 
@@ -401,7 +417,18 @@ def setting_problems(config: dict) -> list:
     if config.get("seed") is not None and config["seed"] < 0:
         problems.append(f"{INPUT_PREFIX}seed must not be negative, got {config['seed']}")
     algos = BACKEND_ALGOS.get(config.get(BACKEND_KEY), ALGOS)
-    if config.get("algo") in ALGOS and config["algo"] not in algos:
+    if config.get(BACKEND_KEY) == DEEPRACER_BACKEND:
+        if config.get("algo") in ALGOS and config["algo"] not in algos:
+            problems.append(
+                f"{INPUT_PREFIX}algo {config['algo']}: the deepracer backend trains what "
+                "model_metadata.json's training_algorithm says (clipped_ppo or sac): leave "
+                f"{INPUT_PREFIX}algo unset")
+        problems += deepracer_session_problems(config.get("storage_uri"),
+                                               config.get(DEEPRACER_KEY))
+    elif config.get(DEEPRACER_KEY) is not None:
+        problems.append(f"{INPUT_PREFIX}{DEEPRACER_KEY} is set, but the session's backend is "
+                        f"{config.get(BACKEND_KEY)}, not {DEEPRACER_BACKEND}")
+    elif config.get("algo") in ALGOS and config["algo"] not in algos:
         problems.append(
             f"{INPUT_PREFIX}algo {config['algo']} is not one the {config[BACKEND_KEY]} backend's"
             f" reference agent trains ({', '.join(algos)})")
@@ -452,7 +479,131 @@ def check_run_json(data: Any) -> dict:
     endpoint = data.get("imds_endpoint", DEFAULT_IMDS_ENDPOINT)
     if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise ContractError(f"run.json: imds_endpoint must be an http:// URL, got {endpoint!r}")
+    if data.get(BACKEND_KEY) == DEEPRACER_BACKEND or data.get(DEEPRACER_KEY) is not None:
+        problems = (deepracer_session_problems(data["storage_uri"], data.get(DEEPRACER_KEY))
+                    if data.get(BACKEND_KEY) == DEEPRACER_BACKEND else
+                    [f"{DEEPRACER_KEY} is set, but backend is {backend_name(data)}"])
+        if problems:
+            raise ContractError("run.json: " + "; ".join(problems))
     return data
+
+
+# --- The DeepRacer backend's stack (run.json's `deepracer`) ----------------------------------
+# Written by `rlops-run session prepare` from trainer_deepracer, which the deepracer_stack role
+# plans: the compose projects it rendered and where, and the model in the session's bucket.
+DEEPRACER_REQUIRED = ("project", "eval_project", "compose_command", "compose_dir",
+                      "sagemaker_dir", "run_id", "model_prefix", "bucket", "metrics_prefix")
+DEEPRACER_OPTIONAL = {"pretrained_prefix": None, "upload_target": None, "training_minutes": None}
+DEEPRACER_KEYS = DEEPRACER_REQUIRED + tuple(DEEPRACER_OPTIONAL)
+# What a resume may change: the increment (a new model from the current one's checkpoint),
+# how long it trains and where the model goes on a notice. The rest names the stack.
+DEEPRACER_RESUME_KEYS = ("model_prefix", "pretrained_prefix", "training_minutes",
+                         "upload_target")
+COMPOSE_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+
+
+def _s3_prefix_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not S3_PREFIX_RE.match(value) or any(
+            part in (".", "..") for part in value.split("/")):
+        return (f"deepracer.{name} {value!r} is not an S3 key prefix (letters, digits, "
+                "'!_.*'()-' in '/'-separated parts, no leading or trailing '/')")
+    return None
+
+
+def deepracer_problems(obj: Any) -> list:
+    """What is wrong with run.json's `deepracer` object (the stack a DeepRacer session
+    drives), one message each; [] when it can run."""
+    if not isinstance(obj, dict):
+        return [f"deepracer must be an object with {', '.join(DEEPRACER_REQUIRED)}, "
+                f"got {obj!r}"]
+    problems = []
+    unknown = sorted(set(obj) - set(DEEPRACER_KEYS))
+    if unknown:
+        problems.append(f"deepracer: unknown keys {', '.join(unknown)} (it takes "
+                        f"{', '.join(DEEPRACER_KEYS)})")
+    missing = [key for key in DEEPRACER_REQUIRED if obj.get(key) in (None, "", [])]
+    if missing:
+        problems.append(f"deepracer: missing {', '.join(missing)}")
+    for key in ("project", "eval_project"):
+        value = obj.get(key)
+        if value and (not isinstance(value, str) or not COMPOSE_PROJECT_RE.match(value)):
+            problems.append(f"deepracer.{key} {value!r} is not a compose project name "
+                            "(lowercase letters, digits, '_' and '-')")
+    if obj.get("project") and obj.get("project") == obj.get("eval_project"):
+        problems.append("deepracer.eval_project is the training's project: they must differ")
+    command = obj.get("compose_command")
+    if command and (not isinstance(command, list)
+                    or not all(isinstance(p, str) and p for p in command)):
+        problems.append(f"deepracer.compose_command must be a list of words, e.g. "
+                        f"[\"docker\", \"compose\"], got {command!r}")
+    for key in ("compose_dir", "sagemaker_dir"):
+        value = obj.get(key)
+        if value and (not isinstance(value, str) or not value.startswith("/")):
+            problems.append(f"deepracer.{key} must be an absolute path, got {value!r}")
+    run_id = obj.get("run_id")
+    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int)
+                               or run_id < 0):
+        problems.append(f"deepracer.run_id must be an integer >= 0, got {run_id!r}")
+    for key in ("model_prefix", "metrics_prefix", "pretrained_prefix"):
+        if obj.get(key) not in (None, ""):
+            problem = _s3_prefix_problem(key, obj[key])
+            if problem:
+                problems.append(problem)
+    if obj.get("model_prefix") and obj.get("model_prefix") == obj.get("pretrained_prefix"):
+        problems.append("deepracer.pretrained_prefix is the model_prefix: an increment trains "
+                        "a new model prefix from the current one")
+    bucket = obj.get("bucket")
+    if bucket and (not isinstance(bucket, str) or not S3_BUCKET_RE.match(bucket)):
+        problems.append(f"deepracer.bucket {bucket!r} is not a valid S3 bucket name")
+    target = obj.get("upload_target")
+    if target is not None:
+        parsed = _error(parse_storage_uri, target)
+        if parsed or not target.startswith("s3://") or not parse_storage_uri(target).prefix:
+            problems.append(f"deepracer.upload_target must be s3://bucket/prefix, got "
+                            f"{target!r}")
+    minutes = obj.get("training_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                or minutes <= 0):
+        problems.append(f"deepracer.training_minutes must be a number > 0 or null, got "
+                        f"{minutes!r}")
+    return problems
+
+
+def deepracer_session_problems(storage_uri: Any, obj: Any) -> list:
+    """A DeepRacer session's storage and stack together: s3:// storage (the bucket the stack
+    reads and writes, with the session's credentials) whose bucket is the stack's."""
+    problems = []
+    parsed = None
+    try:
+        parsed = parse_storage_uri(storage_uri) if storage_uri else None
+    except ContractError as exc:
+        problems.append(str(exc))
+    if parsed is not None and parsed.scheme != "s3":
+        problems.append(f"the deepracer backend needs s3://bucket/prefix storage (its bucket "
+                        f"is the stack's), got {storage_uri!r}")
+        parsed = None
+    problems += deepracer_problems(obj)
+    if (parsed is not None and isinstance(obj, dict) and obj.get("bucket")
+            and obj["bucket"] != parsed.location):
+        problems.append(f"deepracer.bucket {obj['bucket']!r} is not the storage's bucket "
+                        f"{parsed.location!r}: the stack and the session share one bucket")
+    return problems
+
+
+def deepracer_resume_problems(current: Any, requested: Any) -> list:
+    """Keys of `deepracer` a resume asks to change that it may not (DEEPRACER_RESUME_KEYS
+    may change), one message."""
+    current = current if isinstance(current, dict) else {}
+    requested = requested if isinstance(requested, dict) else {}
+    fixed = sorted(key for key in set(current) | set(requested)
+                   if key not in DEEPRACER_RESUME_KEYS
+                   and current.get(key) != requested.get(key))
+    if not fixed:
+        return []
+    return [f"{INPUT_PREFIX}{DEEPRACER_KEY} keys {', '.join(fixed)} cannot change on resume "
+            f"(only {', '.join(DEEPRACER_RESUME_KEYS)} may): "
+            + ", ".join(f"{k} {current.get(k)!r} -> {requested.get(k)!r}" for k in fixed)]
 
 
 # --- Env ids and hyperparameters -----------------------------------------------------------
@@ -494,6 +645,10 @@ RAY_PPO_KEYS = (
 BACKEND_ALGO_KEYS = {
     DEFAULT_BACKEND: {algo: (*keys, *ZOO_KEYS) for algo, keys in ALGO_KEYS.items()},
     RAY_BACKEND: {"ppo": RAY_PPO_KEYS},
+    # None: DeepRacer's hyperparameters are its custom files' hyperparameters.json (checked by
+    # deepracer_stack), and its algorithm model_metadata.json's. run.json's algo keeps the
+    # default.
+    DEEPRACER_BACKEND: {"ppo": ()},
 }
 # The algorithms each backend's reference agent trains (the other checks are the same).
 BACKEND_ALGOS = {backend: tuple(keys) for backend, keys in BACKEND_ALGO_KEYS.items()}
@@ -544,6 +699,10 @@ def hyperparameter_key_problems(algo: str, hyperparameters: dict,
         return [problem]
     if backend not in BACKEND_ALGO_KEYS:
         return [f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}"]
+    if backend == DEEPRACER_BACKEND:
+        return ["the deepracer backend takes no trainer_hyperparameters: DeepRacer's are the "
+                "custom files' hyperparameters.json (deepracer_stack), its algorithm "
+                "model_metadata.json's"] if hyperparameters or algo != ALGOS[0] else []
     if algo not in BACKEND_ALGOS[backend]:
         return [f"the {backend} backend's agent does not train {algo.upper()}; it trains "
                 f"{', '.join(a.upper() for a in BACKEND_ALGOS[backend])}"]

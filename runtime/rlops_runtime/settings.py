@@ -17,6 +17,7 @@ from . import session_contract as contract
 from .session_contract import (
     APPLY,
     BACKEND_AGENT_ARGS,
+    DEEPRACER_RESUME,
     GROW,
     HOST,
     INPUT_PREFIX,
@@ -106,6 +107,8 @@ def plan_resume(current: dict[str, Any], request: dict[str, Any], step: int,
         policy = RESUME_POLICY.get(name, REFUSE)
         if policy == REFUSE:
             fixed.append(f"{INPUT_PREFIX}{name} ({old!r}, asked for {value!r})")
+        elif policy == DEEPRACER_RESUME and contract.deepracer_resume_problems(old, value):
+            problems += contract.deepracer_resume_problems(old, value)
         elif policy == HOST and name == "command" and _is_agent(old) != _is_agent(value):
             problems.append(
                 f"this session runs {_describe_command(old)}, the request "

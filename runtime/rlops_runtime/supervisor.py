@@ -86,6 +86,8 @@ class RunConfig:
     imds_endpoint: str = RUN_DEFAULTS["imds_endpoint"]
     on_rebalance: str = RUN_DEFAULTS["on_rebalance"]
     backend: str = RUN_DEFAULTS["backend"]  # what runs the session (host_sessions.BACKENDS)
+    # The DeepRacer backend's stack (session_contract.deepracer_problems); None otherwise.
+    deepracer: dict[str, Any] | None = RUN_DEFAULTS["deepracer"]
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -327,7 +329,7 @@ class Supervisor:
         """Fold progress.json and new local checkpoints into the status; write it when due."""
         progress = read_json(self.layout.progress) if self._progress_is_current() else None
         if isinstance(progress, dict):
-            for key in ("step", "episodes", "mean_return", "nodes", "env_runners"):
+            for key in ("step", "episodes", "mean_return", "nodes", "env_runners", "deepracer"):
                 if key in progress:
                     setattr(self.status, key, progress[key])
         changed = self._fold_sync_state()

@@ -60,7 +60,7 @@ def test_the_registry_has_the_contracts_backends():
 
 def test_an_unknown_backend_is_refused_with_the_known_ones():
     with pytest.raises(LayerError, match=(f"session {SESSION} runs on backend 'racer', which "
-                                          "this runtime does not have \\(it has ray, "
+                                          "this runtime does not have \\(it has deepracer, ray, "
                                           "supervisor\\)")):
         backend_for({"session_id": SESSION, "backend": "racer"})
 
@@ -209,7 +209,7 @@ def test_stop_of_a_session_on_an_unknown_backend_changes_nothing(tmp_path):
     code, answer, _err = layer(tmp_path, "stop", "--session", SESSION, "--manager", "auto")
     assert code == 1 and not answer["ok"]
     assert answer["msg"] == (f"session {SESSION} runs on backend 'racer', which this runtime "
-                             "does not have (it has ray, supervisor)")
+                             "does not have (it has deepracer, ray, supervisor)")
 
 
 def test_pack_brings_what_the_controller_lacks_without_credentials(tmp_path):

@@ -149,7 +149,7 @@ def test_run_defaults_are_runconfigs() -> None:
     ({"session_id": "s", "storage_uri": "file:///x", "final_sync_timeout": True}, "final_sync"),
     ({"session_id": "s", "storage_uri": "file:///x", "imds_endpoint": "x"}, "http:// URL"),
     ({"session_id": "s", "storage_uri": "file:///x", "backend": "racer"},
-     "backend must be one of supervisor, ray, got 'racer'"),
+     "backend must be one of supervisor, ray, deepracer, got 'racer'"),
 ])
 def test_check_run_json(data, message) -> None:
     with pytest.raises(ContractError, match=message):
@@ -225,8 +225,9 @@ def test_hyperparameter_keys() -> None:
     assert contract.hyperparameter_key_problems("dqn", {}, "ray") == [
         "the ray backend's agent does not train DQN; it trains PPO"]
     assert contract.hyperparameter_key_problems("ppo", {}, "slurm") == [
-        "unknown backend 'slurm'; choose one of supervisor, ray"]
-    assert contract.BACKEND_ALGOS == {"supervisor": ("ppo", "dqn"), "ray": ("ppo",)}
+        "unknown backend 'slurm'; choose one of supervisor, ray, deepracer"]
+    assert contract.BACKEND_ALGOS == {"supervisor": ("ppo", "dqn"), "ray": ("ppo",),
+                                     "deepracer": ("ppo",)}
     assert contract.parse_hyperparameters('{"n_steps": 8}') == {"n_steps": 8}
     assert contract.parse_hyperparameters(None) == {}
     with pytest.raises(ContractError, match="not valid JSON"):
