@@ -161,7 +161,48 @@ class ImdsError(Exception):
     """IMDS did not answer, or not as documented."""
 
 
-class ImdsWatcher:
+class MetadataWatcher:
+    """What both metadata watchers share: the endpoint, a proxy-free opener (an http_proxy
+    meant for the internet must not see metadata requests), the notices already reported,
+    the backoff until the service first answers, and the watching state for status.json."""
+
+    source = ""
+
+    def __init__(self, endpoint: str, clock: Callable[[], float], retry_base: float,
+                 retry_cap: float) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._clock = clock
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._reported: set[str] = set()
+        self._trouble: str | None = None
+        self._answered = False
+        self._backoff = Backoff(retry_base, retry_cap)
+        self._state_lock = threading.Lock()
+        self._watching = False
+        self._since = utc_iso()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.endpoint})"
+
+    def watch_state(self) -> dict[str, Any]:
+        """For status.json: whether the last attempt reached the service, since when, and why
+        not. `last_error` is what went wrong while not watching (None while watching)."""
+        with self._state_lock:
+            return {"source": self.source, "watching": self._watching, "since": self._since,
+                    "last_error": None if self._watching else self._trouble}
+
+    def _set_watching(self, watching: bool) -> None:
+        with self._state_lock:
+            if watching != self._watching:
+                self._watching, self._since = watching, utc_iso()
+
+    def _set_trouble(self, trouble: str | None) -> None:
+        with self._state_lock:
+            self._trouble = trouble
+        self._set_watching(trouble is None)
+
+
+class ImdsWatcher(MetadataWatcher):
     """Polls IMDSv2 for a spot instance-action and a rebalance recommendation.
 
     Until IMDS has answered once, a poll makes an attempt only when the backoff says one
@@ -180,25 +221,12 @@ class ImdsWatcher:
         retry_base: float = RETRY_BASE,
         retry_cap: float = RETRY_CAP,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        super().__init__(endpoint, clock, retry_base, retry_cap)
         self.on_rebalance = on_rebalance
         self.timeout = timeout
         self.token_ttl = token_ttl
-        self._clock = clock
-        # No proxies: an http_proxy meant for the internet must not see metadata requests.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._token: str | None = None
         self._token_expires = 0.0
-        self._reported: set[str] = set()
-        self._trouble: str | None = None
-        self._answered = False
-        self._backoff = Backoff(retry_base, retry_cap)
-        self._state_lock = threading.Lock()
-        self._watching = False
-        self._since = utc_iso()
-
-    def __repr__(self) -> str:
-        return f"ImdsWatcher({self.endpoint})"
 
     def _request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         try:
@@ -222,19 +250,6 @@ class ImdsWatcher:
         self._token = token
         self._token_expires = self._clock() + self.token_ttl
         return token
-
-    def watch_state(self) -> dict[str, Any]:
-        """For status.json: whether the last attempt reached IMDS, since when, and why not.
-
-        `last_error` is what went wrong while not watching (None while watching)."""
-        with self._state_lock:
-            return {"source": self.source, "watching": self._watching, "since": self._since,
-                    "last_error": None if self._watching else self._trouble}
-
-    def _set_watching(self, watching: bool) -> None:
-        with self._state_lock:
-            if watching != self._watching:
-                self._watching, self._since = watching, utc_iso()
 
     def _get_once(self, path: str) -> tuple[int, bytes]:
         if self._token is None or not token_is_fresh(self._clock(), self._token_expires):
@@ -281,9 +296,7 @@ class ImdsWatcher:
                                 exc, delay, self._backoff.cap)
             elif self._trouble is None:
                 log.warning("%s; no notices until it answers (logged once)", exc)
-            with self._state_lock:
-                self._trouble = str(exc)
-            self._set_watching(False)
+            self._set_trouble(str(exc))
             return None
         if not self._answered:
             log.info("IMDS at %s answers: watching for spot notices", self.endpoint)
@@ -291,9 +304,7 @@ class ImdsWatcher:
             self._backoff.succeeded()
         elif self._trouble is not None:
             log.info("IMDS at %s answers again", self.endpoint)
-        self._set_watching(True)
-        with self._state_lock:
-            self._trouble = None
+        self._set_trouble(None)
         if notice is None or not is_new(notice, self._reported):
             return None
         self._reported.add(notice.reason)
@@ -428,7 +439,7 @@ def resolve_azure_endpoint(environ: Mapping[str, str]) -> str:
     return (environ.get(AZURE_ENDPOINT_ENV) or DEFAULT_IMDS_ENDPOINT).rstrip("/")
 
 
-class AzureEventsWatcher:
+class AzureEventsWatcher(MetadataWatcher):
     """Polls Azure Scheduled Events for this VM's events; acknowledges one on request.
 
     The VM's name comes from the instance metadata (compute name) at the first poll. Until
@@ -449,23 +460,11 @@ class AzureEventsWatcher:
         retry_base: float = AZURE_RETRY_BASE,
         retry_cap: float = AZURE_RETRY_CAP,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        super().__init__(endpoint, clock, retry_base, retry_cap)
         self.vm_name = vm_name
         self.first_timeout = first_timeout
         self.timeout = timeout
-        self._clock = clock
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._reported: set[str] = set()
         self._acknowledged: set[str] = set()
-        self._answered = False
-        self._trouble: str | None = None
-        self._backoff = Backoff(retry_base, retry_cap)
-        self._state_lock = threading.Lock()
-        self._watching = False
-        self._since = utc_iso()
-
-    def __repr__(self) -> str:
-        return f"AzureEventsWatcher({self.endpoint})"
 
     def _request(self, method: str, path: str, data: bytes | None = None) -> bytes:
         headers = dict(AZURE_HEADERS)
@@ -501,16 +500,6 @@ class AzureEventsWatcher:
         self._acknowledged.add(event_id)
         log.info("acknowledged Azure scheduled event %s", event_id)
 
-    def watch_state(self) -> dict[str, Any]:
-        with self._state_lock:
-            return {"source": self.source, "watching": self._watching, "since": self._since,
-                    "last_error": None if self._watching else self._trouble}
-
-    def _set_watching(self, watching: bool) -> None:
-        with self._state_lock:
-            if watching != self._watching:
-                self._watching, self._since = watching, utc_iso()
-
     def poll(self) -> Notice | None:
         """A new notice for this VM, or None; trouble is logged once and means none."""
         if not self._answered and not self._backoff.due(self._clock()):
@@ -524,18 +513,14 @@ class AzureEventsWatcher:
                             if not self._answered else "no scheduled events until it answers")
             if not self._answered:
                 self._backoff.failed(self._clock())
-            with self._state_lock:
-                self._trouble = str(exc)
-            self._set_watching(False)
+            self._set_trouble(str(exc))
             return None
         if not self._answered:
             log.info("Azure metadata at %s answers: watching scheduled events of VM %s",
                      self.endpoint, self.vm_name)
             self._answered = True
             self._backoff.succeeded()
-        self._set_watching(True)
-        with self._state_lock:
-            self._trouble = None
+        self._set_trouble(None)
         for event in events:
             notice = azure_notice(event)
             if notice.action != STOP and event.event_id in self._reported:

@@ -9,6 +9,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from rlops_runtime import notices
@@ -303,6 +304,30 @@ def watching(layout) -> bool:
     return bool(status and (status.notices or {}).get("watching"))
 
 
+def preempted_run(layout, fake: FakeAzureImds, tmp_path: Path,
+                  before: Callable[[SupervisorThread], None] | None = None) -> float:
+    """Run the session's supervisor on an Azure VM (DMI) until it watches and the job has
+    made progress, call `before`, send a Preempt for this VM, and wait for the supervisor to
+    exit: it must, with code 0, within 30 s. The seconds it took."""
+    run = SupervisorThread(layout, notice_interval=0.2, status_interval=0.2,
+                           sys_root=azure_firmware(tmp_path))
+    run.start()
+    try:
+        wait_for(lambda: watching(layout))
+        wait_for(lambda: (read_status(layout.status).step or 0) > 0)
+        if before is not None:
+            before(run)
+        started = time.monotonic()
+        fake.preempt()
+        run.join(30)
+        took = time.monotonic() - started
+    finally:
+        if run.is_alive():
+            run.stop()
+    assert not run.is_alive() and run.code == 0 and took < 30
+    return took
+
+
 def test_preempt_checkpoints_publishes_records_and_acknowledges(
         tmp_path: Path, azure_imds: FakeAzureImds, monkeypatch: pytest.MonkeyPatch) -> None:
     """On an Azure VM (DMI), notices auto: a Preempt for this VM → the job checkpoints, the
@@ -312,24 +337,14 @@ def test_preempt_checkpoints_publishes_records_and_acknowledges(
     monkeypatch.setenv("RLOPS_AZURE_IMDS_ENDPOINT", azure_imds.url)
     layout = make_session(tmp_path, env={
         "FAKE_CHECKPOINT_SECONDS": "3600", "FAKE_PROGRESS_SECONDS": "0.1"})
-    run = SupervisorThread(layout, notice_interval=0.2, status_interval=0.2,
-                           sys_root=azure_firmware(tmp_path))
-    run.start()
-    try:
-        wait_for(lambda: watching(layout))
+
+    def others_first(run: SupervisorThread) -> None:
         assert read_status(layout.status).notices["source"] == AZURE_SOURCE
-        wait_for(lambda: (read_status(layout.status).step or 0) > 0)
         azure_imds.preempt(resources=("someone-else",), event_id="not-ours")
         time.sleep(1)
         assert run.is_alive() and azure_imds.acks == []
-        started = time.monotonic()
-        azure_imds.preempt()
-        run.join(30)
-        took = time.monotonic() - started
-    finally:
-        if run.is_alive():
-            run.stop()
-    assert not run.is_alive() and run.code == 0 and took < 30
+
+    preempted_run(layout, azure_imds, tmp_path, before=others_first)
     status = read_status(layout.status)
     assert status.state == "interrupted"
     assert "azure scheduled event: Preempt" in status.notice and "e-preempt" in status.notice

@@ -373,10 +373,9 @@ def test_a_preempted_session_is_saved_to_blob_storage_then_acknowledged(
     job's checkpoint after the notice is in Blob storage (LATEST names it), status.json there
     says interrupted, and the event was acknowledged after."""
     from rlops_runtime.publish import read_latest
-    from rlops_runtime.status import read_status
-    from test_notices_azure import EVENTS, azure_firmware, watching
+    from test_notices_azure import EVENTS, preempted_run
     from test_notices_azure import FakeAzureImds as FakeImds
-    from test_supervisor import SESSION, SupervisorThread, make_session, newest, wait_for
+    from test_supervisor import SESSION, make_session, newest
 
     fake = FakeImds()
     try:
@@ -384,20 +383,7 @@ def test_a_preempted_session_is_saved_to_blob_storage_then_acknowledged(
         monkeypatch.setenv("RLOPS_AZURE_IMDS_ENDPOINT", fake.url)
         layout = make_session(tmp_path, storage_uri=az_container, env={
             "FAKE_CHECKPOINT_SECONDS": "3600", "FAKE_PROGRESS_SECONDS": "0.1"})
-        run = SupervisorThread(layout, notice_interval=0.2, status_interval=0.2,
-                               sys_root=azure_firmware(tmp_path))
-        run.start()
-        try:
-            wait_for(lambda: watching(layout))
-            wait_for(lambda: (read_status(layout.status).step or 0) > 0)
-            started = time.monotonic()
-            fake.preempt()
-            run.join(30)
-            took = time.monotonic() - started
-        finally:
-            if run.is_alive():
-                run.stop()
-        assert not run.is_alive() and run.code == 0 and took < 30
+        preempted_run(layout, fake, tmp_path)
         storage = open_storage(az_container)
         assert newest(layout) is not None and read_latest(storage, SESSION) == newest(layout)
         stored = json.loads(storage.get_bytes(f"{SESSION}/status.json"))
