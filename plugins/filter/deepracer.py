@@ -25,6 +25,13 @@ description:
     SageMaker local mode wrote under C(/tmp/sagemaker) (a dict, path to text), those of one
     training's trainer (C(run_id), C(prefix)), as a list of C({file, project, services}) - the
     container rl_coach starts outside the stack's compose project, which a stop must stop.
+  - And the session layer's two (DeepRacer as a backend) -
+    C(rlops.fleet.deepracer_session_settings), of the settings, a session's C(mode) (new,
+    resume, evaluate), its C(storage_uri) and, on resume and evaluate, its C(current) run.json
+    C(deepracer) object (or status entry), the settings the session decides (C(overrides) - the
+    bucket, the increment, the evaluation's trials) and its C(problems); and
+    C(rlops.fleet.deepracer_session), of a plan, run.json's C(deepracer) object
+    (C(compose_command), C(compose_dir), C(training_minutes)).
 positional: _input
 options:
   _input:
@@ -93,6 +100,9 @@ from datetime import datetime, timezone  # noqa: E402
 from ansible_collections.rlops.fleet.plugins.module_utils import (  # noqa: E402
     deepracer_config as dc,
 )
+from ansible_collections.rlops.fleet.plugins.module_utils import (  # noqa: E402
+    session_contract as contract,
+)
 
 
 def deepracer_plan(settings, extra_env=None, workers=None, gpu=False, release=dc.SIMAPP_RELEASE,
@@ -136,7 +146,36 @@ def deepracer_trainer_files(files, run_id, prefix):
     return dc.trainer_compose_files(dict(files or {}), run_id, str(prefix))
 
 
+def deepracer_session_settings(settings, mode, storage_uri, current=None, active=False,
+                               episodes=None, video=None, credentials=None):
+    """{overrides, problems}: the settings a session's mode decides (and the S3 endpoint and
+    keys the role left empty, from the storage credentials), or why it cannot start."""
+    try:
+        storage = contract.parse_storage_uri(storage_uri).as_dict()
+    except contract.ContractError as exc:
+        return {"overrides": {}, "problems": [str(exc)]}
+    storage["uri"] = storage_uri
+    problems = dc.session_problems(dict(settings or {}), storage)
+    if problems:
+        return {"overrides": {}, "problems": problems}
+    try:
+        overrides = dc.session_overrides(str(mode), storage, current=dict(current or {}),
+                                         active=bool(active), episodes=episodes, video=video)
+    except ValueError as exc:
+        return {"overrides": {}, "problems": [str(exc)]}
+    overrides.update(dc.storage_access(dict(settings or {}), dict(credentials or {})))
+    return {"overrides": overrides, "problems": []}
+
+
+def deepracer_session(plan, compose_command, compose_dir, training_minutes=None):
+    """run.json's deepracer object of a plan (deepracer_plan's answer without problems)."""
+    return dc.session_object(plan["env"], plan["projects"], list(compose_command),
+                             str(compose_dir), training_minutes=training_minutes)
+
+
 class FilterModule(object):
     def filters(self):
         return {"deepracer_plan": deepracer_plan,
-                "deepracer_trainer_files": deepracer_trainer_files}
+                "deepracer_trainer_files": deepracer_trainer_files,
+                "deepracer_session_settings": deepracer_session_settings,
+                "deepracer_session": deepracer_session}

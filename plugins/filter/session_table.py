@@ -176,6 +176,28 @@ def cluster_note(record):
     return note
 
 
+def deepracer_note(record):
+    """The line about a DeepRacer session's model (its status.json's deepracer extras: the
+    model prefix, the iteration, the mean completion and the checkpoints), or None."""
+    extras = record.get("deepracer")
+    if not isinstance(extras, dict) or not extras.get("model_prefix"):
+        return None
+    note = "DeepRacer model %s" % extras["model_prefix"]
+    if extras.get("pretrained_prefix"):
+        note += " (from %s)" % extras["pretrained_prefix"]
+    facts = []
+    if extras.get("iteration") is not None:
+        facts.append("iteration %s" % extras["iteration"])
+    if record.get("episodes") is not None:
+        facts.append("%s episodes" % record["episodes"])
+    if isinstance(extras.get("progress"), (int, float)):
+        facts.append("progress %.1f%%" % extras["progress"])
+    for which in ("last", "best"):
+        if extras.get("%s_checkpoint" % which):
+            facts.append("%s checkpoint %s" % (which, extras["%s_checkpoint" % which]))
+    return note + (": " + ", ".join(facts) if facts else "")
+
+
 def _publish_key(result):
     """(host, session id) of a publish result, plain or from a loop over records."""
     record = result.get(result.get("ansible_loop_var") or "") or {}
@@ -188,7 +210,8 @@ def session_notes(records, publishes=None):
     lines = []
     for record in records:
         publish = by_session.get((record.get("host"), record.get("session_id")))
-        for note in (cluster_note(record), storage_note(record, publish), notices_note(record)):
+        for note in (cluster_note(record), deepracer_note(record), storage_note(record, publish),
+                     notices_note(record)):
             if note:
                 lines.append("%s on %s: %s" % (record.get("session_id", "?"),
                                                record.get("host", "?"), note))

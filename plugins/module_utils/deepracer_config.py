@@ -799,3 +799,104 @@ def settings_problems(env: dict, algorithm: str = "", gpu: bool = False, digest:
         problems.append("deepracer_stack_local_access_key_id is set without "
                         "deepracer_stack_local_secret_access_key")
     return problems
+
+
+# --- DeepRacer as a backend of the session layer (run.json's `deepracer` object) -------------
+
+# Settings a session decides, whatever the inventory says: its bucket is the storage's.
+SESSION_MODES = ("new", "resume", "evaluate")
+UNSET_BUCKET = "bucket"  # DR_LOCAL_S3_BUCKET's template default: not given
+
+
+def session_problems(settings: dict, storage: dict) -> list:
+    """What refuses a DeepRacer session before anything changes: its storage (the contract's
+    parse of rlops_storage, {scheme, location, prefix}) must be s3://, and a bucket given to
+    the role must be that one (the DeepRacer bucket IS the session's)."""
+    if storage.get("scheme") != "s3":
+        return [f"rlops_storage {storage.get('uri', '')!r}: a deepracer session keeps its models "
+                f"in the session's S3 bucket; give an s3://bucket/prefix URI"]
+    given = env_value(settings.get("deepracer_stack_local_s3_bucket", UNSET_BUCKET))
+    if given not in (UNSET_BUCKET, storage.get("location")):
+        return [f"deepracer_stack_local_s3_bucket {given!r} is not the session's bucket "
+                f"{storage.get('location')!r} (rlops_storage): the models live beside the "
+                f"session; leave it unset or give the same bucket"]
+    return []
+
+
+def storage_access(settings: dict, credentials: dict | None) -> dict:
+    """The S3 endpoint and keys the role left empty, from the session's storage credentials
+    (rlops_storage_credentials: RLOPS_S3_ENDPOINT_URL or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY): one bucket, one way in."""
+    given = credentials or {}
+    found = {
+        "deepracer_stack_local_s3_endpoint_url":
+            given.get("RLOPS_S3_ENDPOINT_URL") or given.get("AWS_ENDPOINT_URL") or "",
+        "deepracer_stack_local_access_key_id": given.get("AWS_ACCESS_KEY_ID") or "",
+        "deepracer_stack_local_secret_access_key": given.get("AWS_SECRET_ACCESS_KEY") or "",
+    }
+    return {var: value for var, value in found.items()
+            if value and not env_value(settings.get(var, ""))}
+
+
+def session_overrides(mode: str, storage: dict, current: dict | None = None,
+                      active: bool = False, episodes=None, video=None) -> dict:
+    """The role settings a session's mode decides over the inventory's: the bucket (the
+    storage's); on resume of a session that is not running, DRfC's dr-increment-training (the
+    next model prefix, pretrained from the current one); on resume of a running one and on
+    evaluate, the current model prefix (`current`: the session's run.json `deepracer` object
+    or its status entry's); on evaluate, NUMBER_OF_TRIALS and MP4 from the layer's episodes
+    and video."""
+    if mode not in SESSION_MODES:
+        raise ValueError(f"session mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
+    overrides = {"deepracer_stack_local_s3_bucket": storage.get("location", "")}
+    if mode == "new":
+        return overrides
+    prefix = (current or {}).get("model_prefix")
+    if not prefix:
+        raise ValueError("the session's current model prefix is unknown (no run.json "
+                         "`deepracer` object or status entry with model_prefix)")
+    if mode == "resume" and not active:
+        overrides.update({"deepracer_stack_local_s3_model_prefix": next_model_prefix(prefix),
+                          "deepracer_stack_local_s3_pretrained": True,
+                          "deepracer_stack_local_s3_pretrained_prefix": prefix})
+        return overrides
+    overrides["deepracer_stack_local_s3_model_prefix"] = prefix
+    if (current or {}).get("pretrained_prefix"):
+        overrides.update({"deepracer_stack_local_s3_pretrained": True,
+                          "deepracer_stack_local_s3_pretrained_prefix":
+                              current["pretrained_prefix"]})
+    if mode == "evaluate":
+        if episodes is not None:
+            overrides["deepracer_stack_eval_number_of_trials"] = int(episodes)
+        if video is not None:
+            overrides["deepracer_stack_eval_save_mp4"] = bool(video)
+    return overrides
+
+
+def upload_target(env: dict):
+    """dr-upload-model's target as a URI (DR_UPLOAD_S3_BUCKET / DR_UPLOAD_S3_PREFIX), or None
+    when no bucket is given (DRfC's template value not-defined)."""
+    bucket = env.get("DR_UPLOAD_S3_BUCKET", "")
+    if bucket in ("", "not-defined"):
+        return None
+    return f"s3://{bucket}/{env.get('DR_UPLOAD_S3_PREFIX', '').strip('/')}".rstrip("/")
+
+
+def session_object(env: dict, projects: dict, compose_command: list, compose_dir: str,
+                   training_minutes=None) -> dict:
+    """run.json's `deepracer` object (DR-BACKEND: what the runtime's driver runs and reads)."""
+    pretrained = env.get("DR_LOCAL_S3_PRETRAINED") == "True"
+    return {
+        "project": projects["training"],
+        "eval_project": projects["evaluation"],
+        "compose_command": [str(word) for word in compose_command],
+        "compose_dir": compose_dir,
+        "sagemaker_dir": SAGEMAKER_DIR,
+        "run_id": int(env["DR_RUN_ID"]),
+        "model_prefix": env["DR_LOCAL_S3_MODEL_PREFIX"],
+        "pretrained_prefix": env["DR_LOCAL_S3_PRETRAINED_PREFIX"] if pretrained else None,
+        "bucket": env["DR_LOCAL_S3_BUCKET"],
+        "metrics_prefix": env["DR_LOCAL_S3_METRICS_PREFIX"],
+        "upload_target": upload_target(env),
+        "training_minutes": int(training_minutes) if training_minutes not in (None, "") else None,
+    }

@@ -221,6 +221,8 @@ def facts(verb, answer, host, check=False):
                 # The user the session's job runs as: the runtime writes into it as that user.
                 "rlops_session_owner": answer.get("owner") or "",
                 "rlops_session_manager": answer.get("manager") or "",
+                # What runs it (run.json's backend): evaluate's DeepRacer step is the session's.
+                "rlops_session_backend": answer.get("backend") or "",
                 "rlops_known_sessions": list(answer.get("known") or []),
                 "rlops_session_in_storage": bool(answer.get("in_storage", False))}
     if verb == "status":

@@ -1,5 +1,6 @@
 from ansible_collections.rlops.fleet.plugins.filter.session_table import (
     cluster_note,
+    deepracer_note,
     format_age,
     session_table,
 )
@@ -102,3 +103,16 @@ def test_a_ray_sessions_cluster_under_the_table():
     assert cluster_note({"nodes": 1, "env_runners": {"healthy": 2, "total": 2}}) == (
         "Ray cluster: 1 node, env runners 2/2 healthy")
     assert cluster_note({"state": "running", "nodes": None, "env_runners": None}) is None
+
+
+def test_a_deepracer_sessions_model_under_the_table():
+    record = _record(state="running", episodes=60, deepracer={
+        "model_prefix": "m-2", "pretrained_prefix": "m-1", "iteration": 3, "progress": 41.25,
+        "last_checkpoint": "3_Step-1800.ckpt", "best_checkpoint": "2_Step-1200.ckpt"})
+    assert deepracer_note(record) == (
+        "DeepRacer model m-2 (from m-1): iteration 3, 60 episodes, progress 41.2%, "
+        "last checkpoint 3_Step-1800.ckpt, best checkpoint 2_Step-1200.ckpt")
+    assert "s-1 on h1: DeepRacer model m-2 (from m-1)" in session_table([record])[2]
+    assert deepracer_note(_record(deepracer={"model_prefix": "m"})) == "DeepRacer model m"
+    assert deepracer_note(_record()) is None
+    assert deepracer_note(_record(deepracer={"iteration": 1})) is None

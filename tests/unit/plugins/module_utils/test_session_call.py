@@ -138,11 +138,14 @@ def test_changed_from_the_answer():
 def test_locate_facts_default_to_no_session_for_a_host_without_runtime():
     assert sc.facts("locate", {}, "h1") == {
         "rlops_session_here": False, "rlops_session_owner": "", "rlops_session_manager": "",
-        "rlops_known_sessions": [], "rlops_session_in_storage": False}
+        "rlops_session_backend": "", "rlops_known_sessions": [],
+        "rlops_session_in_storage": False}
     found = sc.facts("locate", {"here": True, "owner": "rl", "manager": "systemd",
                                 "known": ["a", "b"], "in_storage": True}, "h1")
     assert found["rlops_session_here"] and found["rlops_session_owner"] == "rl"
     assert found["rlops_known_sessions"] == ["a", "b"] and found["rlops_session_in_storage"]
+    assert sc.facts("locate", {"here": True, "backend": "deepracer"},
+                    "h1")["rlops_session_backend"] == "deepracer"
 
 
 def test_status_facts_name_the_host_of_each_record_and_publish():
