@@ -30,6 +30,8 @@ OLDEST_PYTHON = (3, 9)
 BACKEND_SETS = {
     contract.DEFAULT_BACKEND: (("sb3", "s3"), "locks"),
     contract.RAY_BACKEND: (("ray", "s3"), "locks/ray"),
+    # The DeepRacer driver reads S3 and runs docker compose: no agent of its own to install.
+    contract.DEEPRACER_BACKEND: (("s3",), "locks"),
 }
 
 
