@@ -495,10 +495,11 @@ DEEPRACER_REQUIRED = ("project", "eval_project", "compose_command", "compose_dir
                       "sagemaker_dir", "run_id", "model_prefix", "bucket", "metrics_prefix")
 DEEPRACER_OPTIONAL = {"pretrained_prefix": None, "upload_target": None, "training_minutes": None}
 DEEPRACER_KEYS = DEEPRACER_REQUIRED + tuple(DEEPRACER_OPTIONAL)
-# What a resume may change: the increment (a new model from the current one's checkpoint),
-# how long it trains and where the model goes on a notice. The rest names the stack.
-DEEPRACER_RESUME_KEYS = ("model_prefix", "pretrained_prefix", "training_minutes",
-                         "upload_target")
+# What a resume may change: the increment (a new model from the current one's checkpoint, its
+# metrics beside it), how long it trains and where the model goes on a notice. The rest names
+# the stack.
+DEEPRACER_RESUME_KEYS = ("model_prefix", "pretrained_prefix", "metrics_prefix",
+                         "training_minutes", "upload_target")
 COMPOSE_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 

@@ -37,7 +37,7 @@ from .notices import (
 )
 from .publish import fetch_newest_complete, read_latest
 from .session import SessionLayout
-from .session_contract import AGENT_ARGS, RUN_DEFAULTS, check_run_json
+from .session_contract import AGENT_ARGS, DEEPRACER_BACKEND, RUN_DEFAULTS, check_run_json
 from .status import Status, write_status
 from .storage import Storage, StorageError, open_storage
 from .sync import Syncer, unsynced_steps
@@ -530,11 +530,15 @@ class Supervisor:
     def _terminate_job(self) -> int:
         """SIGTERM, then SIGKILL to the job's whole process group; returns its exit code."""
         self._signal_job(signal.SIGTERM)
+        # DeepRacer's driver stops a container stack on SIGTERM (the trainer's own 10 s
+        # docker stop, the project down, upload-model): it gets the stop grace for that.
+        timeout = (max(KILL_TIMEOUT, self.config.stop_grace)
+                   if self.config.backend == DEEPRACER_BACKEND else KILL_TIMEOUT)
         try:
-            return self._proc.wait(KILL_TIMEOUT)
+            return self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             log.warning("job %d ignored SIGTERM for %s s: killing it", self._proc.pid,
-                        KILL_TIMEOUT)
+                        timeout)
             os.killpg(self._proc.pid, signal.SIGKILL)
             return self._proc.wait()
 
