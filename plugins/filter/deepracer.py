@@ -31,7 +31,8 @@ description:
     C(deepracer) object (or status entry), the settings the session decides (C(overrides) - the
     bucket, the increment, the evaluation's trials) and its C(problems); and
     C(rlops.fleet.deepracer_session), of a plan, run.json's C(deepracer) object
-    (C(compose_command), C(compose_dir), C(training_minutes)).
+    (C(compose_command), C(compose_dir), C(training_minutes)) and the session contract's
+    C(problems) of it with the session's C(storage_uri).
 positional: _input
 options:
   _input:
@@ -167,10 +168,14 @@ def deepracer_session_settings(settings, mode, storage_uri, current=None, active
     return {"overrides": overrides, "problems": []}
 
 
-def deepracer_session(plan, compose_command, compose_dir, training_minutes=None):
-    """run.json's deepracer object of a plan (deepracer_plan's answer without problems)."""
-    return dc.session_object(plan["env"], plan["projects"], list(compose_command),
+def deepracer_session(plan, compose_command, compose_dir, training_minutes=None,
+                      storage_uri=None):
+    """{deepracer, problems}: run.json's deepracer object of a plan (deepracer_plan's answer
+    without problems) and what the session contract says of it with the session's storage."""
+    made = dc.session_object(plan["env"], plan["projects"], list(compose_command),
                              str(compose_dir), training_minutes=training_minutes)
+    return {"deepracer": made,
+            "problems": contract.deepracer_session_problems(storage_uri, made)}
 
 
 class FilterModule(object):

@@ -809,14 +809,11 @@ UNSET_BUCKET = "bucket"  # DR_LOCAL_S3_BUCKET's template default: not given
 
 
 def session_problems(settings: dict, storage: dict) -> list:
-    """What refuses a DeepRacer session before anything changes: its storage (the contract's
-    parse of rlops_storage, {scheme, location, prefix}) must be s3://, and a bucket given to
-    the role must be that one (the DeepRacer bucket IS the session's)."""
-    if storage.get("scheme") != "s3":
-        return [f"rlops_storage {storage.get('uri', '')!r}: a deepracer session keeps its models "
-                f"in the session's S3 bucket; give an s3://bucket/prefix URI"]
+    """A bucket given to the role that is not the session's (its storage, the contract's parse
+    of rlops_storage: {scheme, location, prefix}): the DeepRacer bucket IS the session's. The
+    storage itself (s3:// only) is the contract's rule, checked on run.json's object."""
     given = env_value(settings.get("deepracer_stack_local_s3_bucket", UNSET_BUCKET))
-    if given not in (UNSET_BUCKET, storage.get("location")):
+    if storage.get("scheme") == "s3" and given not in (UNSET_BUCKET, storage.get("location")):
         return [f"deepracer_stack_local_s3_bucket {given!r} is not the session's bucket "
                 f"{storage.get('location')!r} (rlops_storage): the models live beside the "
                 f"session; leave it unset or give the same bucket"]
@@ -848,7 +845,8 @@ def session_overrides(mode: str, storage: dict, current: dict | None = None,
     and video."""
     if mode not in SESSION_MODES:
         raise ValueError(f"session mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
-    overrides = {"deepracer_stack_local_s3_bucket": storage.get("location", "")}
+    overrides = ({"deepracer_stack_local_s3_bucket": storage["location"]}
+                 if storage.get("scheme") == "s3" else {})
     if mode == "new":
         return overrides
     prefix = (current or {}).get("model_prefix")

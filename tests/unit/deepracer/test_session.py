@@ -36,8 +36,6 @@ def test_the_roles_own_endpoint_and_keys_are_kept() -> None:
 
 
 @pytest.mark.parametrize(("uri", "bucket", "said"), [
-    ("file:///data/storage", "bucket", "give an s3://bucket/prefix URI"),
-    ("az://container/x", "bucket", "give an s3://bucket/prefix URI"),
     (S3, "other", "deepracer_stack_local_s3_bucket 'other' is not the session's bucket 'models'"),
     ("s3://", "bucket", "has no bucket"),
 ])
@@ -45,6 +43,16 @@ def test_refused_storage(uri: str, bucket: str, said: str) -> None:
     decided = deepracer_session_settings({"deepracer_stack_local_s3_bucket": bucket}, "new", uri)
     assert decided["overrides"] == {}
     assert len(decided["problems"]) == 1 and said in decided["problems"][0]
+
+
+@pytest.mark.parametrize("uri", ["file:///data/storage", "az://container/x"])
+def test_other_storage_is_the_contracts_refusal(uri: str) -> None:
+    decided = deepracer_session_settings({"deepracer_stack_local_s3_bucket": "models"}, "new", uri)
+    assert decided == {"overrides": {}, "problems": []}
+    made = deepracer_session(_plan(decided["overrides"]), ["docker-compose"], "/c",
+                             storage_uri=uri)
+    assert len(made["problems"]) == 1
+    assert "the deepracer backend needs s3://bucket/prefix storage" in made["problems"][0]
 
 
 def test_the_same_bucket_given_is_accepted() -> None:
@@ -107,7 +115,9 @@ def test_run_json_object_of_a_new_session() -> None:
     decided = deepracer_session_settings({"deepracer_stack_run_id": 2}, "new", S3,
                                          credentials=CREDS)
     plan = _plan({"deepracer_stack_run_id": 2, **decided["overrides"]})
-    assert deepracer_session(plan, ["docker-compose"], "/opt/deepracer/compose") == {
+    made = deepracer_session(plan, ["docker-compose"], "/opt/deepracer/compose", storage_uri=S3)
+    assert made["problems"] == []
+    assert made["deepracer"] == {
         "project": "deepracer-2", "eval_project": "deepracer-eval-2",
         "compose_command": ["docker-compose"], "compose_dir": "/opt/deepracer/compose",
         "sagemaker_dir": "/tmp/sagemaker", "run_id": 2,
@@ -120,7 +130,8 @@ def test_run_json_object_of_an_increment() -> None:
     decided = deepracer_session_settings(
         {}, "resume", S3, current={"model_prefix": "m-1", "pretrained_prefix": None})
     plan = _plan(decided["overrides"])
-    made = deepracer_session(plan, ["docker", "compose"], "/c", training_minutes="30")
+    made = deepracer_session(plan, ["docker", "compose"], "/c", training_minutes="30",
+                             storage_uri=S3)["deepracer"]
     assert (made["model_prefix"], made["pretrained_prefix"]) == ("m-2", "m-1")
     assert made["metrics_prefix"] == "m-2/metrics"
     assert made["training_minutes"] == 30
@@ -136,5 +147,5 @@ def test_upload_target_from_drfcs_upload_settings() -> None:
     assert dc.upload_target({"DR_UPLOAD_S3_BUCKET": "race",
                              "DR_UPLOAD_S3_PREFIX": "m-1-1"}) == "s3://race/m-1-1"
     plan = _plan({"deepracer_stack_upload_s3_bucket": "race"})
-    assert deepracer_session(plan, ["docker-compose"], "/c")["upload_target"] == \
+    assert deepracer_session(plan, ["docker-compose"], "/c")["deepracer"]["upload_target"] == \
         "s3://race/rl-deepracer-sagemaker-1"
