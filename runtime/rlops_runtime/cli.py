@@ -500,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .ray_cli import add_parser as add_ray_parser  # wait|status of a Ray cluster
 
     add_ray_parser(sub)
+    from .deepracer import add_parser as add_deepracer_parser  # a DeepRacer stack's rules
+
+    add_deepracer_parser(sub)
     return parser
 
 

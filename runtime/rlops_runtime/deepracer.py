@@ -395,23 +395,34 @@ def up(stack: Stack, check: bool = False) -> dict[str, Any]:
     return {"changed": True, "msg": f"project {stack.project} started"}
 
 
-def sdk_compose_files(sagemaker_dir: Path) -> dict[str, str]:
-    """/tmp/sagemaker/*/docker-compose.yaml, path -> text (unreadable ones skipped: the SDK
-    may be writing one, or it is root's and we are not)."""
-    files = {}
-    for path in sorted(Path(sagemaker_dir).glob(f"*/{SDK_COMPOSE_FILE}")):
+def sdk_compose_files(sagemaker_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """The SDK's compose files under sagemaker_dir (path -> text), and the folders whose file
+    could not be read: the SDK makes them with mkdtemp, 0700 and root's, so a job that is not
+    root cannot see the trainer (DRfC's stop.sh reads them with sudo)."""
+    files, unreadable = {}, []
+    try:
+        folders = sorted(p for p in Path(sagemaker_dir).iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return files, unreadable
+    for folder in folders:
+        path = folder / SDK_COMPOSE_FILE
         try:
             files[str(path)] = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue  # another job's folder, or the SDK is still writing
         except OSError as exc:
             log.warning("cannot read %s: %s", path, exc)
-    return files
+            unreadable.append(str(folder))
+    return files, unreadable
 
 
 def stop_training(stack: Stack, check: bool = False) -> dict[str, Any]:
     """Stop the training: the trainer rl_coach started outside the project (its SDK compose
-    file under sagemaker_dir, by RUN_ID and model prefix), then the project down."""
-    trainers = trainer_files(sdk_compose_files(stack.sagemaker_dir), stack.run_id,
-                             stack.model_prefix)
+    file under sagemaker_dir, by RUN_ID and model prefix), then the project down.
+    DeepRacerError after the project is down when a folder of sagemaker_dir could not be
+    read: its trainer may still run."""
+    files, unreadable = sdk_compose_files(stack.sagemaker_dir)
+    trainers = trainer_files(files, stack.run_id, stack.model_prefix)
     actions = []
     for path in trainers:
         actions.append(f"stop and remove the trainer of {path}")
@@ -424,6 +435,11 @@ def stop_training(stack: Stack, check: bool = False) -> dict[str, Any]:
         if not check:
             run(compose_argv(stack.compose_command, [stack.training_file], stack.project,
                              "down"), cwd=stack.compose_dir)
+    if unreadable:
+        raise DeepRacerError(
+            f"cannot read the SageMaker compose files of {', '.join(unreadable)} (root's, 0700): "
+            f"a trainer of RUN_ID {stack.run_id} may still run; the DeepRacer session's job "
+            "must run as root, as DRfC's stop.sh uses sudo")
     return {"changed": bool(trainers) or project_up, "trainer_files": trainers,
             "actions": actions}
 
@@ -616,3 +632,78 @@ def wait_seconds(started: float, minutes: float | None) -> float | None:
     if not minutes:
         return None
     return started + minutes * 60 - time.monotonic()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+DR_ACTIONS = ("up", "stop", "running", "upload-model")
+
+
+def add_parser(sub: Any) -> None:
+    """`rlops-run deepracer up|stop|running|upload-model`: the stack's rules for the
+    deepracer_stack role's own start and stop entry points and for a user's hand."""
+    cmd = sub.add_parser(
+        "deepracer", help="the DeepRacer stack on this host: up, stop (the trainer rl_coach "
+                          "started too), running, upload-model; answers in JSON")
+    cmd.add_argument("action", choices=DR_ACTIONS)
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--session-dir", help="a DeepRacer session: its run.json's deepracer "
+                                              "object and its storage.env")
+    source.add_argument("--stack-stdin", action="store_true",
+                        help='JSON on stdin: {"deepracer": {run.json\'s deepracer object}, '
+                             '"credentials": {the S3 client\'s environment}}')
+    cmd.add_argument("--target", help="upload-model: s3://bucket/prefix (default: the "
+                                      "stack's upload_target)")
+    cmd.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                     help="upload-model: which checkpoint (dr-upload-model's default: last)")
+    cmd.add_argument("--check", action="store_true", help="say what would be done, change "
+                                                          "nothing")
+    cmd.set_defaults(func=cmd_deepracer)
+
+
+def stack_from_args(args: Any, stdin: str) -> Stack:
+    if args.session_dir:
+        from .supervisor import parse_env_file
+
+        root = Path(args.session_dir)
+        env_file = root / "config" / "storage.env"
+        if env_file.is_file():
+            os.environ.update(parse_env_file(env_file.read_text()))
+        return Stack.of_session(root / "config" / "run.json")
+    from .jsonio import parse_json_object
+
+    try:
+        data = parse_json_object(stdin, "--stack-stdin")
+    except ValueError as exc:
+        raise DeepRacerError(str(exc)) from None
+    credentials = data.get("credentials") or {}
+    if not isinstance(credentials, dict):
+        raise DeepRacerError("--stack-stdin: credentials must be an object of names to values")
+    os.environ.update({str(k): str(v) for k, v in credentials.items()})
+    return Stack.from_dict(data.get(DEEPRACER_KEY))
+
+
+def cmd_deepracer(args: Any) -> int:
+    import sys
+
+    try:
+        stack = stack_from_args(args, sys.stdin.read() if args.stack_stdin else "")
+    except DeepRacerError as exc:  # bad input: nothing was done
+        print(f"rlops-run: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "up":
+            answer = up(stack, check=args.check)
+        elif args.action == "stop":
+            answer = stop_training(stack, check=args.check)
+        elif args.action == "running":
+            ids = running(stack)
+            answer = {"running": bool(ids), "containers": ids, "changed": False}
+        else:
+            answer = upload_model(stack, args.target, args.checkpoint, check=args.check)
+    except DeepRacerError as exc:
+        print(f"rlops-run: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ok": True, "project": stack.project, **answer}, indent=2))
+    return 0

@@ -267,3 +267,40 @@ def test_train_stop_increment_finish_evaluate(host, tmp_path):
     assert any(f.endswith(".mp4") for f in answer["files"])
     assert host.processes() == []
     print(f"deepracer run: {time.monotonic() - started:.1f} s")
+
+
+def test_the_cli_starts_finds_and_stops_a_stack_without_a_session(host, tmp_path):
+    """`rlops-run deepracer up|running|stop|upload-model --stack-stdin`, as the role's own
+    start and stop entry points call it; a SageMaker folder it cannot read is said, never
+    passed over in silence."""
+    stack = host.plan("solo")
+
+    def cli(action: str, *args: str, stack_obj: dict | None = None) -> tuple[int, dict, str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rlops_runtime.cli", "deepracer", action, "--stack-stdin",
+             *args], input=json.dumps({"deepracer": stack_obj or stack, "credentials": {
+                 "RLOPS_S3_ENDPOINT_URL": host.endpoint}}),
+            env=host.env, capture_output=True, text=True, timeout=120, check=False)
+        return proc.returncode, json.loads(proc.stdout) if proc.stdout else {}, proc.stderr
+
+    code, answer, err = cli("up", "--check")
+    assert code == 0 and answer["changed"] and not host.processes(), err
+    code, answer, err = cli("up")
+    assert code == 0 and answer["changed"], err
+    assert cli("up")[1]["changed"] is False  # running: nothing to do
+    assert cli("running")[1]["running"] is True
+    wait("the trainer rl_coach starts", lambda: list(host.sagemaker.glob("*/docker-compose.yaml")))
+    wait("the model's first checkpoint", lambda: "solo/model/deepracer_checkpoints.json" in
+         host.keys("solo/model/"))
+    code, answer, err = cli("upload-model", "--check")
+    assert code == 0 and answer["target"] == f"s3://{host.bucket}/uploads/solo", err
+    assert answer["changed"] is False and not host.keys("uploads/solo/")
+    code, answer, err = cli("stop", "--check")
+    assert code == 0 and len(answer["trainer_files"]) == 1 and host.processes(), err
+    (host.sagemaker / "tmpunreadable" / "docker-compose.yaml").mkdir(parents=True)
+    code, answer, err = cli("stop")
+    assert code == 1 and "cannot read the SageMaker compose files of" in err, err
+    assert host.processes() == [], "stopped all the same: the trainer, then the project"
+    assert cli("running")[1]["running"] is False
+    code, answer, err = cli("up", stack_obj={**stack, "run_id": -1})
+    assert code == 2 and "run_id must be an integer >= 0" in err

@@ -229,11 +229,16 @@ class Driver:
         answer = dr.up(self.stack)
         log.info("%s", answer["msg"])
 
-    def finish(self, upload: bool) -> None:
+    def finish(self, upload: bool) -> int:
         """The training stopped (the trainer rl_coach started, then the project down), so
         that the model holds still; its newest checkpoint saved; the model uploaded when
-        asked and a target is set (the same checkpoint: nothing trains any more)."""
-        log.info("stop: %s", dr.stop_training(self.stack))
+        asked and a target is set (the same checkpoint: nothing trains any more). 1 when
+        the stop could not make sure the trainer is gone (said in the log's last line)."""
+        failed = None
+        try:
+            log.info("stop: %s", dr.stop_training(self.stack))
+        except dr.DeepRacerError as exc:  # checkpoint and upload all the same
+            failed = str(exc)
         self.look()
         self.checkpoint()
         self.mirror()
@@ -244,6 +249,10 @@ class Driver:
                                                               storage_for=self.storage_for))
             except (dr.DeepRacerError, StorageError) as exc:  # the checkpoint is published
                 log.error("upload-model to %s failed: %s", self.stack.upload_target, exc)
+        if failed:
+            log.error("%s", failed)
+            return 1
+        return 0
 
     def storage_for(self, bucket: str) -> Any:
         return self.storage if bucket == self.stack.bucket else dr.bucket_storage(bucket)
@@ -261,17 +270,14 @@ class Driver:
                 log.warning("cannot read the model from storage: %s", exc)
             if self.stop.is_set():
                 log.info("stop asked: stop the training, checkpoint, upload-model")
-                self.finish(upload=True)
-                return 0
+                return self.finish(upload=True)
             if self.state.get("finished"):
                 log.info("the trainer finished %s", self.stack.model_prefix)
-                self.finish(upload=False)
-                return 0
+                return self.finish(upload=False)
             left = dr.wait_seconds(started, self.stack.training_minutes)
             if left is not None and left <= 0:
                 log.info("training_minutes %s reached", self.stack.training_minutes)
-                self.finish(upload=True)
-                return 0
+                return self.finish(upload=True)
             self.wake.wait(self.cfg.poll if left is None else max(0.0, min(self.cfg.poll, left)))
             self.wake.clear()
 
