@@ -7,7 +7,8 @@
 #   lab.sh image [--force]       build localhost/rlops-lab:bookworm (cached by recipe hash)
 #   lab.sh trainer-image [--force]  the same with the trainer's venv in it (trainer_image.py)
 #   lab.sh ray-image [--force]      the same with the Ray set's venv in it
-#   lab.sh up N [--name PREFIX] [--privileged] [--trainer|--ray|--image IMAGE] [--timeout S]
+#   lab.sh docker-image [--force]   the lab image with Docker's engine and docker-compose v1
+#   lab.sh up N [--name PREFIX] [--privileged] [--trainer|--ray|--docker|--image IMAGE] [--timeout S]
 #   lab.sh down [--all]          remove lab containers, network, loop devices
 #   lab.sh status
 set -euo pipefail
@@ -19,6 +20,11 @@ IMAGE=${RLOPS_LAB_IMAGE:-localhost/rlops-lab:bookworm}
 TRAINER_IMAGE=${RLOPS_LAB_TRAINER_IMAGE:-localhost/rlops-lab-trainer:bookworm}
 # The same with the Ray set's venv (trainer_backend: ray), made by trainer_image.py --kind ray.
 RAY_IMAGE=${RLOPS_LAB_RAY_IMAGE:-localhost/rlops-lab-ray:bookworm}
+# The lab image with Debian's docker.io and docker-compose (1.29.2, v1: bookworm has no
+# compose v2), for hosts that run containers themselves (up --docker).
+DOCKER_IMAGE=${RLOPS_LAB_DOCKER_IMAGE:-localhost/rlops-lab-docker:bookworm}
+DOCKER_PACKAGES="docker.io docker-compose"
+DOCKER_RECIPE_LABEL=rlops.lab.docker
 PYTHON=${RLOPS_VENV:-$LAB_DIR/../../.venv}/bin/python
 SUITE=bookworm
 NETWORK=rlops-lab
@@ -26,6 +32,10 @@ PREFIX_DEFAULT=rlops-lab
 LABEL=rlops.lab.state      # value: the absolute state dir that owns the container
 RECIPE_LABEL=rlops.lab.recipe
 SSH_KEY=$STATE_DIR/id_ed25519
+# /var/lib/docker of each --docker host: a directory of this machine's disk (DOCKER_DIR/<host>),
+# so that dockerd inside uses overlay2 (on the container's own overlay it falls back to vfs,
+# a full copy of an image per container). Removed by down, and when its host is made anew.
+DOCKER_DIR=$STATE_DIR/docker
 INVENTORY=$STATE_DIR/inventory.yml
 CONTAINERS_CONF=${RLOPS_LAB_CONTAINERS_CONF:-/etc/containers/containers.conf}
 
@@ -335,6 +345,75 @@ cmd_ray_image() {
   "$PYTHON" "$LAB_DIR/trainer_image.py" --kind ray "$@"
 }
 
+# ---------------------------------------------------------------------------- docker image
+
+# The lab image plus docker.io and docker-compose from the Debian mirror, installed in a
+# container of the lab image and committed. Cached: the label rlops.lab.docker is a hash of
+# the lab image's id, the packages and this build's text.
+docker_recipe_hash() {
+  {
+    podman image inspect --format '{{.Id}}' "$IMAGE"
+    printf '%s\n' "$DOCKER_PACKAGES"
+    declare -f build_docker_image
+  } | sha256sum | cut -c1-16
+}
+
+docker_image_label() {
+  podman image inspect --format "{{ index .Labels \"$DOCKER_RECIPE_LABEL\" }}" "$DOCKER_IMAGE" 2>/dev/null || true
+}
+
+cmd_docker_image() {
+  need_root docker-image
+  local force=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --force) force=1 ;;
+      *) die "docker-image: unknown argument $1" ;;
+    esac
+    shift
+  done
+  cmd_image
+  (flock 9 && ensure_docker_image "$force") 9>/run/lock/rlops-lab-docker-image.lock
+}
+
+ensure_docker_image() {
+  local force=$1 hash old_id start=$SECONDS
+  hash=$(docker_recipe_hash)
+  if [ "$force" = 0 ] && [ "$(docker_image_label)" = "$hash" ]; then
+    log "$DOCKER_IMAGE is up to date (recipe $hash)"
+    return 0
+  fi
+  old_id=$(podman image inspect --format '{{.Id}}' "$DOCKER_IMAGE" 2>/dev/null || true)
+  mkdir -p "$STATE_DIR"
+  log "building $DOCKER_IMAGE (recipe $hash), log: $STATE_DIR/docker-image-build.log"
+  if ! build_docker_image "rlops-lab-docker-build-$hash" "$hash" > "$STATE_DIR/docker-image-build.log" 2>&1; then
+    tail -n 30 "$STATE_DIR/docker-image-build.log" >&2
+    die "docker image build failed, see $STATE_DIR/docker-image-build.log"
+  fi
+  if [ -n "$old_id" ] && [ "$old_id" != "$(podman image inspect --format '{{.Id}}' "$DOCKER_IMAGE")" ]; then
+    podman rmi "$old_id" >/dev/null 2>&1 || log "previous image $old_id still in use, kept"
+  fi
+  log "built $DOCKER_IMAGE in $((SECONDS - start)) s"
+}
+
+# The text of this function is part of the recipe hash: edit it and the image rebuilds.
+build_docker_image() {
+  local name=$1 hash=$2 rc=0
+  podman rm -f "$name" >/dev/null 2>&1 || true
+  # docker.service enabled: dockerd starts at boot. No package lists or .debs kept.
+  podman run --name "$name" "$IMAGE" /bin/bash -c "set -e; export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $DOCKER_PACKAGES >/dev/null
+    systemctl enable docker.service >/dev/null 2>&1
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb" || rc=$?
+  if [ "$rc" = 0 ]; then
+    podman commit -q --change 'CMD ["/sbin/init"]' --change "LABEL $DOCKER_RECIPE_LABEL=$hash" \
+      "$name" "$DOCKER_IMAGE" >/dev/null || rc=$?
+  fi
+  podman rm -f "$name" >/dev/null 2>&1 || true
+  return "$rc"
+}
+
 # ---------------------------------------------------------------------------- up
 
 ensure_ssh_key() {
@@ -359,13 +438,17 @@ lab_containers() {  # names of this lab's containers (every prefix); --all: ever
 
 cmd_up() {
   need_root up
-  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=() image=$IMAGE baked=""
+  local count="" prefix=$PREFIX_DEFAULT timeout=120 privileged=() image=$IMAGE baked="" docker=0
   while [ $# -gt 0 ]; do
     case $1 in
       --name) prefix=${2:?--name needs a value}; shift ;;
       --privileged) privileged=(--privileged) ;;
       --trainer) baked=trainer image=$TRAINER_IMAGE ;;
       --ray) baked=ray image=$RAY_IMAGE ;;
+      # Docker's engine inside: privileged, the host's cgroup namespace and /sys/fs/cgroup
+      # writable (else nested containers fail on their cgroup mount), /var/lib/docker on
+      # this machine's disk (DOCKER_DIR).
+      --docker) baked=docker image=$DOCKER_IMAGE docker=1 privileged=(--privileged) ;;
       --image) image=${2:?--image needs an image name}; shift ;;
       --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
       [0-9]*) count=$1 ;;
@@ -374,13 +457,14 @@ cmd_up() {
     shift
   done
   [[ "$count" =~ ^[1-9][0-9]*$ ]] \
-    || die "usage: $0 up N [--name PREFIX] [--privileged] [--trainer|--ray|--image IMAGE] [--timeout S]"
+    || die "usage: $0 up N [--name PREFIX] [--privileged] [--trainer|--ray|--docker|--image IMAGE] [--timeout S]"
   [[ "$prefix" =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "--name: use [a-z0-9-] (it becomes host names)"
   local start=$SECONDS
   cmd_image
   case $baked in
     trainer) cmd_trainer_image >/dev/null ;;
     ray) cmd_ray_image >/dev/null ;;
+    docker) cmd_docker_image ;;
   esac
   podman image exists "$image" || die "no image $image"
   ensure_ssh_key
@@ -397,6 +481,7 @@ cmd_up() {
     state=$(podman inspect --format '{{.State.Status}} {{.HostConfig.Privileged}} {{.Image}}' "$name")
     if [ "${BASH_REMATCH[1]}" -gt "$count" ] || [ "${state#* }" != "$want_privileged $image_id" ]; then
       podman rm -f -t 3 "$name" >/dev/null
+      rm -rf "${DOCKER_DIR:?}/$name"
     elif [ "${state%% *}" != running ]; then
       podman start "$name" >/dev/null 2>"$STATE_DIR/podman-run.err" || podman rm -f -t 3 "$name" >/dev/null
     fi
@@ -409,8 +494,16 @@ cmd_up() {
         || die "container $name exists but belongs to another lab; pick another --name"
       continue
     fi
+    local docker_args=()
+    if [ "$docker" = 1 ]; then
+      # A new machine, a new disk: nothing of an earlier host of this name.
+      rm -rf "${DOCKER_DIR:?}/$name"
+      mkdir -p "$DOCKER_DIR/$name"
+      docker_args=(--cgroupns=host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw
+        --volume "$DOCKER_DIR/$name:/var/lib/docker")
+    fi
     podman run -d --name "$name" --hostname "$name" --network "$NETWORK" \
-      --systemd=always "${privileged[@]}" \
+      --systemd=always "${privileged[@]}" "${docker_args[@]}" \
       --label "$LABEL=$STATE_DIR" \
       --publish 127.0.0.1::22 \
       --volume "$SSH_KEY.pub:/home/lab/.ssh/authorized_keys:ro" \
@@ -436,8 +529,27 @@ cmd_up() {
       sleep 1
     done
   done
+  if [ "$docker" = 1 ]; then
+    for i in $(seq 1 "$count"); do wait_docker "$prefix-$i" "$deadline"; done
+  fi
   write_inventory "$prefix" "$count"
   log "up: $count host(s) in $((SECONDS - start)) s; inventory: $INVENTORY"
+}
+
+# dockerd answers (docker.service starts at boot), on overlay2: a host whose /var/lib/docker
+# is on a file system overlay2 cannot use would copy every image layer for each container.
+wait_docker() {
+  local name=$1 deadline=$2 driver
+  until driver=$(podman exec "$name" docker info --format '{{.Driver}}' 2>/dev/null); do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      podman exec "$name" journalctl -u docker.service --no-pager -n 20 >&2 || true
+      die "$name: dockerd does not answer"
+    fi
+    podman exec "$name" systemctl start docker.service >/dev/null 2>&1 || true
+    sleep 1
+  done
+  [ "$driver" = overlay2 ] \
+    || die "$name: dockerd uses the storage driver $driver, not overlay2 ($DOCKER_DIR: put RLOPS_LAB_STATE_DIR on ext4 or xfs)"
 }
 
 write_inventory() {
@@ -485,7 +597,8 @@ loop_table() {  # NAME BACK-INO BACK-MAJ:MIN per attached loop device
 state_loop_devices() {
   [ -d "$STATE_DIR" ] || return 0
   local files dev ino majmin
-  files=$(find "$STATE_DIR" -xdev -type f -exec stat -c '%i %Hd:%Ld' {} + 2>/dev/null | sort -u)
+  # Not the hosts' /var/lib/docker: dockerd's own files, many, no loop device's.
+  files=$(find "$STATE_DIR" -xdev -path "$DOCKER_DIR" -prune -o -type f -exec stat -c '%i %Hd:%Ld' {} + 2>/dev/null | sort -u)
   [ -n "$files" ] || return 0
   loop_table | while read -r dev ino majmin; do
     if grep -qxF "$ino $majmin" <<< "$files"; then printf '%s\n' "$dev"; fi
@@ -539,7 +652,7 @@ cmd_down() {
   for dev in $(state_loop_devices); do
     losetup -d "$dev" && log "detached $dev (file under $STATE_DIR)"
   done
-  rm -rf "$INVENTORY" "$STATE_DIR/ssh_config" "$STATE_DIR/disks"
+  rm -rf "$INVENTORY" "$STATE_DIR/ssh_config" "$STATE_DIR/disks" "$DOCKER_DIR"
   log "down in $((SECONDS - start)) s"
 }
 
@@ -564,6 +677,8 @@ cmd_status() {
   echo "trainer image: $TRAINER_IMAGE ${label:+built from recipe $label}${label:-missing}"
   label=$(podman image inspect --format '{{ index .Labels "rlops.lab.trainer" }}' "$RAY_IMAGE" 2>/dev/null || true)
   echo "ray image: $RAY_IMAGE ${label:+built from recipe $label}${label:-missing}"
+  label=$(docker_image_label)
+  echo "docker image: $DOCKER_IMAGE ${label:+built from recipe $label}${label:-missing}"
   if podman network exists "$NETWORK"; then echo "network: $NETWORK"; else echo "network: none"; fi
   echo "containers:"
   for name in $(lab_containers); do
@@ -583,10 +698,11 @@ main() {
     image) cmd_image "$@" ;;
     trainer-image) cmd_trainer_image "$@" ;;
     ray-image) cmd_ray_image "$@" ;;
+    docker-image) cmd_docker_image "$@" ;;
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 

@@ -4,7 +4,8 @@
 # have their own host keys; a host of the trainer image (lab.sh up --trainer) has the
 # runtime's CLI and a host key and machine id of its own; loop devices attached inside a
 # privileged host (to a file in its disks/ dir and to one in its own /tmp) are gone after
-# `down`.
+# `down`; a host of the Docker image (lab.sh up --docker) answers SSH, its dockerd runs a
+# container on overlay2 in /var/lib/docker from the state dir, and `down` removes that.
 #
 #   tests/lab/smoke.sh [N]        (default 3; needs root and `lab.sh setup` done)
 #
@@ -71,8 +72,24 @@ attached=$(losetup -l -n -O NAME,BACK-INO \
   | awk 'NR == FNR { want[$1] = 1; next } $1 in want { print $1, $2 }' <(echo "$loops") -)
 
 start=$SECONDS
+"$LAB" up 1 --name "$PREFIX-docker" --docker >/dev/null
+docker_host=$PREFIX-docker-1
+# A container of a root file system made of /bin/true and its libraries: nothing is pulled.
+# shellcheck disable=SC2016  # the host's shell expands it
+out=$(ansible -i "$INVENTORY" "$docker_host" -b -m ansible.builtin.shell -a '
+  docker info 2>/dev/null | grep "Storage Driver" &&
+  tar -ch $(ldd /bin/true | grep -o "/[^ ]*") /bin/true 2>/dev/null | docker import - rlops-smoke >/dev/null &&
+  docker run --rm rlops-smoke /bin/true && echo container ran') \
+  || fail "$docker_host (--docker): no container ran: $out"
+grep -q 'Storage Driver: overlay2' <<< "$out" || fail "$docker_host: dockerd not on overlay2: $out"
+[ -d "$RLOPS_LAB_STATE_DIR/docker/$docker_host/overlay2" ] \
+  || fail "$docker_host: /var/lib/docker is not the state dir's docker/$docker_host"
+step "a host of the Docker image (up in $((SECONDS - start)) s): SSH, a container ran on overlay2"
+
+start=$SECONDS
 "$LAB" down
 step "down: $((SECONDS - start)) s"
+[ ! -e "$RLOPS_LAB_STATE_DIR/docker" ] || fail "the docker hosts' /var/lib/docker left after down"
 left=$(losetup -l -n -O NAME,BACK-INO | awk '{ print $1, $2 }' | grep -xF -f <(echo "$attached") || true)
 [ -z "$left" ] || fail "loop devices left attached after down: $left"
 [ -z "$(podman ps -a -q --filter "label=rlops.lab.state=$RLOPS_LAB_STATE_DIR")" ] \
