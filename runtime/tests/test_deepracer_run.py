@@ -7,9 +7,10 @@ dir and starts it outside the project, as SageMaker local mode does, so the stop
 against that file's real content.
 
 One flow: train m1 (session checkpoints as its checkpoints come, metrics and simtrace
-mirrored, status.json's deepracer) -> stop (final checkpoint, upload-model, the trainer and
-the project stopped: no process left) -> resume as an increment (m2 from m1, the step goes
-on) until the trainer finishes by itself (completed) -> evaluate m2 (MP4s, metrics)."""
+mirrored, status.json's deepracer) -> a spot notice (the supervisor's stop: the trainer and
+the project stopped, no process left, the final checkpoint, upload-model) -> resume as an
+increment (m2 from m1, the step goes on) until the trainer finishes by itself (completed) ->
+evaluate m2 (MP4s, metrics) -> retrieve's pack has the mirrored model data."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class Host:
         (home / "config.yaml").write_text(f"local:\n  container_root: {self.sagemaker}\n")
         self.compose_dir = tmp / "compose"
         self.compose_dir.mkdir()
+        self.supervisors: list[subprocess.Popen] = []
         self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}",
                     "FAKE_DOCKER_STATE": str(tmp / "docker"),
                     "FAKE_DOCKER_HOME": str(tmp / "home"),
@@ -145,15 +147,22 @@ def host(tmp_path, localbucket_bucket):
     made.put("custom_files/model_metadata.json", json.dumps(METADATA))
     made.put("custom_files/hyperparameters.json", json.dumps(HYPER))
     yield made
+    for proc in made.supervisors:  # a test that failed half-way: its supervisor too
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     for ident in made.processes():  # never leave a stand-in process behind
         record = json.loads((tmp_path / "docker" / "containers" / f"{ident}.json").read_text())
         os.killpg(record["pid"], signal.SIGKILL)
 
 
 def supervise(host: Host, layout: SessionLayout) -> subprocess.Popen:
-    log = open(layout.root / "supervisor.out", "ab")  # noqa: SIM115 - the process keeps it
-    return subprocess.Popen([sys.executable, "-m", "rlops_runtime.cli", "run", "--session-dir",
-                             str(layout.root)], env=host.env, stdout=log, stderr=log)
+    with open(layout.root / "supervisor.out", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "rlops_runtime.cli", "run",
+                                 "--session-dir", str(layout.root)], env=host.env, stdout=log,
+                                stderr=log, start_new_session=True)
+    host.supervisors.append(proc)
+    return proc
 
 
 def wait(what: str, check, timeout: float = 120.0, proc: subprocess.Popen | None = None):
@@ -168,12 +177,14 @@ def wait(what: str, check, timeout: float = 120.0, proc: subprocess.Popen | None
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def test_train_stop_increment_finish_evaluate(host, tmp_path):
+def test_train_spot_notice_increment_finish_evaluate(host, tmp_path, fake_imds):
     started = time.monotonic()
+    host.env["RLOPS_IMDS_ENDPOINT"] = fake_imds.url  # conftest points it at a closed port
     layout = SessionLayout.for_session(tmp_path / "data", SESSION).create()
     config = new_config({
         "session_id": SESSION, "storage_uri": f"s3://{host.bucket}/sessions",
-        "backend": "deepracer", "deepracer": host.plan("m1"), "notices": "none",
+        "backend": "deepracer", "deepracer": host.plan("m1"), "notices": "imds",
+        "imds_endpoint": fake_imds.url,
         "command": [sys.executable, "-m", "rlops_runtime.agents.deepracer", "train"],
         "sync_interval": 1, "stop_grace": 60, "final_sync_timeout": 10})
     write_json_atomic(layout.run_json, config)
@@ -207,11 +218,11 @@ def test_train_stop_increment_finish_evaluate(host, tmp_path):
     trainer_files = list(host.sagemaker.glob("*/docker-compose.yaml"))
     assert len(trainer_files) == 1, "rl_coach started the trainer outside the project"
 
-    # --- stop: final checkpoint, upload-model, trainer and project stopped
-    proc.send_signal(signal.SIGTERM)
+    # --- a spot notice: checkpoint, trainer and project stopped, final checkpoint, upload-model
+    fake_imds.set_instance_action("terminate", "2026-12-07T09:30:00Z")
     assert proc.wait(timeout=120) == 0
     status = read_json(layout.status)
-    assert status["state"] == "stopped", status
+    assert status["state"] == "interrupted", status
     assert host.processes() == [], "the trainer rl_coach started is stopped too"
     assert b"" == host.get("m1/model/.finished")  # the trainer's own SIGTERM path
     uploaded = host.keys("uploads/m1/")
@@ -231,7 +242,9 @@ def test_train_stop_increment_finish_evaluate(host, tmp_path):
     assert json.loads((final / "rlops_deepracer.json").read_text())["checkpoint"] == name, (
         "the model uploaded is the session's final checkpoint")
 
-    # --- resume as an increment: m2 from m1, trains until the trainer finishes by itself
+    # --- resume as an increment (on another host, as after a spot interruption): m2 from m1,
+    # trains until the trainer finishes by itself
+    fake_imds.clear("spot/instance-action")
     host.put("custom_files/hyperparameters.json",
              json.dumps({**HYPER, "term_cond_max_episodes": 8}))
     plan = plan_resume(read_json(layout.run_json),
@@ -266,6 +279,19 @@ def test_train_stop_increment_finish_evaluate(host, tmp_path):
     assert any(name.endswith(".mp4") for name in result["copied"])
     assert any(f.endswith(".mp4") for f in answer["files"])
     assert host.processes() == []
+
+    # --- retrieve's pack brings the mirrored model data home
+    packed = subprocess.run(
+        [sys.executable, "-m", "rlops_runtime.cli", "session", "pack", "--data-root",
+         str(tmp_path / "data"), "--session", SESSION, "--check"], input="{}",
+        env=host.env, capture_output=True, text=True, timeout=60, check=False)
+    files = json.loads(packed.stdout)["files"]
+    for name in ("deepracer/m1/metrics/TrainingMetrics.json",
+                 "deepracer/m2/model/deepracer_checkpoints.json",
+                 "deepracer/m2/ip/hyperparameters.json", "deepracer/m2/training_params.yaml"):
+        assert name in files, name
+    assert any(f.startswith("deepracer/m1/training-simtrace/") for f in files)
+    assert any(f.startswith("eval/") and f.endswith(".mp4") for f in files)
     print(f"deepracer run: {time.monotonic() - started:.1f} s")
 
 
