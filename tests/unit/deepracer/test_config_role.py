@@ -43,7 +43,7 @@ def test_spec_is_the_table() -> None:
         assert item.name in option["description"]
         assert option["type"] in types[type(item.default)], item.name
         assert option.get("no_log", False) is item.secret, item.name
-    for entry in ("validate", "upload", "compose", "start", "stop", "session"):
+    for entry in ("validate", "upload", "compose", "start", "stop", "session", "session_check"):
         assert _yaml("meta/argument_specs.yml")["argument_specs"][entry]["options"] == options
         assert (ROLE / "tasks" / f"{entry}.yml").is_file()
 
