@@ -19,15 +19,18 @@ description:
   - Checked - the hosts group is empty, a known region, a known VM size, spot true or false,
     a max price of -1 or above 0 (spot only), managed disk types, the data disk's size and
     LUN, the image, the admin user, the public key file, an IPv4 CIDR for SSH, the connect
-    keys, the auth source, the tags by Azure's rules, and the names of the session's
-    resources by Azure's naming rules.
+    keys, the auth source, the managed identity and the storage scope of its role, the tags
+    by Azure's rules, and the names of the session's resources by Azure's naming rules.
   - The same file holds C(azure_credentials_problem) (no credentials the modules would find),
     C(azure_disk_problem) (a data disk in another region, attached to another VM or of
     another session), C(azure_request_problem) (what new or resume cannot go on with),
     C(azure_names) (the session's resource names), C(azure_cost) (USD so far and the
     price's source), C(azure_locate) (the provider contract's facts from the
-    session's VMs, disks and addresses) and C(azure_stopped_tags) (a deallocated VM's run
-    time kept in its tags).
+    session's VMs, disks and addresses), C(azure_stopped_tags) (a deallocated VM's run
+    time kept in its tags), C(azure_principal_id) (a VM's system-assigned identity),
+    C(azure_role_assignment) (the Storage Blob Data Contributor assignment of that identity
+    on rlops_azure_identity_scope) and C(azure_identity_problem) (an existing VM without
+    the identity asked for).
 positional: _input
 options:
   _input:
@@ -122,6 +125,19 @@ def azure_stopped_tags(tags, now):
     return az.stopped_tags(dict(tags or {}), float(now))
 
 
+def azure_principal_id(vm):
+    return az.principal_id(dict(vm or {}))
+
+
+def azure_role_assignment(scope, vm):
+    """`vm`: a VM record with its identity; the role assignment azure_rm_roleassignment makes."""
+    return az.role_assignment(str(scope), az.principal_id(dict(vm or {})))
+
+
+def azure_identity_problem(vm, wanted):
+    return az.identity_problem(dict(vm or {}), bool(wanted))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -133,4 +149,7 @@ class FilterModule(object):
             "azure_cost": azure_cost,
             "azure_locate": azure_locate,
             "azure_stopped_tags": azure_stopped_tags,
+            "azure_principal_id": azure_principal_id,
+            "azure_role_assignment": azure_role_assignment,
+            "azure_identity_problem": azure_identity_problem,
         }

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import uuid
 
 # Public regions' names as the Resource Manager spells them (location of a resource).
 AZURE_REGIONS = (
@@ -88,6 +89,20 @@ NAME_RULES = {
     "virtual machine": (64, re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")),
 }
 _TAG_NAME_FORBIDDEN = set('<>%&\\?/')
+
+# The built-in role a VM's identity needs to read and write blobs (Azure's "Azure built-in
+# roles": Storage Blob Data Contributor), and where it may be assigned: a storage account,
+# or one of its containers.
+BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+_GUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_STORAGE_SCOPE = re.compile(
+    r"^/subscriptions/(?P<subscription>%s)/resourceGroups/(?P<group>[-\w.()]{1,90})"
+    r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[a-z0-9]{3,24})"
+    r"(/blobServices/default/containers/(?P<container>[a-z0-9](-?[a-z0-9]){2,62}))?$"
+    % _GUID, re.IGNORECASE)
+# Role assignments of the provider are named by this namespace and what they grant, so that
+# provision finds its own again (a name must be a GUID).
+_ASSIGNMENT_NAMESPACE = uuid.UUID("5d0f6a52-6c1e-4b8e-9a51-726c6f707321")
 
 
 def _text(value):
@@ -225,6 +240,15 @@ def settings_problem(settings, session, hosts_group, hosts_listed=(), key_file_e
         ((as_number(value("ssh_timeout")) or 0) > 0, "rlops_azure_ssh_timeout must be positive"),
         (value("delete_vm") in (True, False) and value("delete_disk") in (True, False),
          "rlops_azure_delete_vm and rlops_azure_delete_disk must be true or false"),
+        (value("identity") in (True, False, None), "rlops_azure_identity must be true or false"),
+        (not text("identity_scope") or _STORAGE_SCOPE.match(text("identity_scope").rstrip("/")),
+         "rlops_azure_identity_scope %s is not a storage account's resource id"
+         " (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts"
+         "/<account>, optionally /blobServices/default/containers/<container>): the role"
+         " Storage Blob Data Contributor is assigned there" % text("identity_scope")),
+        (not text("identity_scope") or value("identity") is True,
+         "rlops_azure_identity_scope gives the VM's managed identity a role, but the VM gets none:"
+         " set rlops_azure_identity: true"),
     ]
     problem = next((message for ok, message in checks if not ok), "")
     if problem:
@@ -404,3 +428,41 @@ def request_problem(mode, session, vm, disk, names, location):
         return ("session %s has no data disk %s in resource group %s: nothing to resume (status"
                 " lists the sessions Azure holds)" % (session, names["managed disk"], group))
     return disk_problem(disk or None, location, names["virtual machine"], session)
+
+
+def principal_id(vm):
+    """The object id of a VM record's system-assigned identity (azure_rm_virtualmachine's or
+    its _info module's, snake_case), or ''."""
+    identity = (vm or {}).get("identity") or {}
+    if "SystemAssigned" not in _text(identity.get("type")):
+        return ""
+    return _text(identity.get("principal_id") or identity.get("principalId"))
+
+
+def role_assignment(scope, principal):
+    """The role assignment that lets `principal` read and write the blobs of `scope` (a
+    storage account's or container's id): azure_rm_roleassignment's name (a GUID derived from
+    both, so that a second provision finds it), scope and role definition id."""
+    scope = _text(scope).rstrip("/")
+    match = _STORAGE_SCOPE.match(scope)
+    if not match or not principal:
+        raise ValueError("a storage scope and a principal id are needed, got %r and %r"
+                         % (scope, principal))
+    name = uuid.uuid5(_ASSIGNMENT_NAMESPACE, "%s|%s|%s" % (
+        scope.lower(), _text(principal).lower(), BLOB_DATA_CONTRIBUTOR))
+    return {"name": str(name), "scope": scope, "assignee_object_id": principal,
+            "role_definition_id": "/subscriptions/%s/providers/Microsoft.Authorization/"
+                                  "roleDefinitions/%s" % (match.group("subscription"),
+                                                          BLOB_DATA_CONTRIBUTOR)}
+
+
+def identity_problem(vm, wanted):
+    """Why the session's existing VM `vm` cannot serve a session that asks for a managed
+    identity (`wanted`), or '': identity is given when a VM is made; the provider never
+    changes a VM's (azure_rm_virtualmachine's update path would re-send its disks)."""
+    if not wanted or not vm or principal_id(vm):
+        return ""
+    return ("the session's VM %s was made without a managed identity (rlops_azure_identity:"
+            " true asks for one): stop -e rlops_azure_delete_vm=true, then resume makes the VM"
+            " again with one on the same data disk, or give it one yourself (az vm identity"
+            " assign)" % vm.get("name", "?"))

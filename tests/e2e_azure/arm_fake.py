@@ -11,13 +11,15 @@ What the modules reach, and how they are pointed here (no module is patched):
   REQUESTS_CA_BUNDLE (requests, under azure-core and msal).
 
 The resource store answers PUT/GET/DELETE on resource ids (case-insensitive, as ARM) and
-POST start/deallocate/powerOff/restart on VMs, with provisioning states and long-running
+POST start/deallocate/powerOff/restart on VMs, role assignments (at once, for an existing
+principal and scope), with provisioning states and long-running
 operations as ARM gives them: PUT answers 201 with an Azure-AsyncOperation URL (polled:
 InProgress, then Succeeded), DELETE and POST 202 with a Location URL (202, then 200). Lists
 answer {"value": [...]}. Side effects ARM has and the play relies on: a public IP gets an
 address (the next one of `--address`, or set through the control API: the lab host that
 plays the VM), a NIC a private address, a VM an OS disk resource, attached data disks
-`managedBy` and diskState Attached, and a power state in its instance view.
+`managedBy` and diskState Attached, a power state in its instance view, and a principal id
+for a system-assigned identity.
 
 Control API (never called by the modules), under /_fake/: GET calls (every request made,
 method and path), POST addresses (a JSON list of addresses for the next public IPs), POST
@@ -46,6 +48,8 @@ SUBSCRIPTION_RE = re.compile(r"^/subscriptions/([^/]+)")
 # public cloud's Resource Manager and login endpoint. Nothing else is answered.
 PROXIED_HOSTS = ("management.azure.com", "login.microsoftonline.com")
 TOKEN_LIFETIME = 3600
+TENANT = "00000000-0000-4000-8000-000000000001"
+ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
 # The sizes a region offers (GET .../locations/<region>/vmSizes): the CPU sizes the tests use
 # and an N-series one.
 VM_SIZES = (("Standard_B2s", 2), ("Standard_D2s_v5", 2), ("Standard_D4s_v5", 4),
@@ -248,12 +252,25 @@ class Store:
                 if disk["id"].lower() not in listed:
                     disk["managedBy"] = None
                     disk["properties"]["diskState"] = "Unattached"
+        # A system-assigned identity gets its service principal (ARM makes it with the VM and
+        # keeps it while the type still holds SystemAssigned).
+        identity = res.get("identity") or {}
+        if "SystemAssigned" in str(identity.get("type", "")):
+            kept = (old or {}).get("identity") or {}
+            identity.setdefault("principalId", kept.get("principalId") or str(uuid.uuid4()))
+            identity.setdefault("tenantId", kept.get("tenantId") or TENANT)
         power = (old or {}).get("_power", "running")
         res["_power"] = power
         for conf in props.get("networkProfile", {}).get("networkInterfaces") or []:
             nic = self.get(conf["id"])
             if nic is not None:
                 nic["properties"]["virtualMachine"] = {"id": res["id"]}
+
+    def principals(self) -> set[str]:
+        """The object ids of the VMs' system-assigned identities."""
+        return {str((r.get("identity") or {}).get("principalId", "")).lower()
+                for r in self.items.values()
+                if r.get("type") == "Microsoft.Compute/virtualMachines"} - {""}
 
     def _vm_disks(self, vm: dict) -> list[dict]:
         storage = vm["properties"].get("storageProfile") or {}
@@ -442,6 +459,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 items = [store.public(r, expand) for r in store.children(path)]
                 return self._send(200, {"value": items})
             return self._not_found(path)
+        if method in ("PUT", "DELETE") and resource_type(path) == ROLE_ASSIGNMENTS:
+            return self._role_assignment(method, path, body)
         if method == "PUT":
             group = re.match(r"^(/subscriptions/[^/]+/resourcegroups/[^/]+)", low)
             if group and "/providers/" in low and store.get(group.group(1)) is None:
@@ -479,6 +498,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(202, None, {"Location": f"{base}/operations/{op}?location=1",
                                           "Retry-After": "1"})
         return self._error(405, "MethodNotAllowed", method)
+
+    def _role_assignment(self, method, path, body):
+        """A role assignment at a scope (a resource, group or subscription): PUT answers 201 at
+        once (no long-running operation), DELETE 200 with what was removed; the principal must
+        exist (a VM's identity here) and the scope too, as ARM checks."""
+        store = self.store
+        scope = path[:path.lower().index("/providers/microsoft.authorization/")]
+        if method == "DELETE":
+            res = store.get(path)
+            if res is None:
+                return self._send(204)
+            store.delete(path)
+            return self._send(200, store.public(res, ""))
+        props = body.get("properties") or {}
+        if str(props.get("principalId", "")).lower() not in store.principals():
+            return self._error(400, "PrincipalNotFound",
+                               f"Principal {props.get('principalId')} does not exist in the"
+                               f" directory {TENANT}.")
+        if store.get(scope) is None:
+            return self._not_found(scope)
+        old = store.get(path)
+        if old is not None and old["properties"]["principalId"] != props["principalId"]:
+            return self._error(409, "RoleAssignmentExists",
+                               "The role assignment already exists.")
+        res = {"id": path, "name": path.rsplit("/", 1)[1], "type": ROLE_ASSIGNMENTS,
+               "properties": {"roleDefinitionId": props.get("roleDefinitionId"),
+                              "principalId": props["principalId"],
+                              "principalType": "ServicePrincipal", "scope": scope,
+                              "createdOn": now_iso()}}
+        store.items[path.lower()] = res
+        return self._send(201 if old is None else 200, res)
 
     def _not_found(self, path):
         kind = resource_type(path) or "resource"

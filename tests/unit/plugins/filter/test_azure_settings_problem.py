@@ -4,6 +4,7 @@ names the setting and says why."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,12 @@ from ansible_collections.rlops.fleet.plugins.filter.azure_settings_problem impor
     azure_cost,
     azure_credentials_problem,
     azure_disk_problem,
+    azure_identity_problem,
     azure_locate,
     azure_names,
+    azure_principal_id,
     azure_request_problem,
+    azure_role_assignment,
     azure_settings_problem,
     azure_stopped_tags,
 )
@@ -223,3 +227,75 @@ def test_new_refuses_a_session_with_a_vm_or_its_own_disk_resume_one_without_a_di
     assert azure_request_problem("resume", "s", {}, own, GOOD, "eastus") == ""
     assert "is in westeurope" in azure_request_problem(
         "resume", "s", {}, {**own, "location": "westeurope"}, GOOD, "eastus")
+
+
+SUB = "00000000-0000-4000-8000-00000000a2e1"
+ACCOUNT_ID = (f"/subscriptions/{SUB}/resourceGroups/rlops-data/providers/Microsoft.Storage/"
+              "storageAccounts/rlopsckpt")
+
+
+@pytest.mark.parametrize("scope", [
+    "", ACCOUNT_ID, ACCOUNT_ID + "/blobServices/default/containers/sessions",
+    ACCOUNT_ID.lower(),  # ARM ids are compared without case
+])
+def test_an_identity_with_a_storage_scope_or_none_is_taken(scope) -> None:
+    assert problem(rlops_azure_identity=True, rlops_azure_identity_scope=scope) == ""
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"rlops_azure_identity": "yes"}, "rlops_azure_identity must be true or false"),
+    ({"rlops_azure_identity_scope": ACCOUNT_ID},
+     "rlops_azure_identity_scope gives the VM's managed identity a role, but the VM gets none"),
+    ({"rlops_azure_identity": True, "rlops_azure_identity_scope": "rlopsckpt"},
+     "rlops_azure_identity_scope rlopsckpt is not a storage account's resource id"),
+    ({"rlops_azure_identity": True,
+      "rlops_azure_identity_scope": f"/subscriptions/{SUB}/resourceGroups/rlops-data"},
+     "is not a storage account's resource id"),
+    ({"rlops_azure_identity": True, "rlops_azure_identity_scope": ACCOUNT_ID.replace(
+        "rlopsckpt", "Bad_Account")}, "is not a storage account's resource id"),
+    ({"rlops_azure_identity": True, "rlops_azure_identity_scope":
+        ACCOUNT_ID + "/blobServices/default/containers/a"}, "is not a storage account's"),
+    ({"rlops_azure_identity": True, "rlops_azure_identity_scope": ACCOUNT_ID.replace(
+        SUB, "my-subscription")}, "is not a storage account's resource id"),
+])
+def test_identity_settings_that_cannot_work_are_refused(changes, expected) -> None:
+    assert expected in problem(**changes)
+
+
+def test_the_role_assignment_is_blob_data_contributor_named_by_what_it_grants() -> None:
+    vm = {"name": "rlops-s", "identity": {"type": "SystemAssigned", "principal_id": "p-1",
+                                          "tenant_id": "t"}}
+    made = azure_role_assignment(ACCOUNT_ID, vm)
+    assert made["scope"] == ACCOUNT_ID and made["assignee_object_id"] == "p-1"
+    assert made["role_definition_id"] == (
+        f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/"
+        "ba92f5b4-2d11-453d-a403-e96b0029c9fe")
+    # The same grant has the same name (a second provision finds it); another identity or
+    # scope, another name. ARM wants a GUID.
+    assert made["name"] == azure_role_assignment(ACCOUNT_ID + "/", vm)["name"]
+    other = {"identity": {"type": "SystemAssigned", "principal_id": "p-2"}}
+    assert azure_role_assignment(ACCOUNT_ID, other)["name"] != made["name"]
+    assert azure_role_assignment(ACCOUNT_ID + "/blobServices/default/containers/sessions",
+                                 vm)["name"] != made["name"]
+    assert str(uuid.UUID(made["name"])) == made["name"]
+    with pytest.raises(ValueError, match="a storage scope and a principal id are needed"):
+        azure_role_assignment(ACCOUNT_ID, {"name": "rlops-s"})
+
+
+def test_a_vm_identity_is_read_from_either_spelling_and_only_when_system_assigned() -> None:
+    assert azure_principal_id({"identity": {"type": "SystemAssigned", "principal_id": "a"}}) == "a"
+    assert azure_principal_id({"identity": {"type": "SystemAssigned, UserAssigned",
+                                            "principalId": "b"}}) == "b"
+    assert azure_principal_id({"identity": {"type": "UserAssigned"}}) == ""
+    assert azure_principal_id({"identity": None}) == azure_principal_id({}) == ""
+
+
+def test_an_existing_vm_without_the_identity_asked_for_is_refused_before_it_starts() -> None:
+    bare = {"name": "rlops-s", "identity": None}
+    assert "the session's VM rlops-s was made without a managed identity" in \
+        azure_identity_problem(bare, True)
+    assert azure_identity_problem(bare, False) == ""
+    assert azure_identity_problem({}, True) == ""  # no VM yet: it is made with one
+    assert azure_identity_problem(
+        {"name": "rlops-s", "identity": {"type": "SystemAssigned", "principal_id": "p"}},
+        True) == ""
