@@ -21,12 +21,12 @@ import json
 import os
 import shlex
 import subprocess
-import threading
 import time
 from pathlib import Path, PurePath, PurePosixPath
 from urllib.parse import urlsplit
 
 from harness import Playbooks, podman_exec, read_host_json
+from harness.bridge import Bridge
 from lab_hosts import LAB_VARS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,25 +192,16 @@ class Lab:
     read_json = staticmethod(read_host_json)
 
 
-class EbsBridge(threading.Thread):
+class EbsBridge(Bridge):
     """Plays EBS for the lab: each new attachment of the session's data volume that moto
     reports shows up as a block device on the lab host playing that instance."""
 
     def __init__(self, ec2, lab: Lab, session: str):
-        super().__init__(name="ebs-bridge", daemon=True)
+        super().__init__("ebs-bridge")
         self.ec2, self.lab, self.session = ec2, lab, session
         self.plays: dict[str, str] = {}  # instance id -> lab host; the next one: `target`
         self.target: str | None = None
         self.plugged: list[tuple[str, str, str]] = []  # (instance, volume, host)
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._halt.wait(0.5):
-                self.step()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
 
     def step(self) -> None:
         volumes = self.ec2.describe_volumes(Filters=[
@@ -229,10 +220,6 @@ class EbsBridge(threading.Thread):
                 device = self.lab.plug(host, volume["VolumeId"])
                 self.plugged.append((instance, volume["VolumeId"], host))
                 log(f"EBS: {volume['VolumeId']} attached to {instance} -> {device} on {host}")
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
 
 
 class AwsPlaybooks(Playbooks):
