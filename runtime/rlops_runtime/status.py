@@ -58,8 +58,9 @@ class Status:
     # runners {"healthy", "total", "restarts"}; None for a single-host session.
     nodes: int | None = None
     env_runners: dict[str, Any] | None = None
-    # DeepRacer backend (agents/deepracer.py's progress): model_prefix, iteration, progress
-    # (mean completion %), last_checkpoint, best_checkpoint, finished; None otherwise.
+    # DeepRacer backend (agents/deepracer.py's progress): model_prefix, pretrained_prefix,
+    # iteration, episodes (this model's), progress (mean completion %), last_checkpoint,
+    # best_checkpoint, finished; None otherwise.
     deepracer: dict[str, Any] | None = None
 
     def transition(self, new_state: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ def test_upload_plan_is_dr_upload_models_layout():
            "best_checkpoint": {"name": "2_Step-80.ckpt", "avg_eval_metric": 9.5}}
     plan = dr.upload_plan("m1", "models/m1", keys, doc, "best")
     assert plan["checkpoint"] == "2_Step-80.ckpt"
-    assert dict(plan["copy"]) | {} == {
+    assert dict(plan["copy"]) == {
         "m1/model/2_Step-80.ckpt.index": "models/m1/model/2_Step-80.ckpt.index",
         "m1/model/2_Step-80.ckpt.meta": "models/m1/model/2_Step-80.ckpt.meta",
         "m1/model/model_2.pb": "models/m1/model/model_2.pb",
@@ -195,6 +196,13 @@ def test_the_sessions_step_continues_across_an_increment():
     assert checkpoint_step(12, 4, None) == 16
     assert checkpoint_step(12, 4, 16) == 17  # a request with no new episodes: still new
     assert checkpoint_step(0, 8, 3) == 8
+
+
+def test_training_minutes_left():
+    start = time.monotonic()
+    assert dr.wait_seconds(start, None) is None
+    assert 59 < dr.wait_seconds(start, 1) <= 60
+    assert dr.wait_seconds(start - 120, 1) < 0
 
 
 def test_simtrace_fetches_the_new_ones_and_the_newest_again():

@@ -256,6 +256,7 @@ def test_train_spot_notice_increment_finish_evaluate(host, tmp_path, fake_imds):
     status = read_json(layout.status)
     assert status["state"] == "completed", status
     assert status["deepracer"]["model_prefix"] == "m2" and status["deepracer"]["finished"]
+    assert status["deepracer"]["pretrained_prefix"] == "m1"
     assert status["last_checkpoint_step"] > m1_step  # the session's count goes on
     assert status["episodes"] >= m1_step + 8  # m2 trains 8 episodes (term_cond_max_episodes)
     assert host.processes() == []

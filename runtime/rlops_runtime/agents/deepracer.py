@@ -149,9 +149,10 @@ class Driver:
         episodes = state.get("episodes", 0)
         report_progress(self.cfg.progress_file, step=self.base + episodes,
                         episodes=self.base + episodes, mean_return=state.get("mean_return"),
-                        deepracer={key: state.get(key) for key in (
-                            "model_prefix", "iteration", "episodes", "progress",
-                            "last_checkpoint", "best_checkpoint", "finished")})
+                        deepracer={"pretrained_prefix": self.stack.pretrained_prefix,
+                                   **{key: state.get(key) for key in (
+                                       "model_prefix", "iteration", "episodes", "progress",
+                                       "last_checkpoint", "best_checkpoint", "finished")}})
 
     def mirror(self) -> None:
         """The model's small objects and simtrace into deepracer/<model prefix>/ (rewritten
