@@ -423,8 +423,14 @@ def stop_training(stack: Stack, check: bool = False) -> dict[str, Any]:
     read: its trainer may still run."""
     files, unreadable = sdk_compose_files(stack.sagemaker_dir)
     trainers = trainer_files(files, stack.run_id, stack.model_prefix)
-    actions = []
+    actions, stopped = [], []
     for path in trainers:
+        # Its containers, by the labels compose gave them (none once removed: a second stop
+        # changes nothing).
+        if not run(compose_argv(stack.compose_command, [path], None, "ps", "--quiet"),
+                   cwd=Path(path).parent, timeout=60).stdout.split():
+            continue
+        stopped.append(path)
         actions.append(f"stop and remove the trainer of {path}")
         if not check:
             run(compose_argv(stack.compose_command, [path], None, "rm", "--force", "--stop"),
@@ -440,8 +446,8 @@ def stop_training(stack: Stack, check: bool = False) -> dict[str, Any]:
             f"cannot read the SageMaker compose files of {', '.join(unreadable)} (root's, 0700): "
             f"a trainer of RUN_ID {stack.run_id} may still run; the DeepRacer session's job "
             "must run as root, as DRfC's stop.sh uses sudo")
-    return {"changed": bool(trainers) or project_up, "trainer_files": trainers,
-            "actions": actions}
+    return {"changed": bool(stopped) or project_up, "trainer_files": trainers,
+            "stopped_trainers": stopped, "actions": actions}
 
 
 def bucket_storage(bucket: str) -> Any:

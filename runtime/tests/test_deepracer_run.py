@@ -329,5 +329,8 @@ def test_the_cli_starts_finds_and_stops_a_stack_without_a_session(host, tmp_path
     assert code == 1 and "cannot read the SageMaker compose files of" in err, err
     assert host.processes() == [], "stopped all the same: the trainer, then the project"
     assert cli("running")[1]["running"] is False
+    (host.sagemaker / "tmpunreadable" / "docker-compose.yaml").rmdir()
+    code, answer, err = cli("stop")
+    assert code == 0 and answer["changed"] is False and answer["stopped_trainers"] == [], err
     code, answer, err = cli("up", stack_obj={**stack, "run_id": -1})
     assert code == 2 and "run_id must be an integer >= 0" in err
