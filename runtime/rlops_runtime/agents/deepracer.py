@@ -240,10 +240,14 @@ class Driver:
             log.info("stop: %s", dr.stop_training(self.stack))
         except dr.DeepRacerError as exc:  # checkpoint and upload all the same
             failed = str(exc)
-        self.look()
-        self.checkpoint()
-        self.mirror()
-        self.report()
+        try:
+            self.look()
+            self.checkpoint()
+            self.mirror()
+            self.report()
+        except StorageError as exc:  # the stack is stopped; the last published one stands
+            log.error("the final checkpoint cannot be read from storage: %s", exc)
+            return 1
         if upload and self.stack.upload_target:
             try:
                 log.info("upload-model: %s", dr.upload_model(self.stack,
@@ -319,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, dr.DeepRacerError) as exc:  # one clear line as the job's last words
         log.error("%s", exc)
         return 2
+    except StorageError as exc:  # the bucket away at the start: the supervisor's restart
+        log.error("%s", exc)
+        return 1
 
 
 if __name__ == "__main__":
