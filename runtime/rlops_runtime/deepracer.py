@@ -10,11 +10,13 @@ session's own `<prefix>/<session>/`.
 
 The trap it exists for: rl_coach starts the trainer through the docker socket with a compose
 file of its own under /tmp/sagemaker (SageMaker local mode), so the project's `down` leaves
-the trainer running. `stop_training` finds that file by its content (a service whose
-RUN_ID is the stack's and whose TRAINING_JOB_NAME is the model prefix, as DRfC's stop.sh
-greps it), never by container name (compose v1 names `tmpX_algo-1-x_1`, v2 `tmpX-algo-1-x-1`),
-stops and removes its containers by that file (`compose -f FILE rm --force --stop`: compose
-finds them by their labels), then takes the project down.
+the trainer running. `stop_training` finds it by what compose put on its container: the label
+naming its compose file (under the sagemaker dir) and the file's environment (RUN_ID is the
+stack's, TRAINING_JOB_NAME the model prefix), as DRfC's stop.sh greps the file, never by
+container name (compose v1 names `tmpX_algo-1-x_1`, v2 `tmpX-algo-1-x-1`); `docker inspect`
+reads both with the docker group's rights (the SDK's folders are root's, 0700). It stops and
+removes that container (`docker stop`, as compose does, then `docker rm`), then takes the
+project down.
 
 Decisions are pure functions (tested without Docker or S3); the shell runs compose and the
 storage client. Nothing here deletes an S3 object or a file the user made.
@@ -39,9 +41,9 @@ log = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.yml"
 EVALUATION_FILE = "evaluation.yml"
-SDK_COMPOSE_FILE = "docker-compose.yaml"  # SageMaker local mode's, one folder per fit()
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"  # comma-separated paths
 COMPOSE_TIMEOUT = 300.0
 # The simapp's keys under a model prefix (deepracer-simapp bundle/markov/boto/s3/constants.py).
 CHECKPOINTS_JSON = "model/deepracer_checkpoints.json"
@@ -54,10 +56,6 @@ EVALUATION_PARAMS = "evaluation_params.yaml"
 SIMTRACE_DIR = "training-simtrace"
 METRICS_NAME = "TrainingMetrics.json"
 CHECKPOINT_RE = re.compile(r"^(?P<number>[0-9]+)_Step-(?P<steps>[0-9]+)\.ckpt$")
-# An environment entry of a compose file as yaml.dump writes the SDK's list
-# (`- RUN_ID=0`, maybe quoted) or a mapping (`RUN_ID: '0'`).
-_ENV_ITEM = re.compile(r"""^\s*-\s*(['"]?)([A-Za-z_][A-Za-z0-9_]*)=(.*?)\1\s*$""")
-_ENV_PAIR = re.compile(r"""^\s*([A-Za-z_][A-Za-z0-9_]*):\s*(['"]?)(.*?)\2\s*$""")
 # A line of DRfC's params YAML: every key and scalar single-quoted (prepare-config.py).
 _PARAM_LINE = re.compile(r"^'(?P<key>[^']+)':(?: '(?P<value>(?:[^']|'')*)')?\s*$")
 _PARAM_ITEM = re.compile(r"^- '(?P<value>(?:[^']|'')*)'\s*$")
@@ -137,44 +135,39 @@ def docker_ps_argv(command: tuple[str, ...] | list[str], project: str,
                    service: str | None = None) -> list[str]:
     """The running containers of a compose project (and service), by compose's labels (the
     same in v1 and v2), with the docker CLI compose runs beside."""
-    docker = command[0] if command and Path(command[0]).name == "docker" else "docker"
-    argv = [docker, "ps", "--quiet", "--filter", f"label={PROJECT_LABEL}={project}"]
+    argv = [docker_cli(command), "ps", "--quiet", "--filter", f"label={PROJECT_LABEL}={project}"]
     if service:
         argv += ["--filter", f"label={SERVICE_LABEL}={service}"]
     return argv
 
 
-def compose_environment(text: str) -> dict[str, str]:
-    """The environment entries of a compose file's text, without a YAML library: the list
-    items `- KEY=VALUE` yaml.dump writes for the SDK, and `KEY: value` pairs under an
-    `environment:` key. Later entries win; enough to match RUN_ID and TRAINING_JOB_NAME."""
-    found: dict[str, str] = {}
-    inside = None  # the indentation of the current `environment:` key
-    for line in text.splitlines():
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if stripped.startswith("environment:"):
-            inside = indent
-            continue
-        if inside is not None and stripped and indent <= inside and not stripped.startswith("-"):
-            inside = None
-        item = _ENV_ITEM.match(line)
-        if item and inside is not None:
-            found[item.group(2)] = item.group(3)
-            continue
-        pair = _ENV_PAIR.match(line)
-        if pair and inside is not None and indent > inside:
-            found[pair.group(1)] = pair.group(3)
-    return found
+def container_environment(env: Any) -> dict[str, str]:
+    """`docker inspect`'s Config.Env (["KEY=value", ...]) as a dict."""
+    pairs = (str(item).split("=", 1) for item in env or [])
+    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
 
 
-def trainer_files(files: dict[str, str], run_id: int, model_prefix: str) -> list[str]:
-    """The SDK compose files (path -> text) of this training: its RUN_ID and its job name
-    (TRAINING_JOB_NAME, the model prefix), exactly; sorted. Another run id or model on the
-    same host is never matched (DRfC's grep would match prefix `m1` inside `m10`)."""
-    return sorted(path for path, text in files.items()
-                  if compose_environment(text).get("RUN_ID") == str(run_id)
-                  and compose_environment(text).get("TRAINING_JOB_NAME") == model_prefix)
+def trainer_containers(inspected: list[dict[str, Any]], sagemaker_dir: Path | str, run_id: int,
+                       model_prefix: str) -> list[dict[str, Any]]:
+    """The trainers of this training among `docker inspect` records: a compose file under
+    sagemaker_dir (its compose label), RUN_ID the stack's and TRAINING_JOB_NAME the model
+    prefix, exactly (DRfC's grep would match model `m1` in `m10`). [{id, name, config_files,
+    running}], sorted by name."""
+    root = str(sagemaker_dir).rstrip("/") + "/"
+    found = []
+    for record in inspected:
+        config = record.get("Config") or {}
+        labels = config.get("Labels") or {}
+        files = [f for f in str(labels.get(CONFIG_FILES_LABEL, "")).split(",") if f]
+        env = container_environment(config.get("Env"))
+        if (files and all(f.startswith(root) for f in files)
+                and env.get("RUN_ID") == str(run_id)
+                and env.get("TRAINING_JOB_NAME") == model_prefix):
+            found.append({"id": record.get("Id", ""),
+                          "name": str(record.get("Name", "")).lstrip("/"),
+                          "config_files": files,
+                          "running": bool((record.get("State") or {}).get("Running"))})
+    return sorted(found, key=lambda c: c["name"])
 
 
 def checkpoint_number(name: str | None) -> int | None:
@@ -395,59 +388,50 @@ def up(stack: Stack, check: bool = False) -> dict[str, Any]:
     return {"changed": True, "msg": f"project {stack.project} started"}
 
 
-def sdk_compose_files(sagemaker_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """The SDK's compose files under sagemaker_dir (path -> text), and the folders whose file
-    could not be read: the SDK makes them with mkdtemp, 0700 and root's, so a job that is not
-    root cannot see the trainer (DRfC's stop.sh reads them with sudo)."""
-    files, unreadable = {}, []
+def docker_cli(command: tuple[str, ...] | list[str]) -> str:
+    """The docker CLI beside the compose command (`docker compose`'s own, or `docker`)."""
+    return command[0] if command and Path(command[0]).name == "docker" else "docker"
+
+
+def find_trainers(stack: Stack) -> list[dict[str, Any]]:
+    """The trainer containers of this training (trainer_containers) on this host now."""
+    docker = docker_cli(stack.compose_command)
+    ids = run([docker, "ps", "--all", "--quiet", "--filter", f"label={CONFIG_FILES_LABEL}"],
+              timeout=60).stdout.split()
+    if not ids:
+        return []
     try:
-        folders = sorted(p for p in Path(sagemaker_dir).iterdir() if p.is_dir())
-    except FileNotFoundError:
-        return files, unreadable
-    for folder in folders:
-        path = folder / SDK_COMPOSE_FILE
-        try:
-            files[str(path)] = path.read_text(errors="replace")
-        except FileNotFoundError:
-            continue  # another job's folder, or the SDK is still writing
-        except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-            unreadable.append(str(folder))
-    return files, unreadable
+        inspected = json.loads(run([docker, "inspect", *ids], timeout=60).stdout or "[]")
+    except (ValueError, DeepRacerError):  # one went away between ps and inspect: ask again
+        inspected = json.loads(run([docker, "inspect", *ids], timeout=60).stdout or "[]")
+    return trainer_containers(inspected, stack.sagemaker_dir, stack.run_id, stack.model_prefix)
 
 
 def stop_training(stack: Stack, check: bool = False) -> dict[str, Any]:
-    """Stop the training: the trainer rl_coach started outside the project (its SDK compose
-    file under sagemaker_dir, by RUN_ID and model prefix), then the project down.
-    DeepRacerError after the project is down when a folder of sagemaker_dir could not be
-    read: its trainer may still run."""
-    files, unreadable = sdk_compose_files(stack.sagemaker_dir)
-    trainers = trainer_files(files, stack.run_id, stack.model_prefix)
-    actions, stopped = [], []
-    for path in trainers:
-        # Its containers, by the labels compose gave them (none once removed: a second stop
-        # changes nothing).
-        if not run(compose_argv(stack.compose_command, [path], None, "ps", "--quiet"),
-                   cwd=Path(path).parent, timeout=60).stdout.split():
-            continue
-        stopped.append(path)
-        actions.append(f"stop and remove the trainer of {path}")
-        if not check:
-            run(compose_argv(stack.compose_command, [path], None, "rm", "--force", "--stop"),
-                cwd=Path(path).parent)
+    """Stop the training: the trainer rl_coach started outside the project (found by its
+    compose labels and environment: find_trainers) stopped as compose stops it and removed,
+    then the project down."""
+    docker = docker_cli(stack.compose_command)
+    trainers = find_trainers(stack)
+    running_ids = [t["id"] for t in trainers if t["running"]]
+    actions = [f"stop the trainer {t['name']} ({', '.join(t['config_files'])})"
+               for t in trainers if t["running"]]
+    if trainers:
+        actions.append(f"remove {', '.join(t['name'] for t in trainers)}")
+    if not check:
+        if running_ids:
+            run([docker, "stop", *running_ids])  # SIGTERM, SIGKILL after 10 s: compose's stop
+        if trainers:
+            run([docker, "rm", "--force", *[t["id"] for t in trainers]])
     project_up = bool(running(stack))
     if project_up or stack.training_file.is_file():
         actions.append(f"project {stack.project} down")
         if not check:
             run(compose_argv(stack.compose_command, [stack.training_file], stack.project,
                              "down"), cwd=stack.compose_dir)
-    if unreadable:
-        raise DeepRacerError(
-            f"cannot read the SageMaker compose files of {', '.join(unreadable)} (root's, 0700): "
-            f"a trainer of RUN_ID {stack.run_id} may still run; the DeepRacer session's job "
-            "must run as root, as DRfC's stop.sh uses sudo")
-    return {"changed": bool(stopped) or project_up, "trainer_files": trainers,
-            "stopped_trainers": stopped, "actions": actions}
+    return {"changed": bool(trainers) or project_up,
+            "trainers": [{k: t[k] for k in ("name", "config_files", "running")}
+                         for t in trainers], "actions": actions}
 
 
 def bucket_storage(bucket: str) -> Any:

@@ -5,7 +5,8 @@ trainer rl_coach starts outside the project (its own compose file under the sage
 written by the stand-in's rl_coach/start.py as SageMaker local mode writes it) behave as on a
 Docker host, without Docker.
 
-    FAKE_DOCKER_STATE=DIR fake_docker.py docker ps --quiet --filter label=K=V
+    FAKE_DOCKER_STATE=DIR fake_docker.py docker ps [--all] --quiet --filter label=K[=V]
+    FAKE_DOCKER_STATE=DIR fake_docker.py docker inspect|stop|rm [--force] ID...
     FAKE_DOCKER_STATE=DIR fake_docker.py docker-compose [-p P] -f FILE up|down|rm|stop|ps|logs
 
 A container is a record (DIR/containers/<id>.json: pid, labels) and a process in a session of
@@ -97,8 +98,9 @@ def start(project: str, files: list[str], name: str, service: dict) -> subproces
         proc = subprocess.Popen(local_command(service), cwd=CODE, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    record = {"id": ident, "pid": proc.pid, "labels": {
-        PROJECT: project, SERVICE: name, FILES: ",".join(files)}}
+    record = {"id": ident, "pid": proc.pid, "name": f"{project}_{name}_1",
+              "env": [f"{k}={v}" for k, v in environment(service).items()],
+              "labels": {PROJECT: project, SERVICE: name, FILES: ",".join(files)}}
     (state_dir() / f"{ident}.json").write_text(json.dumps(record))
     return proc
 
@@ -123,20 +125,42 @@ def of_project(project: str) -> list[dict]:
     return [r for r in records() if r["labels"][PROJECT] == project]
 
 
+def matches(labels: dict, wanted: list[str]) -> bool:
+    """`--filter label=K=V` (that value) or `label=K` (the key present)."""
+    return all(labels.get(w.split("=", 1)[0]) == w.split("=", 1)[1] if "=" in w
+               else w in labels for w in wanted)
+
+
 def docker(args: list[str]) -> int:
     if args[:2] == ["compose", "version"]:
         print("docker: 'compose' is not a docker command.", file=sys.stderr)
         return 1
-    if args[:1] != ["ps"]:
-        print(f"fake docker: {' '.join(args)} is not modelled", file=sys.stderr)
-        return 1
-    wanted = [a.split("=", 1)[1] for a in args if a.startswith("label=")]
-    for record in records():
-        labels = record["labels"]
-        if alive(record["pid"]) and all(
-                labels.get(w.split("=", 1)[0]) == w.split("=", 1)[1] for w in wanted):
+    ids = [a for a in args[1:] if not a.startswith("-")]
+    if args[:1] == ["ps"]:
+        wanted = [a.split("=", 1)[1] for a in args if a.startswith("label=")]
+        for record in records():
+            if ("--all" in args or alive(record["pid"])) and matches(record["labels"], wanted):
+                print(record["id"])
+        return 0
+    chosen = [r for r in records() if r["id"] in ids]
+    if args[:1] == ["inspect"]:
+        if len(chosen) != len(ids):
+            print("Error: No such object", file=sys.stderr)
+            return 1
+        print(json.dumps([{"Id": r["id"], "Name": "/" + r["name"],
+                           "Config": {"Labels": r["labels"], "Env": r["env"]},
+                           "State": {"Running": alive(r["pid"])}} for r in chosen]))
+        return 0
+    if args[:1] in (["stop"], ["rm"]):
+        for record in chosen:
+            if args[0] == "stop" or "--force" in args:
+                halt(record)
+            if args[0] == "rm":
+                (state_dir() / f"{record['id']}.json").unlink(missing_ok=True)
             print(record["id"])
-    return 0
+        return 0
+    print(f"fake docker: {' '.join(args)} is not modelled", file=sys.stderr)
+    return 1
 
 
 def compose(args: list[str]) -> int:

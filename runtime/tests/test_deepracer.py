@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from rlops_runtime import deepracer as dr
 from rlops_runtime.agents.deepracer import checkpoint_step, resume_base, simtrace_to_fetch
 
@@ -63,25 +64,40 @@ def test_the_stack_from_run_json_and_its_command_lines():
         dr.Stack.from_dict({k: v for k, v in STACK.items() if k != "bucket"})
 
 
-def test_the_trainer_is_found_by_run_id_and_model_prefix_in_sdk_compose_files(
+def inspected(path: str, text: str, running: bool = True) -> dict:
+    """`docker inspect` of the container compose makes of an SDK compose file: its labels and
+    the file's environment."""
+    [(name, service)] = yaml.safe_load(text)["services"].items()
+    project = Path(path).parent.name
+    return {"Id": f"id-{project}", "Name": f"/{project}_{name}_1",
+            "Config": {"Labels": {"com.docker.compose.project": project,
+                                  "com.docker.compose.service": name,
+                                  "com.docker.compose.project.config_files": path},
+                       "Env": service["environment"]},
+            "State": {"Running": running}}
+
+
+def test_the_trainer_is_found_by_its_compose_labels_run_id_and_model_prefix(
         tmp_path, monkeypatch):
+    root = tmp_path / "sagemaker"
     mine = sdk_compose_text(tmp_path, monkeypatch, "7", "m1")
     other_run = sdk_compose_text(tmp_path, monkeypatch, "8", "m1")
     other_model = sdk_compose_text(tmp_path, monkeypatch, "7", "m10")  # DRfC's grep: m1 in m10
-    files = dict([mine, other_run, other_model, ("/tmp/sagemaker/x/docker-compose.yaml", "")])
-    assert dr.compose_environment(mine[1])["TRAINING_JOB_NAME"] == "m1"
-    assert dr.trainer_files(files, 7, "m1") == [mine[0]]
-    assert dr.trainer_files(files, 7, "m10") == [other_model[0]]
-    assert dr.trainer_files(files, 9, "m1") == []
+    stack_rl_coach = {"Id": "rl", "Name": "/deepracer-7_rl_coach_1", "State": {"Running": True},
+                      "Config": {"Labels": {"com.docker.compose.project.config_files":
+                                            "/srv/dr/compose/training.yml"},
+                                 "Env": ["RUN_ID=7", "TRAINING_JOB_NAME=m1"]}}
+    records = [inspected(*mine), inspected(*other_run), inspected(*other_model, running=False),
+               stack_rl_coach]
+    found = dr.trainer_containers(records, root, 7, "m1")
+    assert [(t["id"], t["config_files"], t["running"]) for t in found] == [
+        (f"id-{Path(mine[0]).parent.name}", [mine[0]], True)]
     # The folders are the SDK's mkdtemp, not named after the job: found by content only.
     assert Path(mine[0]).parent.name.startswith("tmp")
-
-
-def test_compose_environment_reads_mappings_and_quoted_items():
-    text = ("services:\n  a:\n    environment:\n      RUN_ID: '3'\n      TRAINING_JOB_NAME: m\n"
-            "    image: x\n  b:\n    environment:\n    - 'RUN_ID=4'\n    command: train\n")
-    assert dr.compose_environment(text) == {"RUN_ID": "4", "TRAINING_JOB_NAME": "m"}
-    assert dr.compose_environment("command:\n- RUN_ID=9\n") == {}
+    assert [t["running"] for t in dr.trainer_containers(records, root, 7, "m10")] == [False]
+    assert dr.trainer_containers(records, root, 9, "m1") == []
+    assert dr.trainer_containers(records, "/elsewhere", 7, "m1") == []
+    assert dr.container_environment(["A=1", "B=x=y", "C"]) == {"A": "1", "B": "x=y", "C": ""}
 
 
 def test_model_state_from_its_checkpoints_json_and_metrics():

@@ -298,8 +298,7 @@ def test_train_spot_notice_increment_finish_evaluate(host, tmp_path, fake_imds):
 
 def test_the_cli_starts_finds_and_stops_a_stack_without_a_session(host, tmp_path):
     """`rlops-run deepracer up|running|stop|upload-model --stack-stdin`, as the role's own
-    start and stop entry points call it; a SageMaker folder it cannot read is said, never
-    passed over in silence."""
+    start and stop entry points call it; a second stop changes nothing."""
     stack = host.plan("solo")
 
     def cli(action: str, *args: str, stack_obj: dict | None = None) -> tuple[int, dict, str]:
@@ -323,14 +322,15 @@ def test_the_cli_starts_finds_and_stops_a_stack_without_a_session(host, tmp_path
     assert code == 0 and answer["target"] == f"s3://{host.bucket}/uploads/solo", err
     assert answer["changed"] is False and not host.keys("uploads/solo/")
     code, answer, err = cli("stop", "--check")
-    assert code == 0 and len(answer["trainer_files"]) == 1 and host.processes(), err
-    (host.sagemaker / "tmpunreadable" / "docker-compose.yaml").mkdir(parents=True)
+    [trainer] = answer["trainers"]
+    assert code == 0 and trainer["running"] and host.processes(), err
+    assert trainer["config_files"][0].startswith(f"{host.sagemaker}/tmp")
     code, answer, err = cli("stop")
-    assert code == 1 and "cannot read the SageMaker compose files of" in err, err
-    assert host.processes() == [], "stopped all the same: the trainer, then the project"
+    assert code == 0 and answer["changed"] and answer["trainers"] == [trainer], err
+    assert host.processes() == [], "the trainer, then the project"
+    assert host.get("solo/model/.finished") == b""  # the trainer's SIGTERM path
     assert cli("running")[1]["running"] is False
-    (host.sagemaker / "tmpunreadable" / "docker-compose.yaml").rmdir()
     code, answer, err = cli("stop")
-    assert code == 0 and answer["changed"] is False and answer["stopped_trainers"] == [], err
+    assert code == 0 and answer["changed"] is False and answer["trainers"] == [], err
     code, answer, err = cli("up", stack_obj={**stack, "run_id": -1})
     assert code == 2 and "run_id must be an integer >= 0" in err
