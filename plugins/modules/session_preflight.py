@@ -60,7 +60,7 @@ options:
     description:
       - What runs the session (the playbooks' C(rlops_backend)); its reference agent's
         hyperparameter names are the ones checked (C(ray) takes PPO only, in the session's
-        names, mapped to RLlib's; C(deepracer) takes none: DeepRacer's are its custom files').
+        names, mapped to RLlib's; C(deepracer) takes none, DeepRacer's are its custom files').
     type: str
     choices: [supervisor, ray, deepracer]
     default: supervisor

@@ -327,8 +327,8 @@ def upload_plan(source: str, target_prefix: str, keys: list[str], checkpoints_do
              [f"{source}/{HYPERPARAMETERS}", f"{target_prefix}/{HYPERPARAMETERS}"]]
     copy += [[k, f"{target_prefix}/{k[len(source) + 1:]}"] for k in sorted(have)
              if k.startswith(f"{source}/metrics/")]
-    write = {f"{target_prefix}/{CHECKPOINTS_JSON}": json.dumps(
-                 {"last_checkpoint": chosen, "best_checkpoint": chosen}),
+    both = {"last_checkpoint": chosen, "best_checkpoint": chosen}
+    write = {f"{target_prefix}/{CHECKPOINTS_JSON}": json.dumps(both),
              f"{target_prefix}/{COACH_CHECKPOINT}": name}
     return {"checkpoint": name, "copy": copy, "write": write}
 

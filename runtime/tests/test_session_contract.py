@@ -227,7 +227,7 @@ def test_hyperparameter_keys() -> None:
     assert contract.hyperparameter_key_problems("ppo", {}, "slurm") == [
         "unknown backend 'slurm'; choose one of supervisor, ray, deepracer"]
     assert contract.BACKEND_ALGOS == {"supervisor": ("ppo", "dqn"), "ray": ("ppo",),
-                                     "deepracer": ("ppo",)}
+                                      "deepracer": ("ppo",)}
     assert contract.parse_hyperparameters('{"n_steps": 8}') == {"n_steps": 8}
     assert contract.parse_hyperparameters(None) == {}
     with pytest.raises(ContractError, match="not valid JSON"):

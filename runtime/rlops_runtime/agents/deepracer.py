@@ -250,8 +250,8 @@ class Driver:
             return 1
         if upload and self.stack.upload_target:
             try:
-                log.info("upload-model: %s", dr.upload_model(self.stack,
-                                                              storage_for=self.storage_for))
+                uploaded = dr.upload_model(self.stack, storage_for=self.storage_for)
+                log.info("upload-model: %s", uploaded)
             except (dr.DeepRacerError, StorageError) as exc:  # the checkpoint is published
                 log.error("upload-model to %s failed: %s", self.stack.upload_target, exc)
         if failed:
