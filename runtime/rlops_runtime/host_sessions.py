@@ -91,6 +91,22 @@ def _supervisor_status(session: Any) -> dict[str, Any] | None:
     return session.status()
 
 
+def deepracer_entry(entry: dict[str, Any] | None, run_json: Any) -> dict[str, Any] | None:
+    """A DeepRacer session's status entry: its `deepracer` extras (what the driver last
+    reported) over run.json's model and pretrained prefixes, so that the model is named
+    before the driver's first report (the controller's increment reads it)."""
+    if entry is None:
+        return None
+    stack = run_json.get("deepracer") if isinstance(run_json, dict) else None
+    known = {key: stack.get(key) for key in ("model_prefix", "pretrained_prefix")} \
+        if isinstance(stack, dict) else {}
+    return {**entry, "deepracer": {**known, **(entry.get("deepracer") or {})}}
+
+
+def _deepracer_status(session: Any) -> dict[str, Any] | None:
+    return deepracer_entry(session.status(), read_json(session.layout.run_json))
+
+
 def _deepracer_evaluate(layout: SessionLayout, args: argparse.Namespace) -> dict[str, Any]:
     from .deepracer import DeepRacerError, evaluate_session
 
@@ -111,9 +127,10 @@ BACKENDS: dict[str, Backend] = {
     RAY_BACKEND: Backend(RAY_BACKEND, _supervisor_start, _supervisor_stop, _supervisor_status),
     # DeepRacer: the session's job is agents/deepracer.py, a driver of the deepracer_stack
     # role's compose project (up, the checkpoints, stop including the trainer rl_coach starts
-    # outside it) under the same supervisor; its evaluation is the stack's (deepracer.py).
+    # outside it) under the same supervisor; its status names the model (run.json's before the
+    # driver's first report); its evaluation is the stack's (deepracer.py).
     DEEPRACER_BACKEND: Backend(DEEPRACER_BACKEND, _supervisor_start, _supervisor_stop,
-                               _supervisor_status, _deepracer_evaluate),
+                               _deepracer_status, _deepracer_evaluate),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from rlops_runtime import session_contract as contract
-from rlops_runtime.host_sessions import BACKENDS
+from rlops_runtime.host_sessions import BACKENDS, deepracer_entry
 from rlops_runtime.settings import SettingsError, new_config, plan_resume
 
 STACK = {"project": "deepracer-0", "eval_project": "deepracer-eval-0",
@@ -83,3 +83,16 @@ def test_resume_may_increment_and_change_its_budget_and_upload_target_only():
                                             r"change on resume \(only model_prefix"):
         plan_resume(config, {"deepracer": {**STACK, "project": "deepracer-1", "run_id": 1}}, 0)
     assert contract.deepracer_resume_problems(STACK, STACK) == []
+
+
+def test_the_status_entry_names_the_model_before_the_drivers_first_report():
+    run = {**SETTINGS, "deepracer": {**STACK, "model_prefix": "m2", "pretrained_prefix": "m1"}}
+    entry = deepracer_entry({"state": "starting", "deepracer": None}, run)
+    assert entry["deepracer"] == {"model_prefix": "m2", "pretrained_prefix": "m1"}
+    reported = {"state": "running", "deepracer": {"model_prefix": "m2", "iteration": 3,
+                                                  "pretrained_prefix": "m1"}}
+    assert deepracer_entry(reported, run)["deepracer"]["iteration"] == 3
+    # What last ran wins over a run.json a resume has prepared and not started yet.
+    ran = {"state": "stopped", "deepracer": {"model_prefix": "m1", "pretrained_prefix": None}}
+    assert deepracer_entry(ran, run)["deepracer"]["model_prefix"] == "m1"
+    assert deepracer_entry(None, run) is None

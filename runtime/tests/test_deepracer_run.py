@@ -242,6 +242,13 @@ def test_train_spot_notice_increment_finish_evaluate(host, tmp_path, fake_imds):
     assert json.loads((final / "rlops_deepracer.json").read_text())["checkpoint"] == name, (
         "the model uploaded is the session's final checkpoint")
 
+    layer = subprocess.run(
+        [sys.executable, "-m", "rlops_runtime.cli", "session", "status", "--data-root",
+         str(tmp_path / "data"), "--session", SESSION], env=host.env, capture_output=True,
+        text=True, timeout=60, check=True)
+    [record] = json.loads(layer.stdout)["records"]
+    assert (record["state"], record["deepracer"]["model_prefix"]) == ("interrupted", "m1")
+
     # --- resume as an increment (on another host, as after a spot interruption): m2 from m1,
     # trains until the trainer finishes by itself
     fake_imds.clear("spot/instance-action")
