@@ -35,6 +35,11 @@ BACKEND_SETS = {
 }
 
 
+# Backends whose job trains no model in the venv: no torch there, whatever
+# trainer_torch_requirement says (its default is the reference agents').
+NO_TORCH_BACKENDS = (contract.DEEPRACER_BACKEND,)
+
+
 def backend(inputs):
     """The session's backend as the inputs name it (unset: the contract's default)."""
     return inputs.get("backend") or contract.DEFAULT_BACKEND
@@ -165,11 +170,12 @@ def env_extra(inputs, table):
 
 
 def wanted_requirements(inputs, extra):
-    """The runtime with its extras (the env's too), torch unless its requirement is empty,
-    and the job's requirements."""
+    """The runtime with its extras (the env's too), torch unless its requirement is empty or
+    the backend runs no model here (DeepRacer's driver: the simapp's containers train), and
+    the job's requirements."""
     extras = sorted(set(runtime_extras(inputs) + ([extra] if extra else [])))
     runtime = "rlops-runtime" + ("[%s]" % ",".join(extras) if extras else "")
-    torch = inputs.get("torch_requirement") or ""
+    torch = "" if backend(inputs) in NO_TORCH_BACKENDS else inputs.get("torch_requirement") or ""
     return [runtime] + ([torch] if torch else []) + list(inputs.get("requirements") or [])
 
 

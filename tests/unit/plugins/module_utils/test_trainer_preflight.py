@@ -121,6 +121,10 @@ def test_each_backend_has_its_reference_set_and_locks():
     assert tp.locks_folder(inputs(backend=None)) == "locks"
     assert tp.locks_folder(inputs(backend="ray")) == "locks/ray"
     assert set(tp.BACKEND_SETS) == set(tp.contract.BACKEND_NAMES)
+    # DeepRacer's driver reads S3 and runs docker compose: the s3 extra, no torch.
+    assert tp.wanted_requirements(inputs(runtime_extras=None, backend="deepracer"), "") == [
+        "rlops-runtime[s3]"]
+    assert tp.locks_folder(inputs(backend="deepracer")) == "locks"
 
 
 def test_what_a_requirements_file_adds_to_the_venv_identity():
