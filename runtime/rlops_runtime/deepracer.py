@@ -30,7 +30,7 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -525,7 +525,6 @@ class Evaluation:
     mp4_prefix: str | None
     simtrace_prefix: str | None
     checkpoint: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluation_keys(params: dict[str, Any], stack: Stack) -> Evaluation:
