@@ -253,11 +253,14 @@ azure-lock: dev
 ## The Azure path end to end (tests/e2e_azure, docs/azure.md): the playbooks with
 ## rlops_provider azure, whose azure.azcollection modules reach arm_fake.py (a local HTTPS
 ## stand-in of the Resource Manager, as their HTTPS proxy on loopback: a metadata endpoint
-## URL as cloud_environment fails in azure.azcollection 3.12.0), the VM played by a lab host
-## and its data disk by a loop device: bad input refused before any call, then train_new,
-## status, stop (deallocate), resume, stop (the lab session opt-in: RLOPS_AZURE_LAB=1). Needs root
-## and podman. ~6 min on 2 cores (bad input ~35 s, the provider's life cycle ~5 min: 4 min
-## 50 s measured); the lab session ~8 min more when opted in; the venv ~3 min once.
+## URL as cloud_environment fails in azure.azcollection 3.12.0), the VM played by a lab host,
+## its data disk by a loop device and its Scheduled Events by a stand-in inside the host: bad
+## input refused before any call; the provider alone (max price, identity and its role, refusals,
+## deletes); a session's whole life on a lab host: train_new, status, stop (deallocate),
+## resume (the same VM), retrieve, evaluate, a Preempt eviction and resume from its checkpoint,
+## stop deleting the VM and resume on a new VM with the same disk, stop. Needs root and podman.
+## ~9 min on 2 cores (8 min 51 s measured: bad input ~30 s, the provider alone ~2.5 min, the
+## lab session ~6 min); the venv ~3 min once.
 azure-e2e: dev azure-venv
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/e2e_azure

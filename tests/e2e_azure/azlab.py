@@ -19,7 +19,10 @@ How the stand-ins fit together (traffic goes to 127.0.0.1 and the lab's containe
                                    /dev/disk/azure/scsi1/lun<N>; when the VM is deallocated or
                                    deleted, it is unmounted and unplugged
   lab host                         privileged (loop devices), systemd, the trainer's venv baked
-                                   in (the team's own image)
+                                   in (the team's own image); Azure's instance metadata
+                                   (Scheduled Events, the VM's name) on 127.0.0.1:8170 inside
+                                   (fake_scheduled_events.py), given to the supervisor as
+                                   RLOPS_AZURE_IMDS_ENDPOINT
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_aws"))
 
 from awslab import DATA_ROOT, IN_HOST_DISKS, MOUNT, TRAINER_VENV, Lab, run  # noqa: E402
 from harness import Playbooks  # noqa: E402
+from harness.bridge import Bridge  # noqa: E402
 from servers import free_port, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +56,8 @@ GROUP = "rlops-e2e"
 LOCATION = "eastus"
 DISK_SIZE = "4G"  # sparse
 LUN = 0
+# Where the lab host's stand-in of Azure's instance metadata answers (inside the host).
+METADATA_PORT = 8170
 __all__ = ["DATA_ROOT", "MOUNT", "TRAINER_VENV", "run"]
 
 
@@ -168,6 +173,33 @@ class AzureLab(Lab):
         """
         return self.exec(name, script).stdout.strip()
 
+    def start_metadata(self, name: str, vm: str) -> str:
+        """Azure's instance metadata for VM `vm`, served inside lab host `name`: its URL there
+        (the supervisor's RLOPS_AZURE_IMDS_ENDPOINT)."""
+        self.copy_in(name, Path(__file__).with_name("fake_scheduled_events.py"),
+                     "/usr/local/lib/fake_scheduled_events.py")
+        self.exec_detached(name, "python3", "/usr/local/lib/fake_scheduled_events.py",
+                           "--port", str(METADATA_PORT), "--vm", vm)
+        self.metadata(name, "GET", "/_control/state")  # answers: it is up
+        return f"http://127.0.0.1:{METADATA_PORT}"
+
+    def metadata(self, name: str, method: str, path: str) -> dict:
+        """A control request to lab host `name`'s metadata stand-in; its JSON answer."""
+        script = (
+            "import sys, time, urllib.request\n"
+            "for attempt in range(50):\n"
+            "    try:\n"
+            f"        url = 'http://127.0.0.1:{METADATA_PORT}' + sys.argv[2]\n"
+            "        req = urllib.request.Request(url, method=sys.argv[1],"
+            " data=b'' if sys.argv[1] == 'POST' else None)\n"
+            "        print(urllib.request.urlopen(req, timeout=2).read().decode()); break\n"
+            "    except OSError:\n"
+            "        time.sleep(0.2)\n"
+            "else:\n"
+            "    sys.exit('the metadata stand-in does not answer')\n")
+        return json.loads(run(["podman", "exec", name, "python3", "-c", script, method,
+                               path]).stdout)
+
     def unplug_lun(self, name: str, disk: str, lun: int) -> None:
         script = f"""
             set -euo pipefail
@@ -179,25 +211,17 @@ class AzureLab(Lab):
         self.exec(name, script)
 
 
-class DiskBridge(threading.Thread):
+class DiskBridge(Bridge):
     """Plays the managed data disk: attached to the running VM -> a block device at its LUN on
     the lab host; the VM deallocated or gone -> unmounted and unplugged, as a VM that is not
-    running has no disks."""
+    running has no disks. A new VM of the same name (resume after the VM was deleted) is
+    played by the same lab host."""
 
     def __init__(self, arm: ArmFake, lab: AzureLab, host: str, vm: str, disk: str):
-        super().__init__(name="disk-bridge", daemon=True)
+        super().__init__("disk-bridge")
         self.arm, self.lab, self.host, self.vm, self.disk = arm, lab, host, vm, disk
         self.plugged = False
         self.events: list[str] = []
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._halt.wait(0.5):
-                self.step()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
 
     def step(self) -> None:
         vm = self.arm.get("Microsoft.Compute/virtualMachines", self.vm)
@@ -217,10 +241,6 @@ class DiskBridge(threading.Thread):
             self.plugged = False
             self.events.append(f"unplugged ({power})")
             log(f"VM {self.vm} {power}: disk {self.disk} unplugged")
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
 
 
 class AzurePlaybooks(Playbooks):
@@ -245,6 +265,16 @@ class AzurePlaybooks(Playbooks):
     def _read_on_lab(self, host: str, path: PurePath) -> dict:
         assert self.lab is not None, "no lab host plays this test's VM"
         return self.lab.read_json(host, str(path))
+
+
+def seed_storage_account(arm: ArmFake, group: str = "rlops-e2e-storage",
+                         account: str = "rlopsckpt") -> str:
+    """A storage account in a group of its own in the fake (what the VM's identity is given
+    a role on); its resource id."""
+    arm.request("PUT", arm.resource_id("resourceGroups", group), {"location": LOCATION})
+    arm.put("Microsoft.Storage/storageAccounts", account,
+            {"location": LOCATION, "kind": "StorageV2"}, group)
+    return arm.resource_id("Microsoft.Storage/storageAccounts", account, group)
 
 
 def free_pair() -> int:
