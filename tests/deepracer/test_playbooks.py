@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from docker_lab import DockerLab
 from dr_inputs import HYPER, METADATA, REWARD
-from harness import Playbooks, podman_exec, read_host_json
+from harness import PlaybookFailed, Playbooks, podman_exec, read_host_json
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -133,10 +133,7 @@ def playbooks(lab, tmp_path) -> Host:
     (custom / "reward_function.py").write_text(REWARD)
     (custom / "model_metadata.json").write_text(json.dumps(METADATA))
     (custom / "hyperparameters.json").write_text(json.dumps(HYPER))
-    return Host(results=tmp_path / "results", inventory=lab.inventory, logs=tmp_path / "logs",
-                data_root=PurePosixPath("/var/lib/rlops"), read_json=read_host_json,
-                echo=lambda line: print(f"[deepracer-playbooks] {line}", flush=True),
-                poll_interval=2.0, extra={
+    extra = {
         "rlops_backend": "deepracer",
         "rlops_storage_uri": f"s3://{BUCKET}/sessions",
         "rlops_storage_check": "host",
@@ -158,7 +155,11 @@ def playbooks(lab, tmp_path) -> Host:
         # Not DRfC's default <prefix>-1, which is the increment's next model in this bucket.
         "deepracer_stack_upload_s3_bucket": BUCKET,
         "deepracer_stack_upload_s3_prefix": "uploaded/racer",
-    })
+    }
+    return Host(results=tmp_path / "results", inventory=lab.inventory, logs=tmp_path / "logs",
+                data_root=PurePosixPath("/var/lib/rlops"), read_json=read_host_json,
+                echo=lambda line: print(f"[deepracer-playbooks] {line}", flush=True),
+                poll_interval=2.0, extra=extra)
 
 
 def s3_keys(lab: DockerLab, prefix: str) -> list[str]:
@@ -230,7 +231,14 @@ def test_train_notice_resume_evaluate_retrieve(lab, playbooks):
                                            for name in stack_containers(lab)), 60)
     phase("stop", started)
 
-    out = playbooks.run("evaluate", rlops_session=session, rlops_eval_episodes=2).stdout
+    try:
+        out = playbooks.run("evaluate", rlops_session=session, rlops_eval_episodes=2).stdout
+    except PlaybookFailed as exc:  # the evaluation project once more, in the foreground
+        shown = lab.sh(f"find {S3_ROOT}/{BUCKET}/{SECOND} -type f | sort; "
+                       f"cat {S3_ROOT}/{BUCKET}/{SECOND}/evaluation_params.yaml; "
+                       "timeout 60 docker-compose --project-name deepracer-eval-0 --file "
+                       "/opt/deepracer/compose/evaluation.yml up 2>&1 | tail -40", check=False)
+        raise AssertionError(shown.stdout[-6000:]) from exc
     eval_dir = playbooks.results / session / "eval"
     files = sorted(p.relative_to(eval_dir).as_posix() for p in eval_dir.rglob("*") if p.is_file())
     assert any(name.endswith(".mp4") for name in files), (files, out[-3000:])
