@@ -56,7 +56,6 @@ def eval_yaml(prefix: str, stamp: str) -> str:
     doc = {"AWS_REGION": "us-east-1", "JOB_TYPE": "EVALUATION", "EVAL_CHECKPOINT": "last",
            "MODEL_S3_BUCKET": [BUCKET], "MODEL_S3_PREFIX": [prefix], "METRICS_S3_BUCKET": [BUCKET],
            "METRICS_S3_OBJECT_KEY": [f"{prefix}/metrics/evaluation/evaluation-{stamp}.json"],
-           "MODEL_METADATA_FILE_S3_KEY": [f"{prefix}/model/model_metadata.json"],
            "SIMTRACE_S3_BUCKET": [BUCKET], "SIMTRACE_S3_PREFIX": [f"{prefix}/evaluation-{stamp}"],
            "MP4_S3_BUCKET": [BUCKET], "MP4_S3_OBJECT_PREFIX": [f"{prefix}/mp4"],
            "BODY_SHELL_TYPE": ["deepracer"], "CAR_COLOR": ["Black"], "RACER_NAME": ["racer1"],

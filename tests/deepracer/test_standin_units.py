@@ -95,3 +95,17 @@ def test_rows_and_metrics():
     with pytest.raises(sim.RewardFunctionError, match="raised KeyError"):
         sim.run_episode(Line, space, 1.0, lambda p: p["nope"], random.Random(0), 0.0, 1, 0.0)
     assert sim.mp4_bytes(rows)[4:8] == b"ftyp"
+
+
+def test_an_evaluation_yaml_without_model_metadata_keys_gets_each_models():
+    """DRfC's evaluation params have no MODEL_METADATA_FILE_S3_KEY: the simapp fills it."""
+    doc = {"MODEL_S3_PREFIX": ["m1", "m2"], "MODEL_S3_BUCKET": ["b", "b"]}
+    filled = sim.with_eval_metadata_keys(doc, "model/model_metadata.json")
+    assert filled["MODEL_METADATA_FILE_S3_KEY"] == ["m1/model/model_metadata.json",
+                                                    "m2/model/model_metadata.json"]
+    assert "MODEL_METADATA_FILE_S3_KEY" not in doc
+    given = {**doc, "MODEL_METADATA_FILE_S3_KEY": ["x.json"]}
+    assert sim.with_eval_metadata_keys(given, "model/model_metadata.json") is given
+    assert sim.with_eval_metadata_keys({"MODEL_S3_PREFIX": "m"}, "p")[
+        "MODEL_METADATA_FILE_S3_KEY"] == ["m/p"]
+

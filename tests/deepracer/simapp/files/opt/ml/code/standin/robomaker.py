@@ -149,7 +149,16 @@ class Worker:
                                "episodes": summaries}).encode()
             request = urllib.request.Request(f"http://{ip}:{common.MEMORY_PORT}/", body,
                                              {"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=30).close()
+            try:
+                urllib.request.urlopen(request, timeout=30).close()
+            except OSError as exc:
+                # The trainer may reach its termination condition and exit while this batch
+                # is on its way: then the worker stops as it does on seeing .finished.
+                if s3.exists(common.s3_key(model_prefix, common.FINISHED_FILE_KEY_POSTFIX)):
+                    common.log(C, f"trainer finished, worker {self.rollout_idx} stops")
+                    break
+                raise RuntimeError(f"the trainer at {ip} did not take the episodes: {exc}") \
+                    from exc
             mean = sum(s["progress"] for s in summaries) / len(summaries)
             common.log(C, f"iteration {iteration} on {name}: {len(summaries)} episodes,"
                        f" mean progress {mean:.1f}%")
@@ -159,7 +168,9 @@ class Worker:
     def evaluation(self):
         bucket, prefix = os.environ["MODEL_S3_BUCKET"], os.environ["MODEL_S3_PREFIX"]
         s3 = common.S3(bucket, self.region)
-        params = load_yaml(s3, common.s3_key(prefix, os.environ["S3_YAML_NAME"]))
+        params = sim.with_eval_metadata_keys(
+            load_yaml(s3, common.s3_key(prefix, os.environ["S3_YAML_NAME"])),
+            common.MODEL_METADATA_S3_POSTFIX)
         missing = missing_keys(params, common.EVAL_MANDATORY_YAML_KEY)
         if missing:
             sys.exit("Yaml file missing mandatory keys: {}".format(", ".join(missing)))

@@ -197,3 +197,18 @@ def mp4_bytes(rows):
     path = "\n".join("{},{}".format(r["X"], r["Y"]) for r in rows).encode()
     return (box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + box(b"free", b"standin")
             + box(b"mdat", path))
+
+
+def with_eval_metadata_keys(params, postfix):
+    """An evaluation YAML as the simapp reads it (yaml_file.py, _postprocess_yaml_values):
+    MODEL_METADATA_FILE_S3_KEY is not in DRfC's evaluation params, so each model's is
+    `<its MODEL_S3_PREFIX>/<postfix>` (model/model_metadata.json)."""
+    if "MODEL_METADATA_FILE_S3_KEY" in params:
+        return params
+    prefixes = params.get("MODEL_S3_PREFIX")
+    if prefixes is None:
+        return params
+    if not isinstance(prefixes, list):
+        prefixes = [prefixes]
+    return {**params,
+            "MODEL_METADATA_FILE_S3_KEY": [f"{prefix}/{postfix}" for prefix in prefixes]}
