@@ -126,11 +126,8 @@ class Host:
                             "deepracer_stack_world_name": "reInvent2019_track",
                             "deepracer_stack_eval_number_of_trials": 2,
                             "deepracer_stack_eval_save_mp4": True})
-        params = dc.evaluation_params(env, NOW)
-        # DRfC's evaluation prepare-config.py writes no MODEL_METADATA_FILE_S3_KEY; the
-        # stand-in's robomaker requires it (EVAL_MANDATORY_YAML_KEY): given here.
-        params.setdefault("MODEL_METADATA_FILE_S3_KEY", [f"{prefix}/model/model_metadata.json"])
-        return params
+        # As DRfC writes them: no MODEL_METADATA_FILE_S3_KEY, which the simapp fills in.
+        return dc.evaluation_params(env, NOW)
 
     def processes(self) -> list[str]:
         """Containers of the fake whose process lives."""
