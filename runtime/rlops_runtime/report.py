@@ -14,11 +14,16 @@ RETURN_TAG = "rollout/ep_rew_mean"
 
 
 def read_scalars(tensorboard_dir: Path, tag: str = RETURN_TAG) -> list[tuple[int, float]]:
-    """(step, value) of `tag` over every run folder, by step; a later value wins."""
+    """(step, value) of `tag` over every run folder, by step; a later value wins. No event
+    files (a job that writes none, e.g. the DeepRacer driver, whose set has no tensorboard):
+    none, without importing tensorboard."""
+    run_dirs = sorted({path.parent for path in tensorboard_dir.rglob("events.out.tfevents.*")})
+    if not run_dirs:
+        return []
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points: dict[int, float] = {}
-    for run_dir in sorted({path.parent for path in tensorboard_dir.rglob("events.out.tfevents.*")}):
+    for run_dir in run_dirs:
         accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
         accumulator.Reload()
         if tag in accumulator.Tags().get("scalars", []):
@@ -84,6 +89,9 @@ def build_report(layout: SessionLayout) -> dict[str, Any]:
     )
     layout.report_dir.mkdir(parents=True, exist_ok=True)
     title = f"{layout.session_id}: {summary['algo'] or '?'} on {summary['env_id'] or '?'}"
-    plot_curve(curve, layout.report_dir / "learning_curve.png", title)
+    try:
+        plot_curve(curve, layout.report_dir / "learning_curve.png", title)
+    except ImportError:  # a set without matplotlib (the DeepRacer driver's): the summary only
+        pass
     write_json_atomic(layout.report_dir / "summary.json", summary)
     return summary

@@ -67,3 +67,24 @@ def test_report_without_scalars(tmp_path: Path) -> None:
     summary = build_report(layout)
     assert summary["algo"] is None and summary["last_mean_return"] is None
     assert (layout.report_dir / "learning_curve.png").is_file()
+
+
+def test_build_report_without_tensorboard_or_matplotlib(tmp_path: Path, monkeypatch) -> None:
+    """A job that writes no event files in a set without tensorboard and matplotlib (the
+    DeepRacer driver's): the summary, no picture, no ImportError."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_plots(name, *args, **kwargs):
+        if name.split(".")[0] in ("tensorboard", "matplotlib"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    layout = SessionLayout.for_session(tmp_path, SESSION).create()
+    write_json_atomic(layout.run_json, {"session_id": SESSION, "backend": "deepracer"})
+    monkeypatch.setattr(builtins, "__import__", no_plots)
+    summary = build_report(layout)
+    assert summary["steps"] == 0 and summary["last_mean_return"] is None
+    assert (layout.report_dir / "summary.json").is_file()
+    assert not (layout.report_dir / "learning_curve.png").exists()
