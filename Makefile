@@ -7,7 +7,7 @@ PLAYBOOK := $(BIN)/ansible-playbook
 COLLECTION_LINK := $(VENV)/collections/ansible_collections/rlops/fleet
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: train test venv dev lock ray-venv ray-test azure-test lint sanity unit runtime-test integration e2e lab trainer-it ray-cluster-it lab-e2e lab-ray aws-e2e azure-venv azure-lock azure-e2e molecule lab-ready bench build clean deepracer-lab
+.PHONY: train test venv dev lock ray-venv ray-test azure-test lint sanity unit runtime-test integration e2e lab trainer-it ray-cluster-it lab-e2e lab-ray aws-e2e azure-venv azure-lock azure-e2e molecule lab-ready bench build clean deepracer-lab deepracer-playbooks
 
 ## make train: set up the controller and start train_new on this machine.
 train: venv
@@ -275,6 +275,17 @@ azure-e2e: dev azure-venv
 deepracer-lab: dev
 	tests/lab/lab.sh setup
 	$(BIN)/pytest -q -s tests/deepracer
+
+## DeepRacer as a backend, through the playbooks (tests/deepracer/test_playbooks.py): train_new
+## with rlops_backend deepracer, status, a spot notice (the IMDS fake on the host), resume (the
+## increment), stop, evaluate with MP4s, retrieve, on one Docker lab host running the stand-in
+## simapp with the stack deepracer_stack renders; S3 by localbucket on the host. Needs root
+## and podman. ~2 min on 2 cores with the stand-in's tar and the Docker lab image current (117 s
+## measured: the life cycle 99 s, the host ~15 s); ~1 min more from cold (make deepracer-lab's
+## images). make deepracer-lab runs only its bad-input test (2 s, no lab).
+deepracer-playbooks: dev
+	tests/lab/lab.sh setup
+	RLOPS_DEEPRACER_PLAYBOOKS=1 $(BIN)/pytest -q -s tests/deepracer/test_playbooks.py
 
 ## Every role's Molecule scenario in lab hosts, two at a time (RLOPS_MOLECULE_JOBS), over SSH
 ## with pipelining: ~4.8 min on 2 cores at load 2-5 (was ~7 min one after another over the
