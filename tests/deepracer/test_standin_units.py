@@ -108,4 +108,3 @@ def test_an_evaluation_yaml_without_model_metadata_keys_gets_each_models():
     assert sim.with_eval_metadata_keys(given, "model/model_metadata.json") is given
     assert sim.with_eval_metadata_keys({"MODEL_S3_PREFIX": "m"}, "p")[
         "MODEL_METADATA_FILE_S3_KEY"] == ["m/p"]
-
