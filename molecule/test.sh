@@ -69,7 +69,8 @@ instance_of() {  # ROLE/SCENARIO -> its container's name in this run
 # the instance: they outlive the container, and the host has eight), then the container.
 remove_leftovers() {  # ROLE/SCENARIO
   local containers ephemeral=${ephemeral_of[$1]}
-  containers=$(podman ps -a -q --filter "name=^$(instance_of "$1")\$")
+  # <instance>-1: a scenario whose host lab.sh makes (deepracer_stack: lab.sh up 1 --docker).
+  containers=$(podman ps -a -q --filter "name=^$(instance_of "$1")(-1)?\$")
   [ -n "$containers" ] || return 0
   if [ -f "$ephemeral/inventory/ansible_inventory.yml" ]; then
     ansible-playbook -i "$ephemeral/inventory/ansible_inventory.yml" "$REPO/molecule/cleanup.yml" \
