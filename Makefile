@@ -173,8 +173,9 @@ e2e: dev
 ## Lab hosts (podman + systemd, built offline): set up, build the trainer image (the
 ## trainer's venv in it, by the trainer role, in two layers, tests/lab/README.md: ~95 s when
 ## a lock or the install tasks changed, ~20 s when only the runtime or a role did, was ~95 s
-## for any change), boot three hosts and one of the trainer image, check, tear down
-## (~20 s on 2 cores with the image current).
+## for any change), boot three hosts, one of the trainer image and one that runs Docker
+## (lab.sh up --docker: a container run on overlay2), check, tear down (~20 s on 2 cores with
+## the images current, the Docker host 4 s of it; its image ~30 s once).
 lab: lab-ready
 	tests/lab/smoke.sh 3
 
@@ -289,7 +290,9 @@ deepracer-playbooks: dev
 
 ## Every role's Molecule scenario in lab hosts, two at a time (RLOPS_MOLECULE_JOBS), over SSH
 ## with pipelining: ~4.8 min on 2 cores at load 2-5 (was ~7 min one after another over the
-## podman connection at load 1-2; times in molecule/README.md). A failed scenario fails it;
+## podman connection at load 1-2; times in molecule/README.md); deepracer_stack's (a Docker
+## lab host, the stand-in simapp; first in the list): 60 s alone at load 1.4, ~+1 min to the
+## whole. A failed scenario fails it;
 ## a failure or Ctrl-C leaves no container or loop device behind.
 molecule: lab-ready
 	molecule/test.sh
