@@ -15,7 +15,7 @@ train: venv
 
 ## make test: everything CI runs.
 test: dev lint sanity unit runtime-test azure-test ray-test integration e2e lab trainer-it molecule \
-      lab-e2e lab-ray aws-e2e azure-e2e deepracer-lab
+      lab-e2e lab-ray aws-e2e azure-e2e deepracer-lab deepracer-playbooks
 	@echo "make test: all suites passed"
 
 venv: $(VENV)/.controller-installed $(COLLECTION_LINK)
