@@ -27,9 +27,10 @@ description:
   - C(changed) is the answer's C(changed) (C(stop) without one - true); C(locate) only
     reads; C(evaluate) always runs episodes.
   - On the controller, around that call, it sets the session layer's
-    facts (C(locate) - C(rlops_session_here), C(rlops_session_owner), C(rlops_session_manager),
-    C(rlops_session_backend), C(rlops_known_sessions), C(rlops_session_in_storage); C(status) - C(rlops_status),
-    C(rlops_publish), each item with its C(host); C(evaluate) - C(rlops_eval)) and shows what
+    facts (C(locate) - C(rlops_session_here), C(rlops_session_owner),
+    C(rlops_session_manager), C(rlops_session_backend), C(rlops_known_sessions),
+    C(rlops_session_in_storage); C(status) - C(rlops_status), C(rlops_publish), each item
+    with its C(host); C(evaluate) - C(rlops_eval)) and shows what
     was done (C(stop), C(pack), C(evaluate), C(fetch); in check mode what would be).
   - With O(dest), C(pack) brings the session home - the controller's checksums of O(dest) on
     stdin, so the pack holds only the files the controller lacks or has with other content;
