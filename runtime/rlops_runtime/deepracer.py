@@ -10,7 +10,8 @@ session's own `<prefix>/<session>/`.
 
 The trap it exists for: rl_coach starts the trainer through the docker socket with a compose
 file of its own under /tmp/sagemaker (SageMaker local mode), so the project's `down` leaves
-the trainer running. `stop_training` finds it by what compose put on its container: the label
+the trainer running. `stop_training` finds it by what compose put on its container
+(session_contract.trainer_containers, the rule deepracer_stack's stop shares): the label
 naming its compose file (under the sagemaker dir) and the file's environment (RUN_ID is the
 stack's, TRAINING_JOB_NAME the model prefix), as DRfC's stop.sh greps the file, never by
 container name (compose v1 names `tmpX_algo-1-x_1`, v2 `tmpX-algo-1-x-1`); `docker inspect`
@@ -35,7 +36,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .jsonio import read_json, utc_iso, write_json_atomic
-from .session_contract import DEEPRACER_KEY, ContractError, deepracer_problems, parse_storage_uri
+from .session_contract import (
+    CONFIG_FILES_LABEL,
+    DEEPRACER_KEY,
+    ContractError,
+    deepracer_problems,
+    parse_storage_uri,
+    trainer_containers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,6 @@ TRAINING_FILE = "training.yml"
 EVALUATION_FILE = "evaluation.yml"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"  # comma-separated paths
 COMPOSE_TIMEOUT = 300.0
 # The simapp's keys under a model prefix (deepracer-simapp bundle/markov/boto/s3/constants.py).
 CHECKPOINTS_JSON = "model/deepracer_checkpoints.json"
@@ -139,35 +146,6 @@ def docker_ps_argv(command: tuple[str, ...] | list[str], project: str,
     if service:
         argv += ["--filter", f"label={SERVICE_LABEL}={service}"]
     return argv
-
-
-def container_environment(env: Any) -> dict[str, str]:
-    """`docker inspect`'s Config.Env (["KEY=value", ...]) as a dict."""
-    pairs = (str(item).split("=", 1) for item in env or [])
-    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
-
-
-def trainer_containers(inspected: list[dict[str, Any]], sagemaker_dir: Path | str, run_id: int,
-                       model_prefix: str) -> list[dict[str, Any]]:
-    """The trainers of this training among `docker inspect` records: a compose file under
-    sagemaker_dir (its compose label), RUN_ID the stack's and TRAINING_JOB_NAME the model
-    prefix, exactly (DRfC's grep would match model `m1` in `m10`). [{id, name, config_files,
-    running}], sorted by name."""
-    root = str(sagemaker_dir).rstrip("/") + "/"
-    found = []
-    for record in inspected:
-        config = record.get("Config") or {}
-        labels = config.get("Labels") or {}
-        files = [f for f in str(labels.get(CONFIG_FILES_LABEL, "")).split(",") if f]
-        env = container_environment(config.get("Env"))
-        if (files and all(f.startswith(root) for f in files)
-                and env.get("RUN_ID") == str(run_id)
-                and env.get("TRAINING_JOB_NAME") == model_prefix):
-            found.append({"id": record.get("Id", ""),
-                          "name": str(record.get("Name", "")).lstrip("/"),
-                          "config_files": files,
-                          "running": bool((record.get("State") or {}).get("Running"))})
-    return sorted(found, key=lambda c: c["name"])
 
 
 def checkpoint_number(name: str | None) -> int | None:

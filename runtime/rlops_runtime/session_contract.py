@@ -607,6 +607,43 @@ def deepracer_resume_problems(current: Any, requested: Any) -> list:
             + ", ".join(f"{k} {current.get(k)!r} -> {requested.get(k)!r}" for k in fixed)]
 
 
+# The trainer rl_coach starts through the docker socket (SageMaker local mode) with a compose
+# file of its own under the stack's sagemaker_dir: outside the project, so the project's `down`
+# leaves it running. Found by what compose put on its container (`docker inspect`), never by
+# name (compose v1 and v2 spell it differently): the runtime's stop and deepracer_stack's
+# stop entry point (filter deepracer_trainer_containers) share this one rule.
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"  # comma-separated paths
+
+
+def container_environment(env: Any) -> dict:
+    """`docker inspect`'s Config.Env (["KEY=value", ...]) as a dict."""
+    pairs = (str(item).split("=", 1) for item in env or [])
+    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
+
+
+def trainer_containers(inspected: Any, sagemaker_dir: Any, run_id: Any,
+                       model_prefix: Any) -> list:
+    """The trainers of one training among `docker inspect` records: every compose file of
+    the container (its label) under sagemaker_dir, RUN_ID the run id and TRAINING_JOB_NAME
+    the model prefix, exactly (DRfC's stop.sh greps, so run 1 also took run 10's trainer and
+    model `m1` `m10`'s). [{id, name, config_files, running}], sorted by name."""
+    root = str(sagemaker_dir).rstrip("/") + "/"
+    found = []
+    for record in inspected or []:
+        config = (record.get("Config") if isinstance(record, dict) else None) or {}
+        labels = config.get("Labels") or {}
+        files = [f for f in str(labels.get(CONFIG_FILES_LABEL, "")).split(",") if f]
+        env = container_environment(config.get("Env"))
+        if (files and all(f.startswith(root) for f in files)
+                and env.get("RUN_ID") == str(run_id)
+                and env.get("TRAINING_JOB_NAME") == str(model_prefix)):
+            found.append({"id": record.get("Id", ""),
+                          "name": str(record.get("Name", "")).lstrip("/"),
+                          "config_files": files,
+                          "running": bool((record.get("State") or {}).get("Running"))})
+    return sorted(found, key=lambda c: c["name"])
+
+
 # --- Env ids and hyperparameters -----------------------------------------------------------
 # gymnasium ids: optional namespace, name, mandatory version ("ALE/Pong-v5", "CartPole-v1").
 ENV_ID_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.:-]+-v\d+$")

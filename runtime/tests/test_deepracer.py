@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rlops_runtime import deepracer as dr
+from rlops_runtime import session_contract as contract
 from rlops_runtime.agents.deepracer import checkpoint_step, resume_base, simtrace_to_fetch
 
 CODE = Path(__file__).resolve().parents[2] / "tests" / "deepracer" / "simapp" / "files" / "opt" \
@@ -79,25 +80,41 @@ def inspected(path: str, text: str, running: bool = True) -> dict:
 
 def test_the_trainer_is_found_by_its_compose_labels_run_id_and_model_prefix(
         tmp_path, monkeypatch):
+    """session_contract.trainer_containers: the runtime's stop and deepracer_stack's stop
+    entry point (filter deepracer_trainer_containers) share it; its cases live here."""
     root = tmp_path / "sagemaker"
     mine = sdk_compose_text(tmp_path, monkeypatch, "7", "m1")
-    other_run = sdk_compose_text(tmp_path, monkeypatch, "8", "m1")
+    other_run = sdk_compose_text(tmp_path, monkeypatch, "70", "m1")  # DRfC's grep: 7 in 70
     other_model = sdk_compose_text(tmp_path, monkeypatch, "7", "m10")  # DRfC's grep: m1 in m10
     stack_rl_coach = {"Id": "rl", "Name": "/deepracer-7_rl_coach_1", "State": {"Running": True},
                       "Config": {"Labels": {"com.docker.compose.project.config_files":
                                             "/srv/dr/compose/training.yml"},
                                  "Env": ["RUN_ID=7", "TRAINING_JOB_NAME=m1"]}}
+    # Docker answers null for a container without labels or environment.
+    bare = {"Id": "bare", "Name": "/bare", "State": {}, "Config": {"Labels": None, "Env": None}}
+    # One of its files outside the sagemaker dir: not the SDK's.
+    mixed = inspected(*mine)
+    mixed["Id"], mixed["Name"] = "mixed", "/mixed"
+    mixed["Config"]["Labels"][contract.CONFIG_FILES_LABEL] = f"{mine[0]},/srv/override.yml"
     records = [inspected(*mine), inspected(*other_run), inspected(*other_model, running=False),
-               stack_rl_coach]
-    found = dr.trainer_containers(records, root, 7, "m1")
+               stack_rl_coach, bare, mixed]
+    found = contract.trainer_containers(records, root, 7, "m1")
     assert [(t["id"], t["config_files"], t["running"]) for t in found] == [
         (f"id-{Path(mine[0]).parent.name}", [mine[0]], True)]
+    assert found[0]["name"].startswith(f"{Path(mine[0]).parent.name}_")  # docker's '/' off
     # The folders are the SDK's mkdtemp, not named after the job: found by content only.
     assert Path(mine[0]).parent.name.startswith("tmp")
-    assert [t["running"] for t in dr.trainer_containers(records, root, 7, "m10")] == [False]
-    assert dr.trainer_containers(records, root, 9, "m1") == []
-    assert dr.trainer_containers(records, "/elsewhere", 7, "m1") == []
-    assert dr.container_environment(["A=1", "B=x=y", "C"]) == {"A": "1", "B": "x=y", "C": ""}
+    assert [t["running"] for t in contract.trainer_containers(records, root, 7, "m10")] == [False]
+    # Ansible's settings are strings; a trailing '/' on the folder is the same folder.
+    assert [t["id"] for t in contract.trainer_containers(records, f"{root}/", "70", "m1")] == [
+        f"id-{Path(other_run[0]).parent.name}"]
+    assert contract.trainer_containers(records, root, 9, "m1") == []
+    assert contract.trainer_containers(records, "/elsewhere", 7, "m1") == []
+    assert contract.trainer_containers(records, str(root)[:-1], 7, "m1") == []  # not a folder
+    assert contract.trainer_containers([], root, 7, "m1") == []
+    assert contract.container_environment(["A=1", "B=x=y", "C"]) == {
+        "A": "1", "B": "x=y", "C": ""}
+    assert dr.trainer_containers is contract.trainer_containers  # one rule, the runtime's stop
 
 
 def test_model_state_from_its_checkpoints_json_and_metrics():
