@@ -192,13 +192,13 @@ def test_start_and_stop_with_a_stand_in_docker(moto, tmp_path):
     home = tmp_path / "deepracer"
     settings = {"deepracer_stack_dir": str(home), "deepracer_stack_local_s3_model_prefix": "dr-e",
                 "__deepracer_stack_sagemaker_dir": str(sagemaker)}
-    # Check mode: looks only (docker ps, the network), writes and starts nothing.
+    # Check mode: looks only (docker ps, start's and the upload's, the network), writes and
+    # starts nothing.
+    running = ["ps", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"]
     rc, output = _play(tmp_path, endpoint, check=True, entry="start", env=env,
                        deepracer_stack_workers=2, **settings)
     assert rc == 0, output[-3000:]
-    assert _calls(state) == [
-        ["ps", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"],
-        ["network", "inspect", "sagemaker-local"]]
+    assert _calls(state) == [running, running, ["network", "inspect", "sagemaker-local"]]
     assert not home.exists() and _keys(client, "dr-e/") == []
     (state / "calls.jsonl").unlink()
     rc, output = _play(tmp_path, endpoint, entry="start", env=env, deepracer_stack_workers=2,
@@ -206,7 +206,7 @@ def test_start_and_stop_with_a_stand_in_docker(moto, tmp_path):
     assert rc == 0, output[-3000:]
     calls = _calls(state)
     assert calls == [
-        ["ps", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"],
+        running, running,
         ["network", "inspect", "sagemaker-local"],
         ["network", "create", "--driver=bridge", "--subnet=172.30.213.0/24",
          "--gateway=172.30.213.1", "--label=com.docker.compose.network=sagemaker-local",
