@@ -3,7 +3,8 @@
 # Apache License 2.0 (see LICENSE)
 """Filters of the rlops.fleet.deepracer_stack role: its whole plan from its settings (DRfC's
 environment, the checks, the params YAML, the compose projects) and the increment's next
-model prefix. The decisions are plugins/module_utils/deepracer_config.py."""
+model prefix. The decisions are plugins/module_utils/deepracer_config.py and the session
+contract's."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -21,10 +22,14 @@ description:
     relative to the model prefix, YAML text as DRfC writes it, and the C(MULTI_CONFIG) JSON),
     the evaluation params (C(evaluation)) and the compose projects (C(compose), C(training)
     and C(evaluation), as dicts).
-  - The same file has C(rlops.fleet.deepracer_trainer_files) - of the compose files
-    SageMaker local mode wrote under C(/tmp/sagemaker) (a dict, path to text), those of one
-    training's trainer (C(run_id), C(prefix)), as a list of C({file, project, services}) - the
-    container rl_coach starts outside the stack's compose project, which a stop must stop.
+  - The same file has C(rlops.fleet.deepracer_trainer_containers) - of C(docker inspect)'s
+    records (the parsed JSON list), the SageMaker dir, the run id and the model prefix, the
+    containers of that training's trainer, as a list of C({id, name, config_files, running}),
+    sorted by name - the container rl_coach starts outside the stack's compose project, which a
+    stop must stop. The rule is the session contract's (C(trainer_containers)), which the
+    runtime's stop uses too - every compose file of the container (label
+    C(com.docker.compose.project.config_files)) under the SageMaker dir, C(RUN_ID) and
+    C(TRAINING_JOB_NAME) in its environment equal to the run id and the model prefix.
   - And the session layer's two (DeepRacer as a backend) -
     C(rlops.fleet.deepracer_session_settings), of the settings, a session's C(mode) (new,
     resume, evaluate), its C(storage_uri) and, on resume and evaluate, its C(current) run.json
@@ -143,8 +148,11 @@ def deepracer_plan(settings, extra_env=None, workers=None, gpu=False, release=dc
     return plan
 
 
-def deepracer_trainer_files(files, run_id, prefix):
-    return dc.trainer_compose_files(dict(files or {}), run_id, str(prefix))
+def deepracer_trainer_containers(inspected, sagemaker_dir, run_id, model_prefix):
+    """One training's trainer containers among `docker inspect` records (the contract's
+    rule, shared with the runtime's stop)."""
+    return contract.trainer_containers(list(inspected or []), str(sagemaker_dir), run_id,
+                                       str(model_prefix))
 
 
 def deepracer_session_settings(settings, mode, storage_uri, current=None, active=False,
@@ -181,6 +189,6 @@ def deepracer_session(plan, compose_command, compose_dir, training_minutes=None,
 class FilterModule(object):
     def filters(self):
         return {"deepracer_plan": deepracer_plan,
-                "deepracer_trainer_files": deepracer_trainer_files,
+                "deepracer_trainer_containers": deepracer_trainer_containers,
                 "deepracer_session_settings": deepracer_session_settings,
                 "deepracer_session": deepracer_session}

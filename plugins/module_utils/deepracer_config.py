@@ -66,7 +66,8 @@ BUGS_NOT_COPIED = {
                                 "its training_params.yaml named the script defaults",
     "trainer-substring-match": "stop.sh finds the trainer's compose file by grep -F of RUN_ID=<id> "
                                "and the prefix, so run 1 also stopped run 10's trainer and "
-                               "model-1 model-10's; here RUN_ID and TRAINING_JOB_NAME must equal",
+                               "model-1 model-10's; here RUN_ID and TRAINING_JOB_NAME must equal "
+                               "(session_contract.trainer_containers)",
 }
 
 
@@ -714,45 +715,6 @@ def compose_project(env: dict, job: str, gpu: bool = False, digest: str = "",
         "networks": {"default": {"external": True, "name": NETWORK}},
         "services": {"rl_coach": rl_coach, "robomaker": robomaker},
     }
-
-
-# --- the trainer rl_coach starts (SageMaker local mode) ---------------------------------------
-
-def _service_env(service: dict) -> dict:
-    """A compose service's environment as a dict (the SDK writes a list of KEY=VALUE)."""
-    given = service.get("environment") or {}
-    if isinstance(given, dict):
-        return {str(k): "" if v is None else str(v) for k, v in given.items()}
-    pairs = (str(item).split("=", 1) for item in given)
-    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
-
-
-def trainer_compose_files(files: dict, run_id, prefix: str) -> list:
-    """The trainer compose files of one training among `files` ({path: text} of
-    /tmp/sagemaker/*/docker-compose.yaml, written by SageMaker local mode in rl_coach): those
-    with a service whose RUN_ID is `run_id` and whose TRAINING_JOB_NAME (the SDK's job name,
-    the model prefix) is `prefix`. [{"file", "project" (its folder, compose's default project
-    name), "services"}], sorted by path. A file that is not YAML, or not a compose file, is
-    skipped: the SDK may be writing it. Bug not copied (trainer-substring-match)."""
-    import yaml  # the controller's PyYAML; see the module's docstring
-
-    found = []
-    for path in sorted(files):
-        try:
-            document = yaml.safe_load(files[path])
-        except yaml.YAMLError:
-            continue
-        services = document.get("services") if isinstance(document, dict) else None
-        if not isinstance(services, dict):
-            continue
-        matched = sorted(
-            name for name, service in services.items() if isinstance(service, dict)
-            and _service_env(service).get("RUN_ID") == str(run_id)
-            and _service_env(service).get("TRAINING_JOB_NAME") == prefix)
-        if matched:
-            folder = path.rstrip("/").rsplit("/", 2)[-2] if path.count("/") >= 1 else ""
-            found.append({"file": path, "project": folder, "services": matched})
-    return found
 
 
 def settings_problems(env: dict, algorithm: str = "", gpu: bool = False, digest: str = "") -> list:

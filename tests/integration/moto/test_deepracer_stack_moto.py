@@ -6,8 +6,10 @@ nothing, a prefix holding a trained model is refused (and kept), and a bad setti
 before any upload. start and stop, with a stand-in `docker` on PATH (this machine has no
 compose plugin; the lab hosts run the real one): the upload, the files, the network created
 with the SDK's labels (an unlabelled one refused), `compose config` and `up` with the project
-name, a re-run unchanged; stop finds this run's trainer among the SDK's compose files, stops
-it, then takes the project down, and a second stop changes nothing. The secret appears
+name, a re-run unchanged; stop finds this run's trainers by docker inspect (the compose file's
+label under the SageMaker folder, RUN_ID and the model prefix), stops the running one and
+removes both, leaves another run's and another model's, then takes the project down; check
+mode only looks, and a second stop changes nothing. The secret appears
 nowhere in the output.
 """
 
@@ -110,16 +112,29 @@ def test_bad_settings_fail_before_any_upload(moto, tmp_path):
 
 
 FAKE_DOCKER = "#!" + sys.executable + r"""
-# A stand-in docker CLI: records its arguments; keeps networks and compose projects (by the
-# project name, or a --file's folder as compose names it) in a state folder.
+# A stand-in docker CLI: records its arguments; keeps networks and containers in a state folder.
+# Containers as docker and compose make them: compose up makes one per service of the file,
+# labelled with the project and the file (com.docker.compose.project.config_files) and with
+# the file's environment; ps filters by label (K=V, or K present), running ones unless --all;
+# inspect answers docker's JSON (a missing id: the others, an error, exit 1); stop, rm --force.
 import json, os, sys
+import yaml
 state = os.environ["FAKE_DOCKER_STATE"]
 args = sys.argv[1:]
 with open(os.path.join(state, "calls.jsonl"), "a") as log:
     log.write(json.dumps(args) + "\n")
 net = os.path.join(state, "network.json")
-projects_file = os.path.join(state, "projects.json")
-projects = json.load(open(projects_file)) if os.path.exists(projects_file) else {}
+containers_file = os.path.join(state, "containers.json")
+containers = json.load(open(containers_file)) if os.path.exists(containers_file) else {}
+PROJECT, FILES = "com.docker.compose.project", "com.docker.compose.project.config_files"
+ids = [a for a in args[1:] if not a.startswith("-")]
+
+
+def matches(labels, wanted):
+    return all(labels.get(w.split("=", 1)[0]) == w.split("=", 1)[1] if "=" in w
+               else w in labels for w in wanted)
+
+
 if args[:2] == ["network", "inspect"]:
     if not os.path.exists(net):
         sys.exit("Error response from daemon: network %s not found" % args[2])
@@ -130,24 +145,49 @@ elif args[:2] == ["network", "create"]:
     json.dump([{"Name": args[-1], "Labels": labels,
                 "IPAM": {"Config": [{"Gateway": gateway[0]}]}}], open(net, "w"))
 elif args[0] == "ps":
-    project = args[args.index("--filter") + 1].split("=", 2)[2]
-    if project in projects:
-        print("id-" + project)
+    wanted = [a.split("=", 1)[1] for a in args if a.startswith("label=")]
+    for ident, c in containers.items():
+        if ("--all" in args or c["running"]) and matches(c["labels"], wanted):
+            print(ident)
+elif args[0] == "inspect":
+    known = [i for i in ids if i in containers]
+    print(json.dumps([{"Id": i, "Name": "/" + containers[i]["name"],
+                       "Config": {"Labels": containers[i]["labels"], "Env": containers[i]["env"]},
+                       "State": {"Running": containers[i]["running"]}} for i in known], indent=4))
+    for i in ids:
+        if i not in containers:
+            print("Error: No such object: " + i, file=sys.stderr)
+    sys.exit(0 if len(known) == len(ids) else 1)
+elif args[0] in ("stop", "rm"):
+    for i in ids:
+        if i not in containers:
+            sys.exit("Error response from daemon: No such container: " + i)
+        if containers[i]["running"] and args[0] == "rm" and "--force" not in args:
+            sys.exit("Error response from daemon: cannot remove a running container " + i)
+        containers[i]["running"] = False
+        if args[0] == "rm":
+            del containers[i]
+        print(i)
 elif args[0] == "compose":
     path = args[args.index("--file") + 1]
-    open(path).close()
+    services = yaml.safe_load(open(path))["services"]
     project = (args[args.index("--project-name") + 1] if "--project-name" in args
                else os.path.basename(os.path.dirname(path)))
-    verb = [a for a in args if a in ("config", "up", "down", "ps", "rm")][0]
-    if verb == "up":
-        projects[project] = "running"
-    elif verb in ("down", "rm"):
-        projects.pop(project, None)
-    elif verb == "ps" and project in projects:
-        print("id-" + project)
-    json.dump(projects, open(projects_file, "w"))
+    verb = [a for a in args if a in ("config", "up", "down")][0]
+    mine = [i for i, c in containers.items() if c["labels"][PROJECT] == project]
+    if verb == "up" and not mine:
+        for name, service in services.items():
+            env = service.get("environment") or {}
+            env = ["%s=%s" % item for item in env.items()] if isinstance(env, dict) else env
+            containers["id-%s-%s" % (project, name)] = {
+                "name": "%s-%s-1" % (project, name), "running": True, "env": env,
+                "labels": {PROJECT: project, FILES: path}}
+    elif verb == "down":
+        for i in mine:
+            del containers[i]
 else:
     sys.exit("unexpected: %s" % args)
+json.dump(containers, open(containers_file, "w"))
 """
 
 
@@ -173,12 +213,14 @@ def _calls(state):
     return [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
 
 
-def _sdk_compose(folder, run_id, job):
-    folder.mkdir(parents=True)
-    (folder / "docker-compose.yaml").write_text(yaml.safe_dump({
-        "version": "2.3", "networks": {"sagemaker-local": {"name": "sagemaker-local"}},
-        "services": {"algo-1-ab12c": {"image": "x", "command": "train", "environment": [
-            f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}", f"AWS_SECRET_ACCESS_KEY={SECRET}"]}}}))
+def _trainer(sagemaker, folder, run_id, job, running=True):
+    """The container compose makes of the SageMaker SDK's compose file (rl_coach's trainer)."""
+    return {"name": f"{folder}_algo-1-ab12c_1", "running": running,
+            "labels": {"com.docker.compose.project": folder,
+                       "com.docker.compose.project.config_files":
+                       f"{sagemaker}/{folder}/docker-compose.yaml"},
+            "env": [f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}",
+                    f"AWS_SECRET_ACCESS_KEY={SECRET}"]}
 
 
 def test_start_and_stop_with_a_stand_in_docker(moto, tmp_path):
@@ -232,25 +274,41 @@ def test_start_and_stop_with_a_stand_in_docker(moto, tmp_path):
                        **settings)
     assert rc == 0 and "changed=0" in output, output[-3000:]
     assert len(_calls(state)) == len(calls) + 1
-    # rl_coach's trainer, and another run's, outside the project.
-    _sdk_compose(sagemaker / "tmpmine0001", "0", "dr-e")
-    _sdk_compose(sagemaker / "tmpother002", "10", "dr-e")
-    projects = json.loads((state / "projects.json").read_text())
-    projects.update({"tmpmine0001": "running", "tmpother002": "running"})
-    (state / "projects.json").write_text(json.dumps(projects))
+    # rl_coach's trainers outside the project: this run's (and an exited one of it), another
+    # run's and another model's (DRfC's grep would take run 10's for run 0, dr-e2's for dr-e).
+    containers = json.loads((state / "containers.json").read_text())
+    project_ids = list(containers)
+    assert project_ids == ["id-deepracer-0-rl_coach", "id-deepracer-0-robomaker"]
+    containers.update({"c-old": _trainer(sagemaker, "tmpmine0000", "0", "dr-e", running=False),
+                       "c-mine": _trainer(sagemaker, "tmpmine0001", "0", "dr-e"),
+                       "c-run10": _trainer(sagemaker, "tmpother002", "10", "dr-e"),
+                       "c-model": _trainer(sagemaker, "tmpother003", "0", "dr-e2")})
+    (state / "containers.json").write_text(json.dumps(containers))
+    composed = ["ps", "--all", "--quiet", "--filter",
+                "label=com.docker.compose.project.config_files"]
+    inspect = ["inspect", *project_ids, "c-old", "c-mine", "c-run10", "c-model"]
+    project_ps = ["ps", "--all", "--quiet", "--filter",
+                  "label=com.docker.compose.project=deepracer-0"]
+    # Check mode: looks only.
+    before = len(_calls(state))
+    rc, output = _play(tmp_path, endpoint, check=True, entry="stop", env=env,
+                       deepracer_stack_workers=2, **settings)
+    assert rc == 0, output[-3000:]
+    assert _calls(state)[before:] == [composed, inspect, project_ps]
+    assert json.loads((state / "containers.json").read_text()) == containers
     before = len(_calls(state))
     rc, output = _play(tmp_path, endpoint, entry="stop", env=env, deepracer_stack_workers=2,
                        **settings)
     assert rc == 0, output[-3000:]
-    trainer = str(sagemaker / "tmpmine0001" / "docker-compose.yaml")
     assert _calls(state)[before:] == [
-        ["compose", "--file", trainer, "ps", "--quiet"],
-        ["compose", "--file", trainer, "rm", "--force", "--stop"],
-        ["ps", "--all", "--quiet", "--filter", "label=com.docker.compose.project=deepracer-0"],
+        composed, inspect, ["stop", "c-mine"], ["rm", "--force", "c-old"],
+        ["rm", "--force", "c-mine"], project_ps,
         ["compose", "--project-name", "deepracer-0", "--file", f"{home}/compose/training.yml",
          "down"]]
-    assert json.loads((state / "projects.json").read_text()) == {"tmpother002": "running"}
+    assert sorted(json.loads((state / "containers.json").read_text())) == ["c-model", "c-run10"]
     assert "dr-e/model/model_0.pb" in _keys(client, "dr-e/")
+    before = len(_calls(state))
     rc, output = _play(tmp_path, endpoint, entry="stop", env=env, deepracer_stack_workers=2,
                        **settings)
     assert rc == 0 and "changed=0" in output, output[-3000:]
+    assert _calls(state)[before:] == [composed, ["inspect", "c-run10", "c-model"], project_ps]

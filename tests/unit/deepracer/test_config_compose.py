@@ -13,7 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from ansible_collections.rlops.fleet.plugins.filter.deepracer import FilterModule
 from ansible_collections.rlops.fleet.plugins.module_utils import deepracer_config as dc
+from ansible_collections.rlops.fleet.plugins.module_utils import session_contract as contract
 
 SPECS = Path(__file__).resolve().parent / "compose_spec"
 SCHEMAS = {"compose-spec": json.loads((SPECS / "compose-spec.json").read_text()),
@@ -181,37 +183,35 @@ def test_settings_problems() -> None:
     assert dc.settings_problems(dc.build_env({"deepracer_stack_workers": 1}), algorithm="sac") == []
 
 
-def _sdk_file(run_id: str, job: str, host: str = "algo-1-ab12c", as_dict: bool = False) -> str:
-    """A compose file as SageMaker local mode writes it (and the stand-in simapp does)."""
-    environment = [f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}", "AWS_REGION=us-east-1",
-                   "SAGEMAKER_PROGRAM=sage-train.sh", "AWS_SECRET_ACCESS_KEY=x"]
-    if as_dict:
-        environment = dict(item.split("=", 1) for item in environment)
-    return yaml.safe_dump({
-        "version": "2.3",
-        "services": {host: {"image": "awsdeepracercommunity/deepracer-simapp:6.0.4-cpu",
-                            "command": "train", "environment": environment,
-                            "networks": {"sagemaker-local": {"aliases": [host]}}}},
-        "networks": {"sagemaker-local": {"name": "sagemaker-local"}}})
+def _inspected(ident: str, run_id: str, job: str, running: bool = True,
+               root: str = "/tmp/sagemaker") -> dict:
+    """`docker inspect` of the container compose made of a SageMaker SDK compose file."""
+    return {"Id": ident, "Name": f"/{ident}_algo-1-ab12c_1", "State": {"Running": running},
+            "Config": {"Labels": {"com.docker.compose.project": ident,
+                                  "com.docker.compose.project.config_files":
+                                  f"{root}/{ident}/docker-compose.yaml"},
+                       "Env": [f"RUN_ID={run_id}", f"TRAINING_JOB_NAME={job}",
+                               "AWS_SECRET_ACCESS_KEY=x"]}}
 
 
-def test_trainer_compose_files() -> None:
-    files = {
-        "/tmp/sagemaker/tmpaaaa1111/docker-compose.yaml": _sdk_file("0", "model-1"),
-        "/tmp/sagemaker/tmpbbbb2222/docker-compose.yaml": _sdk_file("10", "model-1"),
-        "/tmp/sagemaker/tmpcccc3333/docker-compose.yaml": _sdk_file("0", "model-10"),
-        "/tmp/sagemaker/tmpdddd4444/docker-compose.yaml": _sdk_file("0", "model-1", "algo-1-zz9",
-                                                                    as_dict=True),
-        "/tmp/sagemaker/tmpeeee5555/docker-compose.yaml": "services: [half written",
-        "/tmp/sagemaker/tmpffff6666/docker-compose.yaml": "just text",
-    }
-    assert dc.trainer_compose_files(files, 0, "model-1") == [
-        {"file": "/tmp/sagemaker/tmpaaaa1111/docker-compose.yaml", "project": "tmpaaaa1111",
-         "services": ["algo-1-ab12c"]},
-        {"file": "/tmp/sagemaker/tmpdddd4444/docker-compose.yaml", "project": "tmpdddd4444",
-         "services": ["algo-1-zz9"]}]
+def test_the_trainer_containers_filter_is_the_contracts_rule() -> None:
+    """The filter of deepracer_stack's stop; the rule's cases are the runtime's
+    (runtime/tests/test_deepracer.py), where session_contract.trainer_containers lives."""
+    trainer = FilterModule().filters()["deepracer_trainer_containers"]
+    records = [_inspected("tmpaaaa1111", "0", "model-1"),
+               _inspected("tmpbbbb2222", "10", "model-1"),
+               _inspected("tmpcccc3333", "0", "model-10"),
+               _inspected("tmpdddd4444", "0", "model-1", running=False),
+               _inspected("deepracer-0", "0", "model-1", root="/opt/deepracer/compose")]
+    # As the role passes them: docker's JSON, DR_RUN_ID a string.
+    found = trainer(json.loads(json.dumps(records)), "/tmp/sagemaker", "0", "model-1")
+    assert found == [
+        {"id": "tmpaaaa1111", "name": "tmpaaaa1111_algo-1-ab12c_1",
+         "config_files": ["/tmp/sagemaker/tmpaaaa1111/docker-compose.yaml"], "running": True},
+        {"id": "tmpdddd4444", "name": "tmpdddd4444_algo-1-ab12c_1",
+         "config_files": ["/tmp/sagemaker/tmpdddd4444/docker-compose.yaml"], "running": False}]
+    assert found == contract.trainer_containers(records, "/tmp/sagemaker", 0, "model-1")
     # DRfC's grep -F would also have taken run 10's and model-10's (trainer-substring-match).
-    assert [f["project"] for f in dc.trainer_compose_files(files, "10", "model-1")] == \
-        ["tmpbbbb2222"]
-    assert dc.trainer_compose_files(files, 1, "model-1") == []
-    assert "trainer-substring-match" in dc.BUGS_NOT_COPIED
+    assert [t["id"] for t in trainer(records, "/tmp/sagemaker", 10, "model-1")] == ["tmpbbbb2222"]
+    assert trainer(None, "/tmp/sagemaker", 1, "model-1") == []
+    assert "trainer_containers" in dc.BUGS_NOT_COPIED["trainer-substring-match"]
