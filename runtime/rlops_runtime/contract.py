@@ -87,15 +87,20 @@ class CheckpointRequest:
 
     def __init__(self) -> None:
         self._pending = False
+        self._then: Callable[[], None] | None = None
 
-    def install(self) -> CheckpointRequest:
-        """Install the handler (main thread only); returns self."""
+    def install(self, then: Callable[[], None] | None = None) -> CheckpointRequest:
+        """Install the handler (main thread only); `then`, when given, is called after the
+        flag is set (e.g. an Event's `set`, to wake a loop that waits); returns self."""
+        self._then = then
         signal.signal(signal.SIGUSR1, self._handle)
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
         # Only a flag: the job checkpoints at its next safe point, not inside the handler.
         self._pending = True
+        if self._then is not None:
+            self._then()
 
     @property
     def pending(self) -> bool:

@@ -134,3 +134,19 @@ def test_checkpoint_request_is_a_flag_set_by_sigusr1():
         assert not request.pending
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_checkpoint_request_calls_then_after_the_flag_is_set():
+    """install(then=...): a loop waiting on an Event wakes at once (the DeepRacer driver)."""
+    previous = signal.getsignal(signal.SIGUSR1)
+    seen = []
+    try:
+        request = CheckpointRequest()
+        request.install(then=lambda: seen.append(request.pending))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [True]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -45,6 +45,7 @@ from typing import Any, Mapping
 
 from .. import deepracer as dr
 from ..contract import CheckpointRequest, report_progress, save_checkpoint
+from ..jsonio import write_bytes_atomic
 from ..manifest import step_dirname
 from ..storage import StorageError
 
@@ -167,11 +168,8 @@ class Driver:
                 continue
             relative = (f"metrics/{dr.METRICS_NAME}" if key == stack.metrics_key
                         else key[len(stack.model_prefix) + 1:])
-            target = self.mirror_root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            # Rewritten every look: whole for a pack, not fsynced (storage holds the original).
+            write_bytes_atomic(self.mirror_root / relative, data, durable=False)
             self.mirrored.add(key)
 
     # checkpoints --------------------------------------------------------------------
@@ -291,17 +289,12 @@ def install_handlers(request: CheckpointRequest, stop: threading.Event,
                      wake: threading.Event) -> None:
     """SIGUSR1: a checkpoint request; SIGTERM: stop. Either wakes the loop at once (the
     supervisor waits for the checkpoint, then for the stop)."""
-    request.install()
-
-    def on_request(signum: int, frame: object) -> None:
-        request._handle(signum, frame)
-        wake.set()
+    request.install(then=wake.set)
 
     def on_stop(signum: int, frame: object) -> None:
         stop.set()
         wake.set()
 
-    signal.signal(signal.SIGUSR1, on_request)
     signal.signal(signal.SIGTERM, on_stop)
 
 
