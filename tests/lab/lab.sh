@@ -272,16 +272,24 @@ image_recipe_label() {
   podman image inspect --format "{{ index .Labels \"$RECIPE_LABEL\" }}" "$IMAGE" 2>/dev/null || true
 }
 
-cmd_image() {
-  need_root image
-  local force=0
+# The image commands' one option: `--force` (build again) or nothing. Prints 1 or 0.
+force_option() {
+  local what=$1 force=0
+  shift
   while [ $# -gt 0 ]; do
     case $1 in
       --force) force=1 ;;
-      *) die "image: unknown argument $1" ;;
+      *) die "$what: unknown argument $1" ;;
     esac
     shift
   done
+  echo "$force"
+}
+
+cmd_image() {
+  need_root image
+  local force
+  force=$(force_option image "$@") || exit 1
   if ! have podman || ! have debootstrap; then
     die "podman/debootstrap missing: run '$0 setup' first"
   fi
@@ -364,14 +372,8 @@ docker_image_label() {
 
 cmd_docker_image() {
   need_root docker-image
-  local force=0
-  while [ $# -gt 0 ]; do
-    case $1 in
-      --force) force=1 ;;
-      *) die "docker-image: unknown argument $1" ;;
-    esac
-    shift
-  done
+  local force
+  force=$(force_option docker-image "$@") || exit 1
   cmd_image
   (flock 9 && ensure_docker_image "$force") 9>/run/lock/rlops-lab-docker-image.lock
 }
