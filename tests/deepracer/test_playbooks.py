@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from docker_lab import DockerLab
 from dr_inputs import HYPER, METADATA, REWARD
-from harness import PlaybookFailed, Playbooks, podman_exec, read_host_json
+from harness import PlaybookFailed, Playbooks, podman_exec, read_host_json, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -71,17 +71,6 @@ def service(lab: DockerLab, name: str, what: str, command: str) -> None:
            stdin=UNIT.format(what=what, command=command))
 
 
-def wait(what: str, probe, timeout: float, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout:.0f} s: {what}")
-        time.sleep(every)
-
-
 class Host(Playbooks):
     """The playbooks against the Docker lab host; files read with podman exec."""
 
@@ -120,9 +109,10 @@ def lab():
                 f"/usr/bin/python3 /opt/fake_imds/fake_imds.py --host 127.0.0.1"
                 f" --port {IMDS_PORT}")
         for port in (9000, IMDS_PORT):
-            wait(f"port {port} on the host", lambda port=port: host.sh(
+            wait_until(lambda port=port: host.sh(
                 f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}),"
-                " 1)\"", check=False).returncode == 0, 30, 0.5)
+                " 1)\"", check=False).returncode == 0, 30, f"port {port} on the host",
+                interval=0.5)
         yield host
 
 
@@ -209,8 +199,9 @@ def test_train_notice_resume_evaluate_retrieve(lab, playbooks):
                              240, "the session stopped by the notice", host=HOST)
     assert stopped.get("exit_reason"), stopped
     imds(lab, "DELETE")
-    wait("the stack down", lambda: not any("deepracer" in name or "algo-1" in name
-                                           for name in stack_containers(lab)), 60)
+    wait_until(lambda: not any("deepracer" in name or "algo-1" in name
+                               for name in stack_containers(lab)), 60, "the stack down",
+               interval=2.0)
     uploaded = s3_keys(lab, "uploaded/racer")
     assert any(key.endswith("model_metadata.json") for key in uploaded), uploaded
     phase("spot notice", started)
@@ -227,8 +218,9 @@ def test_train_notice_resume_evaluate_retrieve(lab, playbooks):
     phase("resume (increment)", started)
 
     playbooks.run("stop", rlops_session=session)
-    wait("the stack down", lambda: not any("deepracer" in name or "algo-1" in name
-                                           for name in stack_containers(lab)), 60)
+    wait_until(lambda: not any("deepracer" in name or "algo-1" in name
+                               for name in stack_containers(lab)), 60, "the stack down",
+               interval=2.0)
     phase("stop", started)
 
     try:
